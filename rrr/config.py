@@ -1,0 +1,259 @@
+"""Settings: one frozen object built once from the environment and a ``.env`` file.
+
+Nothing else in rrr reads ``os.environ``. Every malformed value fails at start with a message
+that names the variable and says what to do. Secrets are wrapped so that ``repr`` and logs
+show ``'***'`` instead of the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from rrr.errors import ConfigError
+from rrr.symbols import SymbolError, validate_ticker
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_WS_URL = "wss://socket.massive.com/crypto"
+DEFAULT_REST_URL = "https://api.massive.com"
+DEFAULT_PERPLEXITY_URL = "https://api.perplexity.ai"
+DEFAULT_TICKERS = ("X:BTCUSD", "X:ETHUSD")
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, ``str`` or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A request budget such as ``5/min``: ``count`` requests per ``per_s`` seconds."""
+
+    count: int
+    per_s: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.per_s
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.per_s:g}s"
+
+
+_RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_RATE_UNITS |= {"h": 3600.0, "hour": 3600.0}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]+)\s*$")
+
+
+def parse_rate(text: str, name: str = "POLYGON_RATE_LIMIT") -> Rate | None:
+    """``5/min`` -> Rate(5, 60); ``100/s``; ``off`` (or ``0``) -> None, no limit."""
+    if text.strip().lower() in ("off", "none", "0", "unlimited"):
+        return None
+    m = _RATE_RE.match(text.lower())
+    unit = m and _RATE_UNITS.get(m.group(3))
+    if not m or unit is None or int(m.group(1)) <= 0:
+        raise ConfigError(
+            f"{name}={text!r} is not a rate: write it like '5/min' (free tier), '100/s', "
+            "'10/2s' or 'off'"
+        )
+    span = float(m.group(2)) if m.group(2) else 1.0
+    return Rate(count=int(m.group(1)), per_s=span * unit)
+
+
+@dataclass(frozen=True)
+class Settings:
+    polygon_api_key: Secret | None = None
+    polygon_ws_url: str = DEFAULT_WS_URL
+    polygon_rest_url: str = DEFAULT_REST_URL
+    polygon_rate_limit: Rate | None = Rate(5, 60.0)
+    perplexity_api_key: Secret | None = None
+    perplexity_api: str = "agent"
+    perplexity_base_url: str = DEFAULT_PERPLEXITY_URL
+    perplexity_model: str | None = None
+    database_url: str = "sqlite:///var/rrr.db"
+    supabase_url: str | None = None
+    supabase_service_key: Secret | None = None
+    redis_url: str | None = None
+    tickers: tuple[str, ...] = DEFAULT_TICKERS
+    sentiment_interval_s: int = 900
+    quality_interval_s: int = 300
+    quality_auto_repair: bool = True
+    flower_basic_auth: Secret | None = None
+    log_level: str = "INFO"
+    log_file: str = "data_pipeline.log"
+    home: Path = PROJECT_ROOT
+    batch_size: int = 1000
+    batch_max_age_ms: int = 50
+    spool_max_mb: int = 512
+    visibility_timeout_s: int = 3600
+
+    @property
+    def var_dir(self) -> Path:
+        return self.home / "var"
+
+    @property
+    def simulated(self) -> bool:
+        """No vendor key: the pipeline runs against the local simulator."""
+        return self.polygon_api_key is None
+
+    @property
+    def resolved_database_url(self) -> str:
+        """Relative SQLite paths resolve against RRR_HOME, never the working directory."""
+        url = self.database_url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            return f"sqlite:///{self.home / url[len('sqlite:///') :]}"
+        return url
+
+    @property
+    def log_path(self) -> Path:
+        p = Path(self.log_file)
+        return p if p.is_absolute() else self.home / p
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = None
+    ) -> Settings:
+        """Build from ``environ`` (default: the process environment) over a ``.env`` file.
+
+        The process environment wins over ``.env``, as with every twelve-factor tool.
+        """
+        env = dict(os.environ if environ is None else environ)
+        home = Path(env.get("RRR_HOME") or PROJECT_ROOT).resolve()
+        dotenv_path = Path(env_file) if env_file else home / ".env"
+        if dotenv_path.is_file():
+            file_values = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+            env = {**file_values, **env}
+        return _build(env, home)
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    return value.strip() if value and value.strip() else None
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = _blank_to_none(env.get(name)) or default
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or (not parts.netloc and parts.scheme != "sqlite"):
+        raise ConfigError(
+            f"{name}={value!r} is not a valid URL: it must start with "
+            f"{' or '.join(s + '://' for s in schemes)} and name a host"
+        )
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = _blank_to_none(env.get(name))
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} must be a whole number, e.g. {name}={default}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum} (default {default})")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _blank_to_none(env.get(name))
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} must be true or false")
+
+
+def _secret(env: Mapping[str, str], *names: str) -> Secret | None:
+    for name in names:
+        value = _blank_to_none(env.get(name))
+        if value is not None:
+            return Secret(value)
+    return None
+
+
+def parse_tickers(
+    raw: str | list[str] | tuple[str, ...], name: str = "RRR_TICKERS"
+) -> tuple[str, ...]:
+    items = raw.replace(",", " ").split() if isinstance(raw, str) else list(raw)
+    if not items:
+        raise ConfigError(f"{name} is empty: list tickers like 'X:BTCUSD,X:ETHUSD'")
+    try:
+        return tuple(dict.fromkeys(validate_ticker(t.strip()) for t in items))
+    except SymbolError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _build(env: Mapping[str, str], home: Path) -> Settings:
+    perplexity_api = (_blank_to_none(env.get("PERPLEXITY_API")) or "agent").lower()
+    if perplexity_api not in ("agent", "sonar"):
+        raise ConfigError(f"PERPLEXITY_API={perplexity_api!r} must be 'agent' or 'sonar'")
+    log_level = (_blank_to_none(env.get("LOG_LEVEL")) or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+    redis_raw = _blank_to_none(env.get("REDIS_URL"))
+    supabase_raw = _blank_to_none(env.get("SUPABASE_URL"))
+    rate_raw = _blank_to_none(env.get("POLYGON_RATE_LIMIT"))
+    return Settings(
+        polygon_api_key=_secret(env, "POLYGON_API_KEY", "MASSIVE_API_KEY"),
+        polygon_ws_url=_url(env, "POLYGON_WS_URL", DEFAULT_WS_URL, ("ws", "wss")),
+        polygon_rest_url=_url(env, "POLYGON_REST_URL", DEFAULT_REST_URL, ("http", "https")),
+        polygon_rate_limit=parse_rate(rate_raw) if rate_raw else Rate(5, 60.0),
+        perplexity_api_key=_secret(env, "PERPLEXITY_API_KEY"),
+        perplexity_api=perplexity_api,
+        perplexity_base_url=_url(
+            env, "PERPLEXITY_BASE_URL", DEFAULT_PERPLEXITY_URL, ("http", "https")
+        ),
+        perplexity_model=_blank_to_none(env.get("PERPLEXITY_MODEL")),
+        database_url=_url(
+            env, "DATABASE_URL", "sqlite:///var/rrr.db", ("sqlite", "postgresql", "postgres")
+        ),
+        supabase_url=(_url(env, "SUPABASE_URL", "", ("http", "https")) if supabase_raw else None),
+        supabase_service_key=_secret(env, "SUPABASE_SERVICE_KEY"),
+        redis_url=_url(env, "REDIS_URL", "", ("redis", "rediss", "unix")) if redis_raw else None,
+        tickers=parse_tickers(env.get("RRR_TICKERS") or ",".join(DEFAULT_TICKERS)),
+        sentiment_interval_s=_int(env, "SENTIMENT_INTERVAL", 900),
+        quality_interval_s=_int(env, "QUALITY_INTERVAL", 300),
+        quality_auto_repair=_bool(env, "QUALITY_AUTO_REPAIR", True),
+        flower_basic_auth=_secret(env, "FLOWER_BASIC_AUTH"),
+        log_level=log_level,
+        log_file=_blank_to_none(env.get("LOG_FILE")) or "data_pipeline.log",
+        home=home,
+        batch_size=_int(env, "RRR_BATCH_SIZE", 1000),
+        batch_max_age_ms=_int(env, "RRR_BATCH_MAX_AGE_MS", 50),
+        spool_max_mb=_int(env, "RRR_SPOOL_MAX_MB", 512),
+        visibility_timeout_s=_int(env, "RRR_VISIBILITY_TIMEOUT", 3600, minimum=5),
+    )
+
+
+SETTING_NAMES = tuple(f.name for f in fields(Settings))

@@ -1,0 +1,126 @@
+"""The domain vocabulary. Wire formats (Polygon's `ev`, `p`, `s` ...) never leak past the parsers.
+
+Market-data records are NamedTuples: one is created per tick on the hot path, they cost a third
+of a dataclass to build, and a tuple serialises as a plain array (msgpack/JSON) with no mapping
+step. Prices and sizes are the floats the vendor's JSON decoded to; ``repr(float)`` is the
+shortest text that round-trips, so the decimal the vendor wrote is what the stores write (see
+``rrr.storage.rows``), with no arithmetic in between to add artefacts.
+
+Times are Unix epoch milliseconds in UTC (``*_ms``), as the vendor sends them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+Kind = Literal["trades", "quotes", "bars"]
+KINDS: tuple[Kind, ...] = ("trades", "quotes", "bars")
+
+SOURCE_POLYGON = "polygon"
+SOURCE_SIMULATOR = "simulator"
+
+
+class Trade(NamedTuple):
+    ticker: str  # REST form, X:BTCUSD
+    exchange_id: int
+    trade_id: str  # the vendor sends an int or a UUID string; stored as text
+    price: float
+    size: float
+    conditions: tuple[int, ...]  # 1 = sell side, 2 = buy side, empty = none
+    ts_ms: int  # exchange timestamp
+    received_ms: int | None  # when the vendor received it
+    source: str
+
+
+class Quote(NamedTuple):
+    ticker: str
+    exchange_id: int
+    bid_price: float
+    bid_size: float
+    ask_price: float
+    ask_size: float
+    ts_ms: int
+    received_ms: int | None
+    source: str
+
+
+class Bar(NamedTuple):
+    ticker: str
+    timeframe: str  # "1m", "1s", "5m", "1h", "1d" ...
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    vwap: float | None
+    trade_count: int | None
+    start_ms: int  # window start (the natural key's time)
+    end_ms: int  # window end, exclusive
+    source: str
+
+
+ROW_TYPES: dict[str, type[Trade] | type[Quote] | type[Bar]] = {
+    "trades": Trade,
+    "quotes": Quote,
+    "bars": Bar,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Rows of one kind that are applied to a store in one transaction, exactly once by `id`."""
+
+    id: str
+    kind: Kind
+    rows: list[Any]
+
+    def to_message(self) -> dict[str, Any]:
+        """Plain data for a task argument: ids and lists, never live objects."""
+        return {"id": self.id, "kind": self.kind, "rows": self.rows}
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> Batch:
+        kind = message["kind"]
+        row_type = ROW_TYPES.get(kind)
+        if row_type is None:
+            raise ValueError(f"unknown batch kind {kind!r}; expected one of {', '.join(KINDS)}")
+        return cls(id=str(message["id"]), kind=kind, rows=[row_type(*r) for r in message["rows"]])
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Input that could not become a record, kept with the reason (a dead letter)."""
+
+    raw: str
+    reason: str
+    kind: str = ""
+    source: str = ""
+
+
+Severity = Literal["info", "warning", "error", "critical"]
+
+
+@dataclass(frozen=True, slots=True)
+class SystemEvent:
+    component: str
+    event_type: str
+    severity: Severity
+    message: str
+    ts_ms: int
+    details: dict[str, Any] = field(default_factory=dict)
+    # Same dedupe_key -> stored once (a re-run over an overlapping window adds nothing).
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sentiment:
+    asset: str  # BTC
+    source: str  # "perplexity" or "simulator"
+    label: Literal["bullish", "neutral", "bearish"]
+    score: float  # [-1, 1]
+    confidence: float  # [0, 1]
+    text: str  # the model's reasoning
+    ts_ms: int  # when it was scored
+    interval_start_ms: int  # the schedule slot; (asset, source, interval_start_ms) is the key
+    metadata: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,5 @@
+"""Stores: SQLite (default), PostgreSQL (and Supabase's Postgres URL), Supabase REST."""
+
+from rrr.storage.base import BatchResult, Store, open_store
+
+__all__ = ["BatchResult", "Store", "open_store"]

@@ -1,0 +1,177 @@
+"""The Store protocol and its idempotency contract, and `open_store(url)`.
+
+Contract (tests/integration/test_store_contract.py runs it against every store):
+- ``apply_batch(batch)`` is exactly-once in effect: the batch id is recorded in
+  ``ingest_batches`` in the same transaction as its rows; applying it again changes nothing.
+- Natural keys dedupe overlapping sources: trades by (ticker, exchange_id, trade_id), quotes by
+  their whole top-of-book state, bars by (ticker, timeframe, start) with the later write winning.
+- A row that cannot be stored goes to ``dead_letters`` with the reason; the rest still lands.
+- ``add_events`` dedupes on ``SystemEvent.dedupe_key``; ``add_sentiments`` on
+  (asset, source, interval_start).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+from rrr.errors import ConfigError
+from rrr.models import Batch, Rejected, Sentiment, SystemEvent
+
+TABLES = (
+    "crypto_trades",
+    "crypto_quotes",
+    "crypto_aggregates",
+    "market_sentiment",
+    "system_events",
+    "backfill_chunks",
+    "ingest_batches",
+    "dead_letters",
+)
+# Kind of market data -> (table, time column) for "latest event time" reads.
+KIND_TABLES = {
+    "trades": "crypto_trades",
+    "quotes": "crypto_quotes",
+    "bars": "crypto_aggregates",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    batch_id: str
+    applied: bool  # False: this batch id was applied before, nothing changed
+    stored: int  # rows new or replaced in the table
+    rejected: int  # rows sent to dead_letters
+
+
+@runtime_checkable
+class Store(Protocol):
+    dialect: str
+
+    def migrate(self) -> list[str]:
+        """Apply pending schema migrations; returns the versions applied (empty: up to date)."""
+        ...
+
+    def apply_batch(self, batch: Batch) -> BatchResult: ...
+
+    def add_dead_letters(self, rejected: list[Rejected]) -> int: ...
+
+    def add_events(self, events: list[SystemEvent]) -> int:
+        """Returns how many were new (events whose dedupe_key exists are skipped)."""
+        ...
+
+    def add_sentiments(self, rows: list[Sentiment]) -> int: ...
+
+    def read_trades(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame: ...
+
+    def read_quotes(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame: ...
+
+    def read_bars(
+        self, ticker: str, start_ms: int, end_ms: int, timeframe: str = "1m"
+    ) -> pd.DataFrame: ...
+
+    def read_events(self, component: str | None = None, since_ms: int = 0) -> pd.DataFrame: ...
+
+    def read_sentiments(self, asset: str | None = None) -> pd.DataFrame: ...
+
+    def latest_event_times(self) -> dict[tuple[str, str], int]:
+        """{(ticker, kind): newest event time in ms} for kind in trades, quotes, bars."""
+        ...
+
+    def count_rows(self, table: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """The store for a ``DATABASE_URL``: ``sqlite:///path`` or ``postgresql://...``."""
+    if url.startswith("sqlite:"):
+        from rrr.storage.sqlite import SqliteStore
+
+        return SqliteStore(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        from rrr.storage.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ConfigError(
+        f"DATABASE_URL must start with sqlite:/// or postgresql:// (got {url.split(':')[0]}:...)"
+    )
+
+
+def migrations(dialect: str) -> list[tuple[str, str]]:
+    """[(version, sql)] in order, from rrr/storage/sql/<dialect>/NNNN_name.sql."""
+    folder = resources.files("rrr.storage").joinpath("sql", dialect)
+    files = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(name.removesuffix(".sql"), folder.joinpath(name).read_text()) for name in files]
+
+
+def check_table(table: str) -> str:
+    """Table names are never interpolated from input: only the known ones pass."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+    return table
+
+
+TRADE_COLUMNS = [
+    "ticker",
+    "exchange_id",
+    "trade_id",
+    "price",
+    "size",
+    "conditions",
+    "ts_ms",
+    "received_ms",
+    "source",
+]
+QUOTE_COLUMNS = [
+    "ticker",
+    "exchange_id",
+    "bid_price",
+    "bid_size",
+    "ask_price",
+    "ask_size",
+    "ts_ms",
+    "received_ms",
+    "source",
+]
+BAR_COLUMNS = [
+    "ticker",
+    "timeframe",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "trade_count",
+    "start_ms",
+    "end_ms",
+    "source",
+]
+
+
+def frame(records: list[tuple[object, ...]], columns: list[str], time_column: str) -> pd.DataFrame:
+    """Rows -> DataFrame with float prices and a UTC ``event_time`` beside the ms column."""
+    df = pd.DataFrame.from_records(records, columns=columns)
+    for col in columns:
+        if col in (
+            "price",
+            "size",
+            "bid_price",
+            "bid_size",
+            "ask_price",
+            "ask_size",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "vwap",
+        ):
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    df[time_column] = df[time_column].astype("int64")
+    df["event_time"] = pd.to_datetime(df[time_column], unit="ms", utc=True)
+    return df

@@ -1,0 +1,405 @@
+"""PostgreSQL store (psycopg 3), also for Supabase's own Postgres URL.
+
+A batch is one transaction: record its id in ``ingest_batches`` (a replay stops there), COPY
+its rows as text into a temp stage table, then ``INSERT ... SELECT ... ON CONFLICT`` into the
+real table. Text COPY carries each price as ``repr(float)``, the vendor's exact decimal; a
+binary float8 would be rounded to 15 digits on its way into NUMERIC.
+
+Pooler-safe (Supabase's transaction pooler): no prepared statements, and every transaction
+declares the temp table it needs (``CREATE TEMP TABLE IF NOT EXISTS ... ON COMMIT DELETE
+ROWS``), so nothing depends on which server connection the previous transaction used.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import orjson
+import pandas as pd
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
+
+from rrr.errors import PermanentStorageError, StorageError, TransientStorageError
+from rrr.models import Batch, Rejected, Sentiment, SystemEvent
+from rrr.storage.base import (
+    BAR_COLUMNS,
+    KIND_TABLES,
+    QUOTE_COLUMNS,
+    TRADE_COLUMNS,
+    BatchResult,
+    check_table,
+    frame,
+    migrations,
+)
+from rrr.storage.rows import last_bar_per_key, split_storable
+
+log = logging.getLogger(__name__)
+
+TS = "('epoch'::timestamptz + {} * interval '1 millisecond')"
+MS = "(extract(epoch from {}) * 1000)::bigint"
+
+STAGES = {
+    "trades": (
+        "CREATE TEMP TABLE IF NOT EXISTS stage_trades (ticker text, exchange_id int,"
+        " trade_id text, price numeric, size numeric, conditions smallint[], ts_ms bigint,"
+        " received_ms bigint, source text) ON COMMIT DELETE ROWS",
+        "COPY stage_trades FROM STDIN",
+        "INSERT INTO crypto_trades (ticker, exchange_id, trade_id, price, size, conditions,"
+        f" event_time, received_time, source) SELECT ticker, exchange_id, trade_id, price, size,"
+        f" conditions, {TS.format('ts_ms')}, {TS.format('received_ms')}, source"
+        " FROM stage_trades ON CONFLICT DO NOTHING",
+    ),
+    "quotes": (
+        "CREATE TEMP TABLE IF NOT EXISTS stage_quotes (ticker text, exchange_id int,"
+        " bid_price numeric, bid_size numeric, ask_price numeric, ask_size numeric,"
+        " ts_ms bigint, received_ms bigint, source text) ON COMMIT DELETE ROWS",
+        "COPY stage_quotes FROM STDIN",
+        "INSERT INTO crypto_quotes (ticker, exchange_id, bid_price, bid_size, ask_price,"
+        " ask_size, event_time, received_time, source) SELECT ticker, exchange_id, bid_price,"
+        f" bid_size, ask_price, ask_size, {TS.format('ts_ms')}, {TS.format('received_ms')},"
+        " source FROM stage_quotes ON CONFLICT DO NOTHING",
+    ),
+    "bars": (
+        "CREATE TEMP TABLE IF NOT EXISTS stage_bars (ticker text, timeframe text,"
+        " open numeric, high numeric, low numeric, close numeric, volume numeric,"
+        " vwap numeric, trade_count int, start_ms bigint, end_ms bigint, source text)"
+        " ON COMMIT DELETE ROWS",
+        "COPY stage_bars FROM STDIN",
+        "INSERT INTO crypto_aggregates (ticker, timeframe, open, high, low, close, volume, vwap,"
+        " trade_count, event_time, end_time, source) SELECT ticker, timeframe, open, high, low,"
+        f" close, volume, vwap, trade_count, {TS.format('start_ms')}, {TS.format('end_ms')},"
+        " source FROM stage_bars ON CONFLICT (ticker, timeframe, event_time) DO UPDATE SET"
+        " open = excluded.open, high = excluded.high, low = excluded.low,"
+        " close = excluded.close, volume = excluded.volume, vwap = excluded.vwap,"
+        " trade_count = excluded.trade_count, end_time = excluded.end_time,"
+        " source = excluded.source, updated_at = now()",
+    ),
+}
+
+_TRANSIENT_PG = (
+    psycopg.OperationalError,
+    pg_errors.SerializationFailure,
+    pg_errors.DeadlockDetected,
+    pg_errors.LockNotAvailable,
+    pg_errors.QueryCanceled,
+    pg_errors.AdminShutdown,
+    pg_errors.CannotConnectNow,
+    pg_errors.TooManyConnections,
+)
+
+
+def map_pg_error(exc: psycopg.Error) -> StorageError:
+    # Integrity and data errors are permanent even though they subclass nothing transient;
+    # check them first because some (e.g. QueryCanceled) are OperationalError subclasses.
+    if isinstance(exc, psycopg.IntegrityError | psycopg.DataError | psycopg.ProgrammingError):
+        return PermanentStorageError(f"PostgreSQL refused the write: {exc}")
+    if isinstance(exc, _TRANSIENT_PG) or isinstance(exc, psycopg.InterfaceError):
+        return TransientStorageError(f"PostgreSQL unavailable or busy: {exc}")
+    return PermanentStorageError(f"PostgreSQL error: {exc}")
+
+
+@lru_cache(maxsize=1024)
+def _text(value: str) -> str:
+    """Escape for COPY text format; tickers and sources repeat, so this is cached."""
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+def _opt(value: Any) -> str:
+    return "\\N" if value is None else repr(value)
+
+
+def _trade_id(value: Any) -> str:
+    s = str(value)
+    if "\\" in s or "\t" in s or "\n" in s or "\r" in s:
+        return _text(s)
+    return s
+
+
+def _trade_lines(rows: list[Any]) -> str:
+    return "".join(
+        [
+            f"{_text(r[0])}\t{r[1]}\t{_trade_id(r[2])}\t{r[3]!r}\t{r[4]!r}\t"
+            f"{{{','.join(map(str, r[5])) if r[5] else ''}}}\t{r[6]}\t{_opt(r[7])}\t"
+            f"{_text(r[8])}\n"
+            for r in rows
+        ]
+    )
+
+
+def _quote_lines(rows: list[Any]) -> str:
+    return "".join(
+        [
+            f"{_text(r[0])}\t{r[1]}\t{r[2]!r}\t{r[3]!r}\t{r[4]!r}\t{r[5]!r}\t{r[6]}\t"
+            f"{_opt(r[7])}\t{_text(r[8])}\n"
+            for r in rows
+        ]
+    )
+
+
+def _bar_lines(rows: list[Any]) -> str:
+    return "".join(
+        [
+            f"{_text(r[0])}\t{_text(r[1])}\t{r[2]!r}\t{r[3]!r}\t{r[4]!r}\t{r[5]!r}\t{r[6]!r}\t"
+            f"{_opt(r[7])}\t{_opt(r[8])}\t{r[9]}\t{r[10]}\t{_text(r[11])}\n"
+            for r in last_bar_per_key(rows)
+        ]
+    )
+
+
+COPY_LINES: dict[str, Callable[[list[Any]], str]] = {
+    "trades": _trade_lines,
+    "quotes": _quote_lines,
+    "bars": _bar_lines,
+}
+
+
+class PostgresStore:
+    dialect = "postgres"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            try:
+                self._conn = psycopg.connect(self.url, prepare_threshold=None, connect_timeout=10)
+            except psycopg.Error as exc:
+                raise TransientStorageError(
+                    f"cannot connect to PostgreSQL ({_redact(self.url)}): {exc}"
+                ) from exc
+        return self._conn
+
+    def _run(self, work: Callable[[psycopg.Cursor[Any]], Any]) -> Any:
+        """Run ``work`` in one transaction, mapping psycopg errors to the rrr error tree."""
+        with self._lock:
+            try:
+                conn = self._connect()
+                with conn.transaction(), conn.cursor() as cur:
+                    return work(cur)
+            except psycopg.Error as exc:
+                raise map_pg_error(exc) from exc
+
+    # -- schema ---------------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        def work(cur: psycopg.Cursor[Any]) -> list[str]:
+            # Transaction-scoped lock: safe behind a transaction pooler, released at commit.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('rrr.migrate'))")
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            cur.execute("SELECT version FROM schema_migrations")
+            done = {r[0] for r in cur.fetchall()}
+            applied = []
+            for version, sql in migrations("postgres"):
+                if version not in done:
+                    cur.execute(sql.encode())
+                    cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                    applied.append(version)
+            return applied
+
+        return list(self._run(work))
+
+    # -- writes ---------------------------------------------------------------------------
+    def apply_batch(self, batch: Batch) -> BatchResult:
+        good, bad = split_storable(batch.kind, batch.rows)
+        create_stage, copy_sql, insert_sql = STAGES[batch.kind]
+        payload = COPY_LINES[batch.kind](good) if good else ""
+
+        def work(cur: psycopg.Cursor[Any]) -> BatchResult:
+            cur.execute(
+                "INSERT INTO ingest_batches (batch_id, kind, row_count) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (batch.id, batch.kind, len(batch.rows)),
+            )
+            if cur.rowcount == 0:
+                return BatchResult(batch.id, applied=False, stored=0, rejected=0)
+            stored = 0
+            if payload:
+                cur.execute(create_stage)
+                with cur.copy(copy_sql) as copy:
+                    copy.write(payload)
+                cur.execute(insert_sql)
+                stored = cur.rowcount
+            if bad:
+                _insert_dead_letters(cur, bad)
+            return BatchResult(batch.id, applied=True, stored=stored, rejected=len(bad))
+
+        result: BatchResult = self._run(work)
+        return result
+
+    def add_dead_letters(self, rejected: list[Rejected]) -> int:
+        if not rejected:
+            return 0
+        self._run(lambda cur: _insert_dead_letters(cur, rejected))
+        return len(rejected)
+
+    def add_events(self, events: list[SystemEvent]) -> int:
+        if not events:
+            return 0
+
+        def work(cur: psycopg.Cursor[Any]) -> int:
+            new = 0
+            for e in events:
+                cur.execute(
+                    "INSERT INTO system_events (event_time, component, event_type, severity,"
+                    f" message, details, dedupe_key) VALUES ({TS.format('%s')}, %s, %s, %s, %s,"
+                    " %s, %s) ON CONFLICT (dedupe_key) DO NOTHING",
+                    (
+                        e.ts_ms,
+                        e.component,
+                        e.event_type,
+                        e.severity,
+                        e.message,
+                        Jsonb(e.details, dumps=_json),
+                        e.dedupe_key,
+                    ),
+                )
+                new += cur.rowcount
+            return new
+
+        return int(self._run(work))
+
+    def add_sentiments(self, rows: list[Sentiment]) -> int:
+        if not rows:
+            return 0
+
+        def work(cur: psycopg.Cursor[Any]) -> int:
+            new = 0
+            for s in rows:
+                cur.execute(
+                    "INSERT INTO market_sentiment (asset, source, sentiment_label,"
+                    " sentiment_score, confidence, text, metadata, event_time, interval_start)"
+                    f" VALUES (%s, %s, %s, %s, %s, %s, %s, {TS.format('%s')},"
+                    f" {TS.format('%s')}) ON CONFLICT (asset, source, interval_start) DO NOTHING",
+                    (
+                        s.asset,
+                        s.source,
+                        s.label,
+                        s.score,
+                        s.confidence,
+                        s.text,
+                        Jsonb(s.metadata, dumps=_json),
+                        s.ts_ms,
+                        s.interval_start_ms,
+                    ),
+                )
+                new += cur.rowcount
+            return new
+
+        return int(self._run(work))
+
+    # -- reads ----------------------------------------------------------------------------
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        def work(cur: psycopg.Cursor[Any]) -> list[tuple[Any, ...]]:
+            cur.execute(sql.encode() if not params else sql, params or None)
+            return cur.fetchall()
+
+        rows: list[tuple[Any, ...]] = self._run(work)
+        return rows
+
+    def read_trades(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+        rows = self._query(
+            "SELECT ticker, exchange_id, trade_id, price, size, conditions,"
+            f" {MS.format('event_time')}, {MS.format('received_time')}, source"
+            f" FROM crypto_trades WHERE ticker = %s AND event_time >= {TS.format('%s')}"
+            f" AND event_time < {TS.format('%s')} ORDER BY event_time, exchange_id, trade_id",
+            (ticker, start_ms, end_ms),
+        )
+        return frame(rows, TRADE_COLUMNS, "ts_ms")
+
+    def read_quotes(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+        rows = self._query(
+            "SELECT ticker, exchange_id, bid_price, bid_size, ask_price, ask_size,"
+            f" {MS.format('event_time')}, {MS.format('received_time')}, source"
+            f" FROM crypto_quotes WHERE ticker = %s AND event_time >= {TS.format('%s')}"
+            f" AND event_time < {TS.format('%s')} ORDER BY event_time, exchange_id",
+            (ticker, start_ms, end_ms),
+        )
+        return frame(rows, QUOTE_COLUMNS, "ts_ms")
+
+    def read_bars(
+        self, ticker: str, start_ms: int, end_ms: int, timeframe: str = "1m"
+    ) -> pd.DataFrame:
+        rows = self._query(
+            "SELECT ticker, timeframe, open, high, low, close, volume, vwap, trade_count,"
+            f" {MS.format('event_time')}, {MS.format('end_time')}, source FROM crypto_aggregates"
+            " WHERE ticker = %s AND timeframe = %s"
+            f" AND event_time >= {TS.format('%s')} AND event_time < {TS.format('%s')}"
+            " ORDER BY event_time",
+            (ticker, timeframe, start_ms, end_ms),
+        )
+        return frame(rows, BAR_COLUMNS, "start_ms")
+
+    def read_events(self, component: str | None = None, since_ms: int = 0) -> pd.DataFrame:
+        sql = (
+            f"SELECT {MS.format('event_time')}, component, event_type, severity, message,"
+            f" details, dedupe_key FROM system_events WHERE event_time >= {TS.format('%s')}"
+        )
+        params: tuple[Any, ...] = (since_ms,)
+        if component is not None:
+            sql += " AND component = %s"
+            params += (component,)
+        rows = self._query(sql + " ORDER BY id", params)
+        columns = ["ts_ms", "component", "event_type", "severity", "message", "details"]
+        return frame(rows, [*columns, "dedupe_key"], "ts_ms")
+
+    def read_sentiments(self, asset: str | None = None) -> pd.DataFrame:
+        sql = (
+            "SELECT asset, source, sentiment_label, sentiment_score, confidence, text, metadata,"
+            f" {MS.format('event_time')}, {MS.format('interval_start')} FROM market_sentiment"
+        )
+        params: tuple[Any, ...] = ()
+        if asset is not None:
+            sql += " WHERE asset = %s"
+            params = (asset,)
+        rows = self._query(sql + " ORDER BY interval_start", params)
+        columns = ["asset", "source", "label", "score", "confidence", "text", "metadata", "ts_ms"]
+        return frame(rows, [*columns, "interval_start_ms"], "ts_ms")
+
+    def latest_event_times(self) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for kind, table in KIND_TABLES.items():
+            for ticker, newest in self._query(
+                f"SELECT ticker, {MS.format('MAX(event_time)')} FROM {table} GROUP BY ticker"
+            ):
+                out[(ticker, kind)] = int(newest)
+        return out
+
+    def count_rows(self, table: str) -> int:
+        return int(self._query(f"SELECT COUNT(*) FROM {check_table(table)}")[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+
+
+def _insert_dead_letters(cur: psycopg.Cursor[Any], rejected: list[Rejected]) -> None:
+    cur.executemany(
+        "INSERT INTO dead_letters (kind, source, reason, raw) VALUES (%s, %s, %s, %s)",
+        [(r.kind, r.source, r.reason, r.raw) for r in rejected],
+    )
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _redact(url: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
+    head, sep, tail = url.partition("@")
+    if not sep or ":" not in head.split("//", 1)[-1]:
+        return url
+    scheme_user = head.rsplit(":", 1)[0]
+    return f"{scheme_user}:***@{tail}"

@@ -1,0 +1,147 @@
+"""Model -> database row, pure. Also the last guard before a write: a row that cannot be
+stored (a NULL or non-positive price, a missing time) becomes a dead letter with its reason,
+so the rest of its batch still lands.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from rrr.models import Bar, Kind, Quote, Rejected, Trade
+
+NUMBER = (int, float)
+
+
+def _price_problem(name: str, value: Any) -> str | None:
+    if value is None:
+        return f"{name} is null"
+    if type(value) not in NUMBER or type(value) is bool:
+        return f"{name} is not a number: {value!r}"
+    if math.isnan(value) or math.isinf(value):
+        return f"{name} is not finite: {value!r}"
+    if value <= 0:
+        return f"{name} must be positive: {value!r}"
+    return None
+
+
+def _size_problem(name: str, value: Any) -> str | None:
+    if value is None:
+        return f"{name} is null"
+    if type(value) not in NUMBER or type(value) is bool:
+        return f"{name} is not a number: {value!r}"
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        return f"{name} must be a finite number >= 0: {value!r}"
+    return None
+
+
+def _time_problem(name: str, value: Any) -> str | None:
+    if type(value) is not int:
+        return f"{name} must be integer milliseconds: {value!r}"
+    return None
+
+
+def _text_problem(name: str, value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"{name} is missing"
+    return None
+
+
+def trade_problem(r: Sequence[Any]) -> str | None:
+    if len(r) != len(Trade._fields):
+        return f"a trade has {len(Trade._fields)} fields, got {len(r)}"
+    return (
+        _text_problem("ticker", r[0])
+        or (None if type(r[1]) is int else f"exchange_id must be an integer: {r[1]!r}")
+        or (None if r[2] not in (None, "") else "trade_id is missing")
+        or _price_problem("price", r[3])
+        or _size_problem("size", r[4])
+        or _time_problem("ts_ms", r[6])
+        or _text_problem("source", r[8])
+    )
+
+
+def quote_problem(r: Sequence[Any]) -> str | None:
+    if len(r) != len(Quote._fields):
+        return f"a quote has {len(Quote._fields)} fields, got {len(r)}"
+    return (
+        _text_problem("ticker", r[0])
+        or (None if type(r[1]) is int else f"exchange_id must be an integer: {r[1]!r}")
+        or _price_problem("bid_price", r[2])
+        or _size_problem("bid_size", r[3])
+        or _price_problem("ask_price", r[4])
+        or _size_problem("ask_size", r[5])
+        or _time_problem("ts_ms", r[6])
+        or _text_problem("source", r[8])
+    )
+
+
+def bar_problem(r: Sequence[Any]) -> str | None:
+    if len(r) != len(Bar._fields):
+        return f"a bar has {len(Bar._fields)} fields, got {len(r)}"
+    return (
+        _text_problem("ticker", r[0])
+        or _text_problem("timeframe", r[1])
+        or _price_problem("open", r[2])
+        or _price_problem("high", r[3])
+        or _price_problem("low", r[4])
+        or _price_problem("close", r[5])
+        or _size_problem("volume", r[6])
+        or _time_problem("start_ms", r[9])
+        or _time_problem("end_ms", r[10])
+        or _text_problem("source", r[11])
+    )
+
+
+ROW_PROBLEMS: dict[str, Callable[[Sequence[Any]], str | None]] = {
+    "trades": trade_problem,
+    "quotes": quote_problem,
+    "bars": bar_problem,
+}
+
+
+def split_storable(kind: Kind, rows: Iterable[Sequence[Any]]) -> tuple[list[Any], list[Rejected]]:
+    """Rows that can be stored, and the rest as dead letters with the reason."""
+    problem_of = ROW_PROBLEMS[kind]
+    good: list[Any] = []
+    bad: list[Rejected] = []
+    for r in rows:
+        try:
+            reason = problem_of(r)
+        except Exception as exc:  # a row of the wrong shape entirely
+            reason = f"unreadable row: {exc}"
+        if reason is None:
+            good.append(r)
+        else:
+            bad.append(Rejected(raw=row_text(r), reason=reason, kind=kind, source=_source_of(r)))
+    return good, bad
+
+
+def _source_of(r: Sequence[Any]) -> str:
+    try:
+        return str(r[-1]) if isinstance(r[-1], str) else ""
+    except Exception:
+        return ""
+
+
+def row_text(r: Any) -> str:
+    return orjson.dumps(list(r) if isinstance(r, tuple) else r, default=repr).decode()
+
+
+def last_bar_per_key(rows: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
+    """One bar per (ticker, timeframe, start): the last one in the batch wins, as a later
+    correction from the vendor must (and one UPSERT statement cannot touch a row twice)."""
+    latest: dict[tuple[Any, Any, Any], Sequence[Any]] = {}
+    for r in rows:
+        latest[(r[0], r[1], r[9])] = r
+    return list(latest.values())
+
+
+def conditions_text(conditions: Sequence[int] | None) -> str:
+    """JSON array text, for SQLite which has no array type."""
+    if not conditions:
+        return "[]"
+    return "[" + ",".join(str(int(c)) for c in conditions) + "]"

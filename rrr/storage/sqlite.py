@@ -1,0 +1,320 @@
+"""SQLite store: the embedded default. WAL so readers never block the writer; one
+``BEGIN IMMEDIATE`` transaction per batch so concurrent writers queue instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from rrr.errors import PermanentStorageError, StorageError, TransientStorageError
+from rrr.models import Batch, Rejected, Sentiment, SystemEvent
+from rrr.storage.base import (
+    BAR_COLUMNS,
+    KIND_TABLES,
+    QUOTE_COLUMNS,
+    TRADE_COLUMNS,
+    BatchResult,
+    check_table,
+    frame,
+    migrations,
+)
+from rrr.storage.rows import conditions_text, last_bar_per_key, row_text, split_storable
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+
+INSERT_TRADES = (
+    "INSERT OR IGNORE INTO crypto_trades (ticker, exchange_id, trade_id, price, size, conditions,"
+    " event_time, received_time, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_QUOTES = (
+    "INSERT OR IGNORE INTO crypto_quotes (ticker, exchange_id, bid_price, bid_size, ask_price,"
+    " ask_size, event_time, received_time, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+UPSERT_BARS = (
+    "INSERT INTO crypto_aggregates (ticker, timeframe, open, high, low, close, volume, vwap,"
+    " trade_count, event_time, end_time, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (ticker, timeframe, event_time) DO UPDATE SET open = excluded.open,"
+    " high = excluded.high, low = excluded.low, close = excluded.close,"
+    " volume = excluded.volume, vwap = excluded.vwap, trade_count = excluded.trade_count,"
+    " end_time = excluded.end_time, source = excluded.source,"
+    " updated_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+)
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///var/rrr.db`` (relative) or ``sqlite:////abs/rrr.db``."""
+    if not url.startswith("sqlite:///"):
+        raise PermanentStorageError(f"not a SQLite URL: {url!r} (expected sqlite:///path)")
+    return Path(url[len("sqlite:///") :])
+
+
+def _map_error(exc: sqlite3.Error) -> StorageError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in text or "busy" in text or "disk I/O" in text
+    ):
+        return TransientStorageError(f"SQLite is busy: {text}")
+    return PermanentStorageError(f"SQLite refused the write: {text}")
+
+
+class SqliteStore:
+    dialect = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        self.path = sqlite_path(url)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves; check_same_thread off with a
+        # lock so a store can be shared by the threads of one process.
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        self._lock = threading.RLock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint
+        self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    # -- schema ---------------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        applied: list[str] = []
+        with self._lock:
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY,"
+                " applied_at INTEGER NOT NULL)"
+            )
+            done = {r[0] for r in self._conn.execute("SELECT version FROM schema_migrations")}
+            for version, sql in migrations("sqlite"):
+                if version in done:
+                    continue
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if self._conn.execute(
+                        "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+                    ).fetchone():
+                        self._conn.execute("ROLLBACK")
+                        continue
+                    for statement in _statements(sql):
+                        self._conn.execute(statement)
+                    self._conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, CAST((julianday('now')"
+                        " - 2440587.5) * 86400000 AS INTEGER))",
+                        (version,),
+                    )
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._conn.execute("ROLLBACK")
+                    raise _map_error(exc) from exc
+                applied.append(version)
+        return applied
+
+    # -- writes ---------------------------------------------------------------------------
+    def apply_batch(self, batch: Batch) -> BatchResult:
+        good, bad = split_storable(batch.kind, batch.rows)
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                cur = self._conn.execute(
+                    "INSERT OR IGNORE INTO ingest_batches (batch_id, kind, row_count)"
+                    " VALUES (?, ?, ?)",
+                    (batch.id, batch.kind, len(batch.rows)),
+                )
+                if cur.rowcount == 0:
+                    self._conn.execute("ROLLBACK")
+                    return BatchResult(batch.id, applied=False, stored=0, rejected=0)
+                stored = self._write_rows(batch.kind, good)
+                self._insert_dead_letters(bad)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback_quietly()
+                raise _map_error(exc) from exc
+        return BatchResult(batch.id, applied=True, stored=stored, rejected=len(bad))
+
+    def _write_rows(self, kind: str, rows: list[Any]) -> int:
+        if not rows:
+            return 0
+        before = self._conn.total_changes
+        if kind == "trades":
+            self._conn.executemany(
+                INSERT_TRADES,
+                [
+                    (r[0], r[1], str(r[2]), r[3], r[4], conditions_text(r[5]), r[6], r[7], r[8])
+                    for r in rows
+                ],
+            )
+        elif kind == "quotes":
+            self._conn.executemany(INSERT_QUOTES, rows)
+        else:
+            self._conn.executemany(UPSERT_BARS, last_bar_per_key(rows))
+        return self._conn.total_changes - before
+
+    def _insert_dead_letters(self, rejected: list[Rejected]) -> None:
+        if rejected:
+            self._conn.executemany(
+                "INSERT INTO dead_letters (kind, source, reason, raw) VALUES (?, ?, ?, ?)",
+                [(r.kind, r.source, r.reason, r.raw) for r in rejected],
+            )
+
+    def _rollback_quietly(self) -> None:
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _write(self, sql: str, params: list[tuple[Any, ...]]) -> int:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                before = self._conn.total_changes
+                self._conn.executemany(sql, params)
+                changed = self._conn.total_changes - before
+                self._conn.execute("COMMIT")
+                return changed
+            except sqlite3.Error as exc:
+                self._rollback_quietly()
+                raise _map_error(exc) from exc
+
+    def add_dead_letters(self, rejected: list[Rejected]) -> int:
+        return self._write(
+            "INSERT INTO dead_letters (kind, source, reason, raw) VALUES (?, ?, ?, ?)",
+            [(r.kind, r.source, r.reason, r.raw) for r in rejected],
+        )
+
+    def add_events(self, events: list[SystemEvent]) -> int:
+        return self._write(
+            "INSERT OR IGNORE INTO system_events (event_time, component, event_type, severity,"
+            " message, details, dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.ts_ms,
+                    e.component,
+                    e.event_type,
+                    e.severity,
+                    e.message,
+                    orjson.dumps(e.details, default=str).decode(),
+                    e.dedupe_key,
+                )
+                for e in events
+            ],
+        )
+
+    def add_sentiments(self, rows: list[Sentiment]) -> int:
+        return self._write(
+            "INSERT OR IGNORE INTO market_sentiment (asset, source, sentiment_label,"
+            " sentiment_score, confidence, text, metadata, event_time, interval_start)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    s.asset,
+                    s.source,
+                    s.label,
+                    s.score,
+                    s.confidence,
+                    s.text,
+                    orjson.dumps(s.metadata, default=str).decode(),
+                    s.ts_ms,
+                    s.interval_start_ms,
+                )
+                for s in rows
+            ],
+        )
+
+    # -- reads ----------------------------------------------------------------------------
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _map_error(exc) from exc
+
+    def read_trades(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+        rows = self._query(
+            "SELECT ticker, exchange_id, trade_id, price, size, conditions, event_time,"
+            " received_time, source FROM crypto_trades WHERE ticker = ? AND event_time >= ?"
+            " AND event_time < ? ORDER BY event_time, exchange_id, trade_id",
+            (ticker, start_ms, end_ms),
+        )
+        return frame(rows, TRADE_COLUMNS, "ts_ms")
+
+    def read_quotes(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame:
+        rows = self._query(
+            "SELECT ticker, exchange_id, bid_price, bid_size, ask_price, ask_size, event_time,"
+            " received_time, source FROM crypto_quotes WHERE ticker = ? AND event_time >= ?"
+            " AND event_time < ? ORDER BY event_time, exchange_id",
+            (ticker, start_ms, end_ms),
+        )
+        return frame(rows, QUOTE_COLUMNS, "ts_ms")
+
+    def read_bars(
+        self, ticker: str, start_ms: int, end_ms: int, timeframe: str = "1m"
+    ) -> pd.DataFrame:
+        rows = self._query(
+            "SELECT ticker, timeframe, open, high, low, close, volume, vwap, trade_count,"
+            " event_time, end_time, source FROM crypto_aggregates WHERE ticker = ? AND"
+            " timeframe = ? AND event_time >= ? AND event_time < ? ORDER BY event_time",
+            (ticker, timeframe, start_ms, end_ms),
+        )
+        return frame(rows, BAR_COLUMNS, "start_ms")
+
+    def read_events(self, component: str | None = None, since_ms: int = 0) -> pd.DataFrame:
+        sql = (
+            "SELECT event_time, component, event_type, severity, message, details, dedupe_key"
+            " FROM system_events WHERE event_time >= ?"
+        )
+        params: tuple[Any, ...] = (since_ms,)
+        if component is not None:
+            sql += " AND component = ?"
+            params += (component,)
+        rows = [
+            (*r[:5], orjson.loads(r[5]), r[6]) for r in self._query(sql + " ORDER BY id", params)
+        ]
+        columns = ["ts_ms", "component", "event_type", "severity", "message", "details"]
+        return frame(rows, [*columns, "dedupe_key"], "ts_ms")
+
+    def read_sentiments(self, asset: str | None = None) -> pd.DataFrame:
+        sql = (
+            "SELECT asset, source, sentiment_label, sentiment_score, confidence, text, metadata,"
+            " event_time, interval_start FROM market_sentiment"
+        )
+        params: tuple[Any, ...] = ()
+        if asset is not None:
+            sql += " WHERE asset = ?"
+            params = (asset,)
+        rows = [
+            (*r[:6], orjson.loads(r[6]), r[7], r[8])
+            for r in self._query(sql + " ORDER BY interval_start", params)
+        ]
+        columns = ["asset", "source", "label", "score", "confidence", "text", "metadata", "ts_ms"]
+        return frame(rows, [*columns, "interval_start_ms"], "ts_ms")
+
+    def latest_event_times(self) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for kind, table in KIND_TABLES.items():
+            for ticker, newest in self._query(
+                f"SELECT ticker, MAX(event_time) FROM {table} GROUP BY ticker"
+            ):
+                out[(ticker, kind)] = int(newest)
+        return out
+
+    def count_rows(self, table: str) -> int:
+        return int(self._query(f"SELECT COUNT(*) FROM {check_table(table)}")[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration file into statements (our files keep ';' only at statement ends)."""
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+__all__ = ["SqliteStore", "row_text"]
