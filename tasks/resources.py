@@ -1,0 +1,63 @@
+"""Per-process resources: Settings and the store, opened once per worker process.
+
+Celery's prefork pool forks children after the parent imported the app; a database
+connection must never cross a fork, so the store opens on ``worker_process_init`` (and lazily,
+keyed by pid, for solo/threads pools and the CLI)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Any
+
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
+
+from rrr.config import Settings
+from rrr.logs import configure_logging
+from rrr.storage import Store, open_store
+
+log = logging.getLogger(__name__)
+
+_settings: Settings | None = None
+_store: Store | None = None
+_store_pid: int | None = None
+
+
+def settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def store() -> Store:
+    """The store of this process (reopened after a fork)."""
+    global _store, _store_pid
+    if _store is None or _store_pid != os.getpid():
+        _store = open_store(settings().resolved_database_url)
+        _store_pid = os.getpid()
+    return _store
+
+
+def retry_countdown_s(retries: int, cap_s: float = 60.0) -> float:
+    """Capped exponential backoff with full jitter: retries spread out, never synchronised."""
+    return random.uniform(0.5, min(cap_s, 2.0 ** min(retries, 10)))
+
+
+@setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    configure_logging(settings())
+
+
+@worker_process_init.connect
+def _open_store(**_: Any) -> None:
+    store()
+
+
+@worker_process_shutdown.connect
+def _close_store(**_: Any) -> None:
+    global _store
+    if _store is not None and _store_pid == os.getpid():
+        _store.close()
+        _store = None
