@@ -82,12 +82,6 @@ def pg_url() -> Iterator[str]:
     sep = "&" if "?" in PG_BASE_URL else "?"
     yield f"{PG_BASE_URL}{sep}options=-csearch_path%3D{schema}"
     with psycopg.connect(PG_BASE_URL, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE pid <> pg_backend_pid() AND query NOT ILIKE '%pg_stat_activity%'"
-            " AND backend_type = 'client backend' AND application_name = %s",
-            (schema,),
-        )
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 

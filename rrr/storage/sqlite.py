@@ -241,6 +241,7 @@ class SqliteStore:
             " AND event_time < ? ORDER BY event_time, exchange_id, trade_id",
             (ticker, start_ms, end_ms),
         )
+        rows = [(*r[:5], orjson.loads(r[5]), *r[6:]) for r in rows]
         return frame(rows, TRADE_COLUMNS, "ts_ms")
 
     def read_quotes(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame:

@@ -1,0 +1,176 @@
+"""One contract, every store: exactly-once batches, natural-key dedupe, corrected bars,
+dead letters, concurrent writers, event and sentiment dedupe, read helpers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from rrr.models import Bar, Batch, Quote, Sentiment, SystemEvent, Trade
+from rrr.storage import Store, open_store
+
+T0 = 1_706_649_600_000  # 2024-01-30T21:20:00Z
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    s = open_store(database_url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+def trade(trade_id: str, price: float = 43575.6, exchange_id: int = 23, ts: int = T0) -> Trade:
+    return Trade("X:BTCUSD", exchange_id, trade_id, price, 4.522e-05, (2,), ts, ts + 45, "polygon")
+
+
+def bar(start: int, close: float, volume: float = 1.5) -> Bar:
+    return Bar("X:BTCUSD", "1m", 100.0, 110.0, 90.0, close, volume, 101.0, 7, start, start + 60_000,
+               "polygon")  # fmt: skip
+
+
+def test_migrate_is_idempotent(store: Store) -> None:
+    assert store.migrate() == []
+
+
+def test_batch_applied_twice_stores_rows_once(store: Store) -> None:
+    batch = Batch("b-1", "trades", [trade(str(i), ts=T0 + i) for i in range(50)])
+    first = store.apply_batch(batch)
+    second = store.apply_batch(batch)
+    assert (first.applied, first.stored) == (True, 50)
+    assert (second.applied, second.stored) == (False, 0)
+    assert store.count_rows("crypto_trades") == 50
+    assert store.count_rows("ingest_batches") == 1
+
+
+def test_overlapping_batches_store_each_trade_once(store: Store) -> None:
+    store.apply_batch(Batch("a", "trades", [trade(str(i)) for i in range(0, 60)]))
+    result = store.apply_batch(Batch("b", "trades", [trade(str(i)) for i in range(40, 100)]))
+    assert result.stored == 40
+    assert store.count_rows("crypto_trades") == 100
+
+
+def test_same_trade_id_on_another_exchange_is_another_trade(store: Store) -> None:
+    store.apply_batch(Batch("a", "trades", [trade("7", exchange_id=1), trade("7", exchange_id=2)]))
+    assert store.count_rows("crypto_trades") == 2
+
+
+def test_corrected_bar_replaces_the_earlier_one(store: Store) -> None:
+    store.apply_batch(Batch("bars-1", "bars", [bar(T0, 105.0), bar(T0 + 60_000, 106.0)]))
+    store.apply_batch(Batch("bars-2", "bars", [bar(T0, 104.25, volume=2.5)]))
+    df = store.read_bars("X:BTCUSD", T0, T0 + 120_000)
+    assert list(df["close"]) == [104.25, 106.0]
+    assert list(df["volume"]) == [2.5, 1.5]
+    assert store.count_rows("crypto_aggregates") == 2
+
+
+def test_last_correction_in_one_batch_wins(store: Store) -> None:
+    store.apply_batch(Batch("bars-1", "bars", [bar(T0, 105.0), bar(T0, 107.5)]))
+    assert list(store.read_bars("X:BTCUSD", T0, T0 + 60_000)["close"]) == [107.5]
+
+
+def test_bad_row_goes_to_dead_letters_and_the_rest_lands(store: Store) -> None:
+    rows = [trade("1"), trade("2")._replace(price=None), trade("3"), trade("4", price=-1.0)]
+    result = store.apply_batch(Batch("b", "trades", rows))
+    assert (result.stored, result.rejected) == (2, 2)
+    assert store.count_rows("crypto_trades") == 2
+    assert store.count_rows("dead_letters") == 2
+
+
+def test_prices_are_stored_exactly_as_sent(store: Store) -> None:
+    vendor_prices = [
+        0.30000000000000004,
+        43575.6,
+        4.522e-05,
+        0.1,
+        33021.9,
+        1e-08,
+        123456789.12345679,
+    ]
+    store.apply_batch(
+        Batch("p", "trades", [trade(str(i), price=p) for i, p in enumerate(vendor_prices)])
+    )
+    df = store.read_trades("X:BTCUSD", T0, T0 + 1)
+    stored = dict(zip(df["trade_id"], df["price"], strict=True))
+    assert [stored[str(i)] for i in range(len(vendor_prices))] == vendor_prices
+    assert [repr(stored[str(i)]) for i in range(len(vendor_prices))] == [
+        repr(p) for p in vendor_prices
+    ]
+
+
+def test_quotes_replay_is_a_no_op_but_distinct_states_are_kept(store: Store) -> None:
+    q = Quote("X:BTCUSD", 1, 33052.79, 0.48, 33073.19, 0.601, T0, T0 + 13, "polygon")
+    store.apply_batch(Batch("q1", "quotes", [q, q._replace(bid_size=0.5)]))
+    store.apply_batch(Batch("q2", "quotes", [q]))
+    assert store.count_rows("crypto_quotes") == 2
+    df = store.read_quotes("X:BTCUSD", T0, T0 + 1)
+    assert sorted(df["bid_size"]) == [0.48, 0.5]
+
+
+def test_two_writers_at_once_lose_nothing(store: Store, database_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def write(writer: int) -> None:
+        s = open_store(database_url)
+        try:
+            for b in range(20):
+                rows = [trade(f"{writer}-{b}-{i}", ts=T0 + i) for i in range(100)]
+                # Half of each writer's batches overlap the other writer's trade ids.
+                rows += [trade(f"shared-{b}-{i}", ts=T0 + i) for i in range(50)]
+                s.apply_batch(Batch(f"w{writer}-{b}", "trades", rows))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert store.count_rows("crypto_trades") == 2 * 20 * 100 + 20 * 50
+    assert store.count_rows("ingest_batches") == 40
+
+
+def test_events_dedupe_on_key(store: Store) -> None:
+    e = SystemEvent("data_quality_validator", "price_outlier", "warning", "40% spike", T0,
+                    {"ticker": "X:BTCUSD", "move": 0.4}, dedupe_key="price_outlier:X:BTCUSD:1")  # fmt: skip
+    assert store.add_events([e]) == 1
+    assert store.add_events([e, e]) == 0
+    unkeyed = SystemEvent("stream_worker", "reconnected", "info", "back", T0 + 5)
+    assert store.add_events([unkeyed, unkeyed]) == 2
+    df = store.read_events("data_quality_validator")
+    assert len(df) == 1
+    assert df["details"].iloc[0] == {"ticker": "X:BTCUSD", "move": 0.4}
+
+
+def test_sentiments_dedupe_per_asset_source_interval(store: Store) -> None:
+    s = Sentiment("BTC", "perplexity", "bullish", 0.6, 0.8, "ETF inflows", T0 + 3, T0,
+                  {"model": "sonar", "sources": ["https://example.com/a"]})  # fmt: skip
+    assert store.add_sentiments([s]) == 1
+    assert store.add_sentiments([s]) == 0
+    df = store.read_sentiments("BTC")
+    assert list(df["label"]) == ["bullish"]
+    assert df["metadata"].iloc[0]["sources"] == ["https://example.com/a"]
+
+
+def test_latest_event_times_per_ticker_and_kind(store: Store) -> None:
+    store.apply_batch(Batch("t", "trades", [trade("1", ts=T0), trade("2", ts=T0 + 999)]))
+    store.apply_batch(Batch("b", "bars", [bar(T0, 1.0), bar(T0 + 60_000, 2.0)]))
+    latest = store.latest_event_times()
+    assert latest[("X:BTCUSD", "trades")] == T0 + 999
+    assert latest[("X:BTCUSD", "bars")] == T0 + 60_000
+    assert ("X:BTCUSD", "quotes") not in latest
+
+
+def test_read_trades_returns_the_time_window_only(store: Store) -> None:
+    store.apply_batch(Batch("t", "trades", [trade(str(i), ts=T0 + i * 1000) for i in range(10)]))
+    df = store.read_trades("X:BTCUSD", T0 + 2000, T0 + 5000)
+    assert list(df["ts_ms"]) == [T0 + 2000, T0 + 3000, T0 + 4000]
+    assert str(df["event_time"].dt.tz) == "UTC"
+    assert (
+        df["conditions"].map(list).tolist() == [[2]] * 3 or df["conditions"].tolist() == ["[2]"] * 3
+    )
