@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+
+from rrr.config import Rate, Secret, Settings, parse_rate
+from rrr.errors import ConfigError
+
+
+def settings(tmp_path: Path, **env: str) -> Settings:
+    return Settings.from_env({"RRR_HOME": str(tmp_path), **env})
+
+
+def test_defaults(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    assert s.tickers == ("X:BTCUSD", "X:ETHUSD")
+    assert s.polygon_ws_url == "wss://socket.massive.com/crypto"
+    assert s.polygon_rate_limit == Rate(5, 60.0)
+    assert (s.sentiment_interval_s, s.quality_interval_s) == (900, 300)
+    assert s.redis_url is None and s.simulated
+    assert s.resolved_database_url == f"sqlite:///{tmp_path}/var/rrr.db"
+    assert s.log_path == tmp_path / "data_pipeline.log"
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"DATABASE_URL": "mysql://db"}, "DATABASE_URL"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"POLYGON_WS_URL": "https://socket.massive.com"}, "POLYGON_WS_URL"),
+        ({"SENTIMENT_INTERVAL": "-5"}, "SENTIMENT_INTERVAL"),
+        ({"QUALITY_INTERVAL": "soon"}, "QUALITY_INTERVAL"),
+        ({"RRR_TICKERS": "BTC-USD"}, "RRR_TICKERS"),
+        ({"RRR_TICKERS": "X:BTCUSD,X:btcusd"}, "RRR_TICKERS"),
+        ({"POLYGON_RATE_LIMIT": "fast"}, "POLYGON_RATE_LIMIT"),
+        ({"PERPLEXITY_API": "gpt"}, "PERPLEXITY_API"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"QUALITY_AUTO_REPAIR": "maybe"}, "QUALITY_AUTO_REPAIR"),
+    ],
+)
+def test_malformed_values_name_the_variable(
+    tmp_path: Path, env: dict[str, str], names: str
+) -> None:
+    with pytest.raises(ConfigError, match=names):
+        settings(tmp_path, **env)
+
+
+def test_ticker_error_says_the_expected_form(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="X:BTCUSD"):
+        settings(tmp_path, RRR_TICKERS="BTC-USD")
+
+
+def test_rates() -> None:
+    assert parse_rate("5/min") == Rate(5, 60.0)
+    assert parse_rate("100/s") == Rate(100, 1.0)
+    assert parse_rate("10/2s") == Rate(10, 2.0)
+    assert parse_rate("off") is None
+    assert parse_rate("100/s").per_second == 100  # type: ignore[union-attr]
+
+
+def test_massive_key_is_accepted_and_secrets_never_show(tmp_path: Path) -> None:
+    s = settings(tmp_path, MASSIVE_API_KEY="pk_live_123456", PERPLEXITY_API_KEY="pplx-abcdef")
+    assert s.polygon_api_key == Secret("pk_live_123456")
+    assert not s.simulated
+    text = repr(s) + str(s) + f"{s.polygon_api_key}"
+    assert "pk_live_123456" not in text and "pplx-abcdef" not in text
+    assert "***" in repr(s.polygon_api_key)
+
+
+def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("RRR_TICKERS=X:SOLUSD\nQUALITY_INTERVAL=60\n")
+    s = settings(tmp_path, QUALITY_INTERVAL="120")
+    assert s.tickers == ("X:SOLUSD",)
+    assert s.quality_interval_s == 120
+
+
+def test_relative_sqlite_path_resolves_against_home(tmp_path: Path) -> None:
+    s = settings(tmp_path, DATABASE_URL="sqlite:///data/x.db")
+    assert s.resolved_database_url == f"sqlite:///{tmp_path}/data/x.db"
+    s = settings(tmp_path, DATABASE_URL="sqlite:////abs/x.db")
+    assert s.resolved_database_url == "sqlite:////abs/x.db"

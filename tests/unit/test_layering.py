@@ -1,0 +1,34 @@
+"""Dependencies point one way: the rrr library never imports Celery, tasks or workers."""
+
+import ast
+from pathlib import Path
+
+RRR = Path(__file__).resolve().parents[2] / "rrr"
+FORBIDDEN = ("celery", "kombu", "tasks", "workers", "celeryconfig")
+
+
+def imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_rrr_never_imports_celery_tasks_or_workers() -> None:
+    offenders = {
+        str(path.relative_to(RRR.parent)): sorted(imported_modules(path) & set(FORBIDDEN))
+        for path in RRR.rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_only_config_reads_the_environment() -> None:
+    readers = [
+        str(p.relative_to(RRR.parent))
+        for p in RRR.rglob("*.py")
+        if "os.environ" in p.read_text() and p.name != "config.py"
+    ]
+    assert readers == []

@@ -1,0 +1,46 @@
+import math
+
+from rrr.models import Bar, Batch, Trade
+from rrr.storage.rows import last_bar_per_key, split_storable
+
+GOOD = Trade("X:BTCUSD", 1, "a", 1.5, 0.1, (2,), 1, None, "polygon")
+
+
+def test_good_rows_pass_and_bad_ones_carry_a_reason() -> None:
+    rows = [
+        GOOD,
+        GOOD._replace(price=None),
+        GOOD._replace(price=0.0),
+        GOOD._replace(price=math.nan),
+        GOOD._replace(size=-1.0),
+        GOOD._replace(ts_ms=1.5),
+        GOOD._replace(trade_id=""),
+        ("too", "short"),
+    ]
+    good, bad = split_storable("trades", rows)
+    assert good == [GOOD]
+    assert [r.reason for r in bad] == [
+        "price is null",
+        "price must be positive: 0.0",
+        "price is not finite: nan",
+        "size must be a finite number >= 0: -1.0",
+        "ts_ms must be integer milliseconds: 1.5",
+        "trade_id is missing",
+        "a trade has 9 fields, got 2",
+    ]
+    assert all(r.kind == "trades" for r in bad)
+    assert bad[0].raw.startswith('["X:BTCUSD",1,"a",null')
+
+
+def test_last_bar_per_key_keeps_the_last() -> None:
+    a = Bar("X:BTCUSD", "1m", 1.0, 2.0, 0.5, 1.5, 3.0, None, None, 0, 60_000, "polygon")
+    b = a._replace(close=1.75)
+    c = a._replace(start_ms=60_000, end_ms=120_000)
+    assert last_bar_per_key([a, c, b]) == [b, c]
+
+
+def test_batch_message_round_trip() -> None:
+    batch = Batch("id-1", "trades", [GOOD])
+    message = batch.to_message()
+    again = Batch.from_message({**message, "rows": [list(r) for r in message["rows"]]})
+    assert again.rows[0].price == 1.5 and isinstance(again.rows[0], Trade)
