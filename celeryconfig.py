@@ -19,7 +19,14 @@ broker_connection_retry_on_startup = True
 
 # Redis transport: a message taken but not acked comes back after this many seconds, so it must
 # be longer than any task may run (the hard time limit below) plus its retries' countdowns.
-broker_transport_options = {"visibility_timeout": _settings.visibility_timeout_s}
+# The sweep that restores messages of a dead worker runs every interval * throttle seconds
+# (kombu's default is ~100 s); tie it to the timeout so a SIGKILLed worker's batch comes back
+# within about 1.25 visibility timeouts.
+broker_transport_options = {
+    "visibility_timeout": _settings.visibility_timeout_s,
+    "unacked_restore_interval": max(1, min(10, _settings.visibility_timeout_s // 4)),
+    "unacked_restore_throttle": 1,
+}
 result_backend_transport_options = {"visibility_timeout": _settings.visibility_timeout_s}
 result_expires = 3600
 
@@ -46,7 +53,25 @@ task_routes = {
     "tasks.backfill.*": {"queue": "backfill"},
 }
 
-include = ["tasks.ingest"]
+include = ["tasks.ingest", "tasks.sentiment", "tasks.quality"]
 
 timezone = "UTC"
 beat_schedule: dict[str, dict[str, object]] = {}
+
+# Data quality every QUALITY_INTERVAL s; a run still queued after one interval is dropped, the
+# next tick covers the same window.
+beat_schedule["quality"] = {
+    "task": "tasks.quality.run_quality_checks",
+    "schedule": float(_settings.quality_interval_s),
+    "options": {"expires": float(max(_settings.quality_interval_s, 30))},
+}
+
+# Sentiment every SENTIMENT_INTERVAL s unless RRR_SENTIMENT_ENABLED=false (rrr run
+# --no-sentiment). A run still queued after its interval is dropped (expires), so a worker back
+# from an outage does not make one paid API call per missed slot.
+if _settings.sentiment_enabled:
+    beat_schedule["sentiment"] = {
+        "task": "tasks.sentiment.run_sentiment",
+        "schedule": float(_settings.sentiment_interval_s),
+        "options": {"expires": float(max(_settings.sentiment_interval_s, 30))},
+    }

@@ -52,7 +52,9 @@ def _configure_logging(**_: Any) -> None:
 
 @worker_process_init.connect
 def _open_store(**_: Any) -> None:
-    store()
+    # Every worker brings the schema up to date before its first task; migrations take a
+    # lock, so many processes starting at once apply each version once.
+    store().migrate()
 
 
 @worker_process_shutdown.connect

@@ -1,0 +1,131 @@
+"""insert_batch through a real Redis and a real Celery worker into each store, exactly once,
+including when the worker is SIGKILLed in the middle of a batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from celery import Celery
+
+from rrr.models import Batch, Trade
+from rrr.storage import Store, open_store
+
+pytestmark = [pytest.mark.worker, pytest.mark.slow]
+
+T0 = 1_706_649_600_000
+
+
+@pytest.fixture
+def producer(redis_url: str) -> Iterator[Celery]:
+    """A producer app of its own, like the stream worker: only a broker URL."""
+    app = Celery("producer", broker=redis_url)
+    yield app
+    app.close()
+
+
+def send(producer: Celery, batch: Batch) -> None:
+    producer.send_task(
+        "tasks.ingest.insert_batch",
+        args=[batch.to_message()],
+        queue="ingest",
+        serializer="msgpack",
+    )
+
+
+def trades(prefix: str, n: int) -> list[Trade]:
+    return [
+        Trade(
+            "X:BTCUSD",
+            i % 4,
+            f"{prefix}-{i}",
+            43575.6 + (i % 100) / 100,
+            0.01,
+            (2,),
+            T0 + i,
+            T0 + i + 40,
+            "simulator",
+        )
+        for i in range(n)
+    ]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def migrated(database_url: str) -> Store:
+    store = open_store(database_url)
+    store.migrate()
+    return store
+
+
+def test_worker_consumes_batches_exactly_once(
+    database_url: str, start_worker: Callable[..., object], producer: Celery
+) -> None:
+    store = migrated(database_url)
+    start_worker(database_url)
+    batches = [Batch(f"batch-{b}", "trades", trades(f"b{b}", 500)) for b in range(6)]
+    for batch in batches:
+        send(producer, batch)
+    send(producer, batches[0])  # a redelivery: must change nothing
+    send(producer, Batch("overlap", "trades", trades("b1", 500)))  # same trades, new id
+    wait_for(lambda: store.count_rows("ingest_batches") == 7, 60, "7 batches applied")
+    assert store.count_rows("crypto_trades") == 3000
+    store.close()
+
+
+def _in_flight_postgres(database_url: str, application: str) -> Callable[[], bool]:
+
+    def copying() -> bool:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                " AND state = 'active' AND (query LIKE 'COPY stage_trades%%'"
+                " OR query LIKE 'INSERT INTO crypto_trades%%')",
+                (application,),
+            ).fetchone()
+            return bool(row and row[0])
+
+    return copying
+
+
+def test_sigkill_mid_batch_is_redelivered_and_stored_once(
+    database_url: str, start_worker: Callable[..., object], producer: Celery
+) -> None:
+    """Kill the whole worker (parent and pool child) while a big batch is being written.
+
+    The message was taken but never acked, so after the visibility timeout the next worker
+    gets it again; the batch id makes the second delivery the only one that counts."""
+    store = migrated(database_url)
+    application = database_url.rsplit("search_path%3D", 1)[-1]
+    if database_url.startswith("postgresql"):
+        database_url += f"&application_name={application}"
+    env = {"RRR_VISIBILITY_TIMEOUT": "12"}
+    worker = start_worker(database_url, **env)
+    n = 300_000
+    send(producer, Batch("big", "trades", trades("big", n)))
+
+    if database_url.startswith("postgresql"):
+        wait_for(_in_flight_postgres(database_url, application), 60, "the COPY of the big batch")
+    else:
+        wait_for(lambda: b"insert_batch[" in worker.log_path.read_bytes(), 60, "task received")
+        time.sleep(1.0)  # msgpack decode + checks + executemany of 300k rows take longer
+    os.killpg(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait(timeout=10)
+    assert store.count_rows("crypto_trades") == 0, "killed too late: the batch had committed"
+    assert store.count_rows("ingest_batches") == 0
+
+    start_worker(database_url, **env)
+    wait_for(lambda: store.count_rows("ingest_batches") == 1, 90, "the redelivered batch")
+    assert store.count_rows("crypto_trades") == n
+    store.close()
