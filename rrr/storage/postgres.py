@@ -24,6 +24,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
+from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
 from rrr.errors import PermanentStorageError, StorageError, TransientStorageError
 from rrr.models import Batch, Rejected, Sentiment, SystemEvent
 from rrr.storage.base import (
@@ -52,7 +53,7 @@ STAGES = {
         "INSERT INTO crypto_trades (ticker, exchange_id, trade_id, price, size, conditions,"
         f" event_time, received_time, source) SELECT ticker, exchange_id, trade_id, price, size,"
         f" conditions, {TS.format('ts_ms')}, {TS.format('received_ms')}, source"
-        " FROM stage_trades ON CONFLICT DO NOTHING",
+        " FROM stage_trades WHERE EXISTS (SELECT 1 FROM new_batch) ON CONFLICT DO NOTHING",
     ),
     "quotes": (
         "CREATE TEMP TABLE IF NOT EXISTS stage_quotes (ticker text, exchange_id int,"
@@ -62,7 +63,7 @@ STAGES = {
         "INSERT INTO crypto_quotes (ticker, exchange_id, bid_price, bid_size, ask_price,"
         " ask_size, event_time, received_time, source) SELECT ticker, exchange_id, bid_price,"
         f" bid_size, ask_price, ask_size, {TS.format('ts_ms')}, {TS.format('received_ms')},"
-        " source FROM stage_quotes ON CONFLICT DO NOTHING",
+        " source FROM stage_quotes WHERE EXISTS (SELECT 1 FROM new_batch) ON CONFLICT DO NOTHING",
     ),
     "bars": (
         "CREATE TEMP TABLE IF NOT EXISTS stage_bars (ticker text, timeframe text,"
@@ -73,13 +74,23 @@ STAGES = {
         "INSERT INTO crypto_aggregates (ticker, timeframe, open, high, low, close, volume, vwap,"
         " trade_count, event_time, end_time, source) SELECT ticker, timeframe, open, high, low,"
         f" close, volume, vwap, trade_count, {TS.format('start_ms')}, {TS.format('end_ms')},"
-        " source FROM stage_bars ON CONFLICT (ticker, timeframe, event_time) DO UPDATE SET"
+        " source FROM stage_bars WHERE EXISTS (SELECT 1 FROM new_batch)"
+        " ON CONFLICT (ticker, timeframe, event_time) DO UPDATE SET"
         " open = excluded.open, high = excluded.high, low = excluded.low,"
         " close = excluded.close, volume = excluded.volume, vwap = excluded.vwap,"
         " trade_count = excluded.trade_count, end_time = excluded.end_time,"
         " source = excluded.source, updated_at = now()",
     ),
 }
+
+# One statement records the batch id and inserts its rows only if the id was new: a replay (or
+# a concurrent duplicate, which waits on the id's unique index) inserts nothing.
+APPLY_BATCH = (
+    "WITH new_batch AS (INSERT INTO ingest_batches (batch_id, kind, row_count)"
+    " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1),"
+    " inserted AS ({insert} RETURNING 1)"
+    " SELECT (SELECT count(*) FROM new_batch), (SELECT count(*) FROM inserted)"
+)
 
 _TRANSIENT_PG = (
     psycopg.OperationalError,
@@ -122,12 +133,25 @@ def _trade_id(value: Any) -> str:
     return s
 
 
+_ARRAY_LITERALS: dict[tuple[int, ...], str] = {}
+
+
+def _int_array(values: Any) -> str:
+    """COPY text for smallint[]; trade conditions take a handful of values, so cache them."""
+    key = tuple(values) if values else ()
+    literal = _ARRAY_LITERALS.get(key)
+    if literal is None:
+        literal = "{" + ",".join(str(int(v)) for v in key) + "}"
+        if len(_ARRAY_LITERALS) < 1024:
+            _ARRAY_LITERALS[key] = literal
+    return literal
+
+
 def _trade_lines(rows: list[Any]) -> str:
     return "".join(
         [
-            f"{_text(r[0])}\t{r[1]}\t{_trade_id(r[2])}\t{r[3]!r}\t{r[4]!r}\t"
-            f"{{{','.join(map(str, r[5])) if r[5] else ''}}}\t{r[6]}\t{_opt(r[7])}\t"
-            f"{_text(r[8])}\n"
+            f"{_text(r[0])}\t{r[1]}\t{_trade_id(r[2])}\t{r[3]!r}\t{r[4]!r}\t{_int_array(r[5])}\t"
+            f"{r[6]}\t{_opt(r[7])}\t{_text(r[8])}\n"
             for r in rows
         ]
     )
@@ -215,25 +239,21 @@ class PostgresStore:
         good, bad = split_storable(batch.kind, batch.rows)
         create_stage, copy_sql, insert_sql = STAGES[batch.kind]
         payload = COPY_LINES[batch.kind](good) if good else ""
+        apply_sql = APPLY_BATCH.format(insert=insert_sql)
+        params = (batch.id, batch.kind, len(batch.rows))
 
         def work(cur: psycopg.Cursor[Any]) -> BatchResult:
-            cur.execute(
-                "INSERT INTO ingest_batches (batch_id, kind, row_count) VALUES (%s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (batch.id, batch.kind, len(batch.rows)),
-            )
-            if cur.rowcount == 0:
-                return BatchResult(batch.id, applied=False, stored=0, rejected=0)
-            stored = 0
+            # Four round trips: stage table, COPY, the CTE above, COMMIT (in _run).
+            cur.execute(create_stage)
             if payload:
-                cur.execute(create_stage)
                 with cur.copy(copy_sql) as copy:
                     copy.write(payload)
-                cur.execute(insert_sql)
-                stored = cur.rowcount
-            if bad:
+            cur.execute(apply_sql, params)
+            row = cur.fetchone()
+            applied, stored = (bool(row[0]), int(row[1])) if row else (False, 0)
+            if applied and bad:
                 _insert_dead_letters(cur, bad)
-            return BatchResult(batch.id, applied=True, stored=stored, rejected=len(bad))
+            return BatchResult(batch.id, applied, stored, len(bad) if applied else 0)
 
         result: BatchResult = self._run(work)
         return result
@@ -378,6 +398,113 @@ class PostgresStore:
 
     def count_rows(self, table: str) -> int:
         return int(self._query(f"SELECT COUNT(*) FROM {check_table(table)}")[0][0])
+
+    # -- backfill chunks (rrr/backfill/chunks.py) ------------------------------------------
+    # One statement per change: a claim is a single UPDATE, so under READ COMMITTED the
+    # second of two concurrent claims re-checks the row after the first commits and loses.
+    def _chunk_write(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        def work(cur: psycopg.Cursor[Any]) -> list[tuple[Any, ...]]:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+        rows: list[tuple[Any, ...]] = self._run(work)
+        return rows
+
+    def upsert_chunks(self, chunks: list[Chunk]) -> int:
+        if not chunks:
+            return 0
+
+        def work(cur: psycopg.Cursor[Any]) -> int:
+            new = 0
+            for c in chunks:
+                cur.execute(
+                    "INSERT INTO backfill_chunks (chunk_id, plan_id, ticker, multiplier, timespan,"
+                    f" start_time, end_time) VALUES (%s, %s, %s, %s, %s, {TS.format('%s')},"
+                    f" {TS.format('%s')}) ON CONFLICT (chunk_id) DO NOTHING",
+                    c.row(),
+                )
+                new += cur.rowcount
+            cur.executemany(
+                "UPDATE backfill_chunks SET plan_id = %s WHERE chunk_id = %s AND plan_id <> %s",
+                [(c.plan_id, c.chunk_id, c.plan_id) for c in chunks],
+            )
+            return new
+
+        return int(self._run(work))
+
+    def get_chunk(self, chunk_id: str) -> ChunkState | None:
+        rows = self._query(
+            "SELECT chunk_id, plan_id, ticker, multiplier, timespan,"
+            f" {MS.format('start_time')}, {MS.format('end_time')}, status, bars_stored,"
+            f" attempts, last_error, {MS.format('updated_at')}, {MS.format('started_at')},"
+            f" {MS.format('finished_at')} FROM backfill_chunks WHERE chunk_id = %s",
+            (chunk_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return ChunkState(Chunk(*r[:7]), r[7], r[8], r[9], r[10], r[11], r[12], r[13])
+
+    def claim_chunk(self, chunk_id: str, now_ms: int, lease_ms: int) -> int | None:
+        rows = self._chunk_write(
+            f"UPDATE backfill_chunks SET status = 'running', attempts = attempts + 1,"
+            f" started_at = {TS.format('%s')}, updated_at = {TS.format('%s')},"
+            " finished_at = NULL WHERE chunk_id = %s AND (status IN ('pending', 'failed') OR"
+            f" (status = 'running' AND updated_at < {TS.format('%s')})) RETURNING attempts",
+            (now_ms, now_ms, chunk_id, now_ms - lease_ms),
+        )
+        return int(rows[0][0]) if rows else None
+
+    def touch_chunk(self, chunk_id: str, bars_stored: int, now_ms: int) -> None:
+        self._chunk_write(
+            f"UPDATE backfill_chunks SET bars_stored = %s, updated_at = {TS.format('%s')}"
+            " WHERE chunk_id = %s AND status = 'running'",
+            (bars_stored, now_ms, chunk_id),
+        )
+
+    def finish_chunk(self, chunk_id: str, bars_stored: int, now_ms: int) -> None:
+        self._chunk_write(
+            "UPDATE backfill_chunks SET status = 'done', bars_stored = %s, last_error = NULL,"
+            f" updated_at = {TS.format('%s')}, finished_at = {TS.format('%s')}"
+            " WHERE chunk_id = %s",
+            (bars_stored, now_ms, now_ms, chunk_id),
+        )
+
+    def fail_chunk(self, chunk_id: str, error: str, now_ms: int, *, retry: bool = False) -> None:
+        self._chunk_write(
+            "UPDATE backfill_chunks SET status = %s, last_error = %s,"
+            f" updated_at = {TS.format('%s')} WHERE chunk_id = %s AND status <> 'done'",
+            ("pending" if retry else "failed", error[:2000], now_ms, chunk_id),
+        )
+
+    def chunk_progress(self, plan_id: str) -> PlanProgress:
+        rows = self._query(
+            "SELECT status, COUNT(*), COALESCE(SUM(bars_stored), 0),"
+            f" {MS.format('MIN(started_at)')} FROM backfill_chunks WHERE plan_id = %s"
+            " GROUP BY status",
+            (plan_id,),
+        )
+        errors = self._query(
+            "SELECT last_error FROM backfill_chunks WHERE plan_id = %s AND status <> 'done'"
+            " AND last_error IS NOT NULL ORDER BY updated_at DESC LIMIT 1",
+            (plan_id,),
+        )
+        started = [int(r[3]) for r in rows if r[3] is not None]
+        return PlanProgress(
+            plan_id,
+            {r[0]: int(r[1]) for r in rows},
+            sum(int(r[2]) for r in rows),
+            min(started) if started else None,
+            errors[0][0] if errors else None,
+        )
+
+    def chunks_not_done(self, plan_id: str) -> list[str]:
+        rows = self._query(
+            "SELECT chunk_id FROM backfill_chunks WHERE plan_id = %s AND status <> 'done'"
+            " ORDER BY ticker, start_time",
+            (plan_id,),
+        )
+        return [r[0] for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -96,6 +96,33 @@ def bar_problem(r: Sequence[Any]) -> str | None:
     )
 
 
+_INF = math.inf
+
+
+def _trade_ok(r: Sequence[Any]) -> bool:
+    """One-call fast path for the common case; `trade_problem` explains the rest.
+    NaN fails every comparison, so `0 < p < inf` rejects it too."""
+    if len(r) != 9:
+        return False
+    p, s = r[3], r[4]
+    return (
+        type(r[0]) is str
+        and r[0] != ""
+        and type(r[1]) is int
+        and r[2] is not None
+        and r[2] != ""
+        and (type(p) is float or type(p) is int)
+        and 0 < p < _INF
+        and (type(s) is float or type(s) is int)
+        and 0 <= s < _INF
+        and type(r[6]) is int
+        and type(r[8]) is str
+        and r[8] != ""
+    )
+
+
+ROW_OK: dict[str, Callable[[Sequence[Any]], bool]] = {"trades": _trade_ok}
+
 ROW_PROBLEMS: dict[str, Callable[[Sequence[Any]], str | None]] = {
     "trades": trade_problem,
     "quotes": quote_problem,
@@ -106,9 +133,13 @@ ROW_PROBLEMS: dict[str, Callable[[Sequence[Any]], str | None]] = {
 def split_storable(kind: Kind, rows: Iterable[Sequence[Any]]) -> tuple[list[Any], list[Rejected]]:
     """Rows that can be stored, and the rest as dead letters with the reason."""
     problem_of = ROW_PROBLEMS[kind]
+    is_ok = ROW_OK.get(kind)
     good: list[Any] = []
     bad: list[Rejected] = []
     for r in rows:
+        if is_ok is not None and is_ok(r):
+            good.append(r)
+            continue
         try:
             reason = problem_of(r)
         except Exception as exc:  # a row of the wrong shape entirely

@@ -1,0 +1,56 @@
+"""Shared benchmark plumbing: argument parsing, a throwaway PostgreSQL schema, the table and
+the final JSON line every benchmark prints."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import resource
+import uuid
+from collections.abc import Iterator
+
+import orjson
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+PG_BASE_URL = os.environ.get("PG_TEST_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a short run (< 60 s)")
+    return parser.parse_args()
+
+
+@contextlib.contextmanager
+def postgres_schema(prefix: str = "bench") -> Iterator[str]:
+    """A DATABASE_URL on a fresh schema of the local PostgreSQL, dropped afterwards."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_BASE_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in PG_BASE_URL else "?"
+    try:
+        yield f"{PG_BASE_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_BASE_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:,.0f}" if isinstance(v, float) and v > 100 else str(v) for v in row))
+    Console().print(table)
+
+
+def print_figures(figures: dict[str, object]) -> None:
+    """The very last line: one JSON object of the figures."""
+    print(orjson.dumps(figures).decode(), flush=True)
