@@ -1,0 +1,114 @@
+"""Findings <-> system events, pure: the dedupe key, the event a finding becomes, and which
+findings a store already holds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import pandas as pd
+
+from rrr.models import SystemEvent
+from rrr.quality.issues import GAP, QualityIssue
+
+COMPONENT = "data_quality_validator"
+REPAIR_REQUESTED = "repair_requested"
+GAP_REPAIRED = "gap_repaired"
+
+
+def issue_key(issue: QualityIssue) -> str:
+    """The dedupe key: one stored event per (check, ticker, window)."""
+    return f"quality:{issue.check}:{issue.ticker}:{issue.window_start_ms}:{issue.window_end_ms}"
+
+
+def issue_event(issue: QualityIssue, detected_ms: int) -> SystemEvent:
+    window = {"window_start_ms": issue.window_start_ms, "window_end_ms": issue.window_end_ms}
+    return SystemEvent(
+        component=COMPONENT,
+        event_type=issue.check,
+        severity=issue.severity,
+        message=f"{issue.ticker}: {issue.message}",
+        ts_ms=detected_ms,
+        details={"ticker": issue.ticker, **window, **issue.details},
+        dedupe_key=issue_key(issue),
+    )
+
+
+def known_windows(events: pd.DataFrame) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """{(check, ticker): [(start_ms, end_ms)]} of the findings already recorded."""
+    known: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for event_type, details in zip(
+        events["event_type"].tolist(), events["details"].tolist(), strict=True
+    ):
+        try:
+            window = (int(details["window_start_ms"]), int(details["window_end_ms"]))
+            known.setdefault((event_type, str(details["ticker"])), []).append(window)
+        except (KeyError, TypeError, ValueError):
+            continue  # not one of our findings (or an older shape): it covers nothing
+    return known
+
+
+def subtract_windows(
+    start_ms: int, end_ms: int, covered: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The parts of [start_ms, end_ms) that no window in ``covered`` overlaps."""
+    parts = [(start_ms, end_ms)]
+    for c_start, c_end in covered:
+        parts = [
+            piece
+            for s, e in parts
+            for piece in ((s, min(e, c_start)), (max(s, c_end), e))
+            if piece[1] > piece[0]
+        ]
+    return parts
+
+
+def unrecorded(
+    issues: Sequence[QualityIssue], known: dict[tuple[str, str], list[tuple[int, int]]], bar_ms: int
+) -> list[QualityIssue]:
+    """The findings (or, for gaps, the minutes) not already recorded.
+
+    A later run over an overlapping window sees the same bar at the same window, but may see a
+    gap cut short by its lookback start or grown at its newest end; only the minutes no recorded
+    gap covers are new.
+    """
+    new = []
+    for issue in issues:
+        covered = known.get((issue.check, issue.ticker), [])
+        if issue.check != GAP:
+            if not any(s <= issue.window_start_ms and issue.window_end_ms <= e for s, e in covered):
+                new.append(issue)
+            continue
+        for s, e in subtract_windows(issue.window_start_ms, issue.window_end_ms, covered):
+            if (s, e) == (issue.window_start_ms, issue.window_end_ms):
+                new.append(issue)
+                continue
+            minutes = (e - s) // bar_ms
+            details = {**issue.details, "missing_minutes": minutes, "continues_recorded_gap": True}
+            details.pop("minutes_with_trades", None)
+            message = f"{minutes} more minute bar(s) missing next to a recorded gap"
+            new.append(replace(issue, window_start_ms=s, window_end_ms=e, message=message,
+                               details=details))  # fmt: skip
+    return new
+
+
+def follow_up_event(
+    event_type: str, gap_key: str, ticker: str, start_ms: int, end_ms: int, now_ms: int
+) -> SystemEvent:
+    """A 'repair_requested' or 'gap_repaired' note about the recorded gap ``gap_key``; its own
+    dedupe key makes each note once per gap."""
+    minutes = (end_ms - start_ms) // 60_000
+    return SystemEvent(
+        component=COMPONENT,
+        event_type=event_type,
+        severity="info",
+        message=f"{ticker}: {event_type.replace('_', ' ')} for a gap of {minutes} min",
+        ts_ms=now_ms,
+        details={
+            "gap_key": gap_key,
+            "ticker": ticker,
+            "window_start_ms": start_ms,
+            "window_end_ms": end_ms,
+        },
+        dedupe_key=f"{event_type}:{gap_key}",
+    )

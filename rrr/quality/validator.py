@@ -1,0 +1,223 @@
+"""DataQualityValidator: the checks over a store's recent data, each finding recorded once as a
+system event, gap repairs requested once, and repaired gaps noted.
+
+The original system's usage keeps working::
+
+    issues = DataQualityValidator(store, settings).validate_recent_data(lookback_hours=24)
+
+Repairs are requested through an injected ``enqueue_repair(ticker, start_ms, end_ms)`` callable
+(the Celery task passes one that sends ``tasks.backfill.repair_gap``), so this module knows
+nothing of Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from rrr.clock import now_ms as system_now_ms
+from rrr.config import Settings
+from rrr.quality.checks import run_all_checks
+from rrr.quality.events import (
+    COMPONENT,
+    GAP_REPAIRED,
+    REPAIR_REQUESTED,
+    follow_up_event,
+    issue_event,
+    known_windows,
+    unrecorded,
+)
+from rrr.quality.gaps import disconnect_windows, missing_minute_runs, stream_connected_from_events
+from rrr.quality.issues import GAP, SEVERITY_ORDER, QualityIssue, QualityThresholds
+from rrr.storage import Store
+
+log = logging.getLogger(__name__)
+
+STREAM_COMPONENT = "stream_worker"
+HOUR_MS = 3_600_000
+# Stream events this far back are read for disconnect windows and the connected state.
+STREAM_HISTORY_MS = 7 * 24 * HOUR_MS
+# Trades are read only where bars are missing (a day of BTC trades is ~10^6 rows); past this
+# many separate runs of missing minutes, one read over their whole span is cheaper.
+MAX_TRADE_READS = 20
+
+EnqueueRepair = Callable[[str, int, int], None]
+
+
+@dataclass
+class QualityRun:
+    now_ms: int
+    issues: list[QualityIssue]  # everything found in the window this run
+    recorded: list[QualityIssue] = field(default_factory=list)  # new system events
+    repairs_requested: list[tuple[str, int, int]] = field(default_factory=list)
+    repair_failures: int = 0
+    gaps_repaired: list[tuple[str, int, int]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "now_ms": self.now_ms,
+            "issues": len(self.issues),
+            "by_check": dict(Counter(i.check for i in self.issues)),
+            "critical": sum(i.severity == "critical" for i in self.issues),
+            "recorded": len(self.recorded),
+            "repairs_requested": len(self.repairs_requested),
+            "repair_failures": self.repair_failures,
+            "gaps_repaired": len(self.gaps_repaired),
+        }
+
+
+class DataQualityValidator:
+    """Runs every check over each ticker's recent data in ``store``.
+
+    ``stream_connected`` overrides the stream worker's state as read from its system events
+    (None: read it; unknown there means no stale-feed verdict). ``now`` returns epoch ms.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        now: Callable[[], int] = system_now_ms,
+        thresholds: QualityThresholds | None = None,
+        stream_connected: bool | None = None,
+        tickers: Sequence[str] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.now = now
+        self.thresholds = thresholds or QualityThresholds()
+        self.stream_connected = stream_connected
+        self.tickers = tuple(tickers or settings.tickers)
+        self._bars: dict[str, pd.DataFrame] = {}  # the last validation's bars, per ticker
+
+    def validate_recent_data(self, lookback_hours: float = 24.0) -> list[QualityIssue]:
+        """Every finding over the last ``lookback_hours``, most severe first; stores nothing."""
+        return self._validate(self.now(), lookback_hours)
+
+    def _window_start(self, now_ms: int, lookback_hours: float) -> int:
+        start = now_ms - int(lookback_hours * HOUR_MS)
+        return start - start % self.thresholds.bar_ms
+
+    def _validate(self, now_ms: int, lookback_hours: float) -> list[QualityIssue]:
+        th = self.thresholds
+        start_ms = self._window_start(now_ms, lookback_hours)
+        stream_events = self.store.read_events(
+            STREAM_COMPONENT, since_ms=now_ms - STREAM_HISTORY_MS
+        )
+        connected = self.stream_connected
+        if connected is None:
+            connected = stream_connected_from_events(stream_events)
+        latest = self.store.latest_event_times()
+        issues: list[QualityIssue] = []
+        self._bars = {}
+        for ticker in self.tickers:
+            bars = self.store.read_bars(ticker, start_ms - th.warmup_ms, now_ms)
+            self._bars[ticker] = bars
+            issues += run_all_checks(
+                ticker,
+                bars=bars,
+                trades=self._trades_where_bars_missing(ticker, bars, start_ms, now_ms),
+                quotes=self.store.read_quotes(ticker, start_ms, now_ms),
+                start_ms=start_ms,
+                now_ms=now_ms,
+                last_data_ms=_last_data_ms(latest, ticker, th.bar_ms),
+                stream_connected=connected,
+                disconnects=disconnect_windows(stream_events, ticker, now_ms),
+                thresholds=th,
+            )
+        return sorted(issues, key=lambda i: (SEVERITY_ORDER[i.severity], i.ticker, i.check))
+
+    def _trades_where_bars_missing(
+        self, ticker: str, bars: pd.DataFrame, start_ms: int, now_ms: int
+    ) -> pd.DataFrame:
+        runs = missing_minute_runs(
+            bars, start_ms, now_ms - self.thresholds.settle_ms, self.thresholds
+        )
+        if len(runs) > MAX_TRADE_READS:
+            runs = [(runs[0][0], runs[-1][1])]
+        frames = [self.store.read_trades(ticker, s, e) for s, e in runs]
+        frames = [f for f in frames if not f.empty]
+        if not frames:
+            return pd.DataFrame({"ts_ms": pd.Series([], dtype="int64")})
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    def record(
+        self, issues: Sequence[QualityIssue], now_ms: int | None = None
+    ) -> list[QualityIssue]:
+        """Store the findings not recorded before as system events; returns those."""
+        if not issues:
+            return []
+        detected_ms = self.now() if now_ms is None else now_ms
+        since_ms = min(i.window_start_ms for i in issues) - HOUR_MS  # an hour for clock skew
+        known = known_windows(self.store.read_events(COMPONENT, since_ms=since_ms))
+        new = unrecorded(issues, known, self.thresholds.bar_ms)
+        self.store.add_events([issue_event(i, detected_ms) for i in new])
+        for issue in new:
+            if SEVERITY_ORDER[issue.severity] <= SEVERITY_ORDER["error"]:
+                log.warning(
+                    "%s %s %s: %s", issue.severity, issue.check, issue.ticker, issue.message
+                )
+        return new
+
+    def run(
+        self, lookback_hours: float = 24.0, enqueue_repair: EnqueueRepair | None = None
+    ) -> QualityRun:
+        """Validate, record new findings, note repaired gaps and (with ``enqueue_repair``)
+        request a repair for each recorded gap once."""
+        now_ms = self.now()
+        result = QualityRun(now_ms=now_ms, issues=self._validate(now_ms, lookback_hours))
+        result.recorded = self.record(result.issues, now_ms)
+        self._follow_up_gaps(result, self._window_start(now_ms, lookback_hours), enqueue_repair)
+        log.info("data quality: %s", result.summary())
+        return result
+
+    def _follow_up_gaps(
+        self, result: QualityRun, start_ms: int, enqueue_repair: EnqueueRepair | None
+    ) -> None:
+        events = self.store.read_events(COMPONENT, since_ms=start_ms - HOUR_MS)
+        if events.empty:
+            return
+        follow_ups = events[events["event_type"].isin([REPAIR_REQUESTED, GAP_REPAIRED])]
+        done = {
+            (t, d.get("gap_key"))
+            for t, d in zip(follow_ups["event_type"], follow_ups["details"], strict=True)
+        }
+        gaps, now_ms = events[events["event_type"] == GAP], result.now_ms
+        for key, details in zip(gaps["dedupe_key"], gaps["details"], strict=True):
+            ticker, s, e = details["ticker"], details["window_start_ms"], details["window_end_ms"]
+            if ticker not in self.tickers or (GAP_REPAIRED, key) in done:
+                continue
+            if self._bars_present(ticker, s, e):
+                note = follow_up_event(GAP_REPAIRED, key, ticker, s, e, now_ms)
+                self.store.add_events([note])
+                result.gaps_repaired.append((ticker, s, e))
+            elif enqueue_repair is not None and (REPAIR_REQUESTED, key) not in done:
+                try:  # enqueue first, then record: a crash between asks twice, never zero times
+                    enqueue_repair(ticker, s, e)
+                except Exception:
+                    log.exception("could not request a repair of %s %d-%d", ticker, s, e)
+                    result.repair_failures += 1
+                    continue
+                self.store.add_events(
+                    [follow_up_event(REPAIR_REQUESTED, key, ticker, s, e, now_ms)]
+                )
+                result.repairs_requested.append((ticker, s, e))
+
+    def _bars_present(self, ticker: str, start_ms: int, end_ms: int) -> bool:
+        bars = self._bars.get(ticker)
+        if bars is None or bars.empty or start_ms < int(bars["start_ms"].iloc[0]):
+            bars = self.store.read_bars(ticker, start_ms, end_ms)
+        return not missing_minute_runs(bars, start_ms, end_ms, self.thresholds)
+
+
+def _last_data_ms(latest: dict[tuple[str, str], int], ticker: str, bar_ms: int) -> int | None:
+    """The newest data for ``ticker``: a bar's data runs to its end, a tick's to its time."""
+    times = [
+        t + (bar_ms if kind == "bars" else 0) for (tk, kind), t in latest.items() if tk == ticker
+    ]
+    return max(times) if times else None
