@@ -102,6 +102,7 @@ class Settings:
     redis_url: str | None = None
     tickers: tuple[str, ...] = DEFAULT_TICKERS
     sentiment_interval_s: int = 900
+    sentiment_enabled: bool = True  # RRR_SENTIMENT_ENABLED=false (rrr run --no-sentiment)
     quality_interval_s: int = 300
     quality_auto_repair: bool = True
     flower_basic_auth: Secret | None = None
@@ -112,6 +113,9 @@ class Settings:
     batch_max_age_ms: int = 50
     spool_max_mb: int = 512
     visibility_timeout_s: int = 3600
+    # Set by `rrr run` for its children when it started the local simulator: the feed is
+    # simulated even though a (simulator) key and URL are configured.
+    simulator: bool = False
 
     @property
     def var_dir(self) -> Path:
@@ -119,8 +123,8 @@ class Settings:
 
     @property
     def simulated(self) -> bool:
-        """No vendor key: the pipeline runs against the local simulator."""
-        return self.polygon_api_key is None
+        """No vendor key (or `rrr run` started the simulator): rows carry source='simulator'."""
+        return self.simulator or self.polygon_api_key is None
 
     @property
     def resolved_database_url(self) -> str:
@@ -243,6 +247,7 @@ def _build(env: Mapping[str, str], home: Path) -> Settings:
         redis_url=_url(env, "REDIS_URL", "", ("redis", "rediss", "unix")) if redis_raw else None,
         tickers=parse_tickers(env.get("RRR_TICKERS") or ",".join(DEFAULT_TICKERS)),
         sentiment_interval_s=_int(env, "SENTIMENT_INTERVAL", 900),
+        sentiment_enabled=_bool(env, "RRR_SENTIMENT_ENABLED", True),
         quality_interval_s=_int(env, "QUALITY_INTERVAL", 300),
         quality_auto_repair=_bool(env, "QUALITY_AUTO_REPAIR", True),
         flower_basic_auth=_secret(env, "FLOWER_BASIC_AUTH"),
@@ -253,6 +258,7 @@ def _build(env: Mapping[str, str], home: Path) -> Settings:
         batch_max_age_ms=_int(env, "RRR_BATCH_MAX_AGE_MS", 50),
         spool_max_mb=_int(env, "RRR_SPOOL_MAX_MB", 512),
         visibility_timeout_s=_int(env, "RRR_VISIBILITY_TIMEOUT", 3600, minimum=5),
+        simulator=_bool(env, "RRR_SIMULATOR", False),
     )
 
 
