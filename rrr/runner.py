@@ -160,7 +160,9 @@ def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], 
                 ],
                 env,
             )
-            if not (wait_for_port(ws_port) and wait_for_port(http_port)):
+            # The simulator opens its HTTP port after its WebSocket server is up; probing the
+            # WebSocket port with a bare TCP connect would log a failed handshake.
+            if not wait_for_port(http_port):
                 raise RuntimeError("the simulator did not start; see its log lines above")
             env.update(
                 RRR_SIMULATOR="true",

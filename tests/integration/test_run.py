@@ -1,0 +1,109 @@
+"""`rrr run` on a clean home: embedded Redis, simulator, worker, beat, stream and Flower; rows
+appear within 10 s and Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rrr.broker import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.worker]
+
+
+def process_tree(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    children = {int(p) for p in out.stdout.split()}
+    for child in list(children):
+        children |= process_tree(child)
+    return children
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def stored_trades(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as conn:
+            return int(conn.execute("SELECT count(*) FROM crypto_trades").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def test_rrr_run_streams_rows_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("POLYGON_", "MASSIVE_", "PERPLEXITY_", "SUPABASE_"))
+        and k not in ("REDIS_URL", "DATABASE_URL")
+    }
+    env.update(RRR_HOME=str(tmp_path), PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rrr.cli",
+            "run",
+            "--flower-port",
+            str(free_port()),
+            "--tickers",
+            "X:BTCUSD",
+            "X:ETHUSD",
+            "--max-seconds",
+            "120",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        db = tmp_path / "var" / "rrr.db"
+        while stored_trades(db) == 0 and time.monotonic() - started < 10:
+            time.sleep(0.2)
+        first_rows_s = time.monotonic() - started
+        output = (tmp_path / "run.log").read_text(errors="replace")
+        assert stored_trades(db) > 0, f"no rows within 10 s:\n{output[-4000:]}"
+        assert first_rows_s < 10
+        assert "SIMULATED" in output and "source='simulator'" in output
+        tree = process_tree(proc.pid)
+        names = subprocess.run(
+            ["ps", "-ww", "-o", "args=", "-p", ",".join(map(str, tree))], capture_output=True, text=True
+        ).stdout
+        for expected in ("valkey-server", "simulate", "worker", "beat", "stream", "flower"):
+            assert expected in names, f"{expected} is not running:\n{names}"
+
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert proc.wait(timeout=60) == 0
+        time.sleep(0.5)
+        assert [pid for pid in tree if alive(pid)] == []
+        with sqlite3.connect(db) as conn:
+            sources = {r[0] for r in conn.execute("SELECT DISTINCT source FROM crypto_trades")}
+        assert sources == {"simulator"}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in process_tree(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
