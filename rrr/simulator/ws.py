@@ -1,0 +1,372 @@
+"""The simulated Polygon/Massive crypto WebSocket (``ws://127.0.0.1:PORT/crypto``).
+
+Protocol as in the spec (../shared/specs/polygon-massive.md section 1):
+- on open: ``[{"ev":"status","status":"connected","message":"Connected Successfully"}]``;
+- ``{"action":"auth","params":KEY}`` -> ``auth_success``/``authenticated``, or
+  ``auth_failed``/``authentication failed`` then close 1008; no auth within
+  ``auth_timeout_s`` -> ``auth_timeout`` then close 1008;
+- client messages are handled strictly in order, so pipelined auth + subscribe work;
+  a subscribe before any auth gets ``auth_required`` (assumed: the spec lists the status only);
+- subscribe/unsubscribe: comma-separated topics, spaces trimmed, one ``success`` status per
+  topic (``subscribed to: XT.BTC-USD`` / ``unsubscribed to: ...``); ``XT.*`` is every pair;
+  ``XT.X:BTC-USD`` is treated as ``XT.BTC-USD``; ``XT.X:BTCUSD`` is acknowledged and never
+  delivers (the vendor's ticker-format trap);
+- bad JSON -> ``error``/``Invalid JSON``; an unknown action -> ``error``;
+- more than ``max_connections_per_key`` authenticated connections on one key: the OLDEST gets
+  ``max_connections``/``Maximum number of connections exceeded.`` and close 1008, and the new one
+  is served (the vendor's documented behaviour: a new connection pushes the current one out);
+- a connection whose unsent queue passes ``max_queued_frames`` gets ``slow_consumer`` and 1011;
+- ``disconnect_all()`` sends ``force_disconnect`` and closes 1012 (mode ``close``: the client
+  reads every recorded frame first) or drops the TCP connection without a close frame (``abort``).
+
+Data frames are JSON arrays of up to ``events_per_frame`` events from one market stream (XT, XQ
+and, when windows close, XA/XAS mixed), at ``rate`` events/s, each connection getting the events
+its topics match. What counts as sent is in ``rrr.simulator.truth``. With ``load`` options the
+server instead runs ``rrr.simulator.load`` on each subscribed connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from rrr.clock import Clock, SystemClock
+from rrr.simulator.feed import Frame, FrameProducer
+from rrr.simulator.load import LoadBudget, LoadOptions, encode_frame, pool_for, stream_load
+from rrr.simulator.market import Market, trade_id_base
+from rrr.simulator.protocol import (
+    CLUSTER_PATH,
+    DEFAULT_SIM_KEY,
+    FeedOptions,
+    normalize_topic,
+    only_cluster_path,
+    status_frame,
+)
+from rrr.simulator.truth import FrameSegment, GroundTruth, Recorder
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_SIM_KEY", "DisconnectMode", "FeedOptions", "FeedServer"]
+
+DisconnectMode = Literal["close", "abort"]
+WRITE_BATCH_FRAMES = 256  # frames per transport write in normal mode
+
+
+@dataclass(eq=False)
+class _Client:
+    id: int
+    ws: ServerConnection
+    key: str | None = None
+    auth_order: int = 0
+    topics: set[str] = field(default_factory=set)
+    queue: deque[Frame] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: bool = False
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)  # cancelled on close
+    load_started: bool = False
+
+    def wants(self, topic: str, wildcard: str) -> bool:
+        return topic in self.topics or wildcard in self.topics
+
+
+class FeedServer:
+    """The WebSocket server; run it inside an event loop (``rrr.simulator.server`` does)."""
+
+    def __init__(
+        self,
+        market: Market,
+        options: FeedOptions | None = None,
+        recorder: Recorder | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.market = market
+        self.options = options or FeedOptions()
+        self.recorder = recorder or Recorder()
+        self.clock = clock or SystemClock()
+        self.load_budget = LoadBudget(self.options.load.total_events) if self.options.load else None
+        self._clients: dict[int, _Client] = {}
+        self._ids = itertools.count(1)
+        self._auth_order = itertools.count(1)
+        self._server: Server | None = None
+        self._producer: FrameProducer | None = None
+        self.dropped: Counter[str] = Counter()  # connections closed by us, by reason
+        self._background: set[asyncio.Task[None]] = set()
+        self._actions: dict[str, Callable[[_Client, str], Awaitable[None]]] = {
+            "auth": self._auth,
+            "subscribe": self._subscribe,
+            "unsubscribe": self._unsubscribe,
+        }
+
+    async def start(self) -> FeedServer:
+        self._server = await serve(
+            self._serve,
+            self.options.host,
+            self.options.port,
+            process_request=only_cluster_path,
+            compression=None,  # the vendor's feed is plain JSON text; deflate costs CPU
+            close_timeout=1,
+            write_limit=2**18,
+            max_size=2**16,  # client messages are small
+        )
+        if self.options.load is None:
+            self._producer = FrameProducer(
+                self.market, self.clock, self.options.rate, self.options.events_per_frame
+            )
+            self._producer.start(self._broadcast, self.options.max_events)
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{CLUSTER_PATH}"
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self.recorder.flush()
+
+    # -- ground truth and control ------------------------------------------------------------
+
+    def truth(self) -> GroundTruth:
+        """What was sent so far (``.trades()``, ``.events(connection)`` ...)."""
+        return self.recorder.snapshot()
+
+    def stats(self) -> dict[str, Any]:
+        clients = list(self._clients.values())
+        return {
+            "connections": len(clients),
+            "authenticated": sum(c.key is not None for c in clients),
+            "connection_ids": [c.id for c in clients],
+            "sent": dict(self.recorder.counts),
+            "produced": self._producer.produced if self._producer else 0,
+            "dropped": dict(self.dropped),
+            "load_events_handed_out": self.load_budget.handed_out if self.load_budget else None,
+            "recording_truncated": self.recorder.truncated,
+        }
+
+    async def disconnect_all(self, mode: DisconnectMode = "close") -> int:
+        """Force every connection off (``force_disconnect``); returns how many there were."""
+        clients = [c for c in self._clients.values() if not c.closing]
+        message = "Connection closed by the simulator (forced disconnect)."
+        await asyncio.gather(
+            *(
+                self._drop(c, "force_disconnect", message, 1012, abort=mode == "abort")
+                for c in clients
+            )
+        )
+        return len(clients)
+
+    # -- one connection ------------------------------------------------------------------------
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        client = _Client(next(self._ids), ws)
+        self._clients[client.id] = client
+        client.tasks.append(asyncio.create_task(self._auth_deadline(client)))
+        client.tasks.append(asyncio.create_task(self._write_frames(client)))
+        try:
+            await ws.send(status_frame("connected", "Connected Successfully"), text=True)
+            async for message in ws:
+                await self._on_message(client, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            client.closing = True
+            client.wake.set()
+            for task in client.tasks:
+                task.cancel()
+            self._clients.pop(client.id, None)
+
+    async def _on_message(self, client: _Client, message: str | bytes) -> None:
+        try:
+            request = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            await self._send_status(client, "error", "Invalid JSON")
+            return
+        if not isinstance(request, dict):
+            await self._send_status(client, "error", 'expected an object like {"action": ...}')
+            return
+        action, params = request.get("action"), request.get("params")
+        handler = self._actions.get(action) if isinstance(action, str) else None
+        if handler is None:
+            await self._send_status(client, "error", f"unknown action: {action}")
+        elif not isinstance(params, str):
+            await self._send_status(client, "error", "params must be a string")
+        else:
+            await handler(client, params)
+
+    async def _auth(self, client: _Client, key: str) -> None:
+        if client.key is not None:
+            await self._send_status(client, "auth_success", "authenticated")
+            return
+        opts = self.options
+        if not key or not (opts.accept_any_key or key in opts.accepted_keys):
+            await self._drop(client, "auth_failed", "authentication failed", 1008)
+            return
+        client.key, client.auth_order = key, next(self._auth_order)
+        await self._send_status(client, "auth_success", "authenticated")
+        limit = opts.max_connections_per_key
+        same_key = sorted(
+            (c for c in self._clients.values() if c.key == key and not c.closing),
+            key=lambda c: c.auth_order,
+        )
+        if limit > 0 and len(same_key) > limit:
+            for old in same_key[: len(same_key) - limit]:  # in the background: the new
+                message = "Maximum number of connections exceeded."  # one is served meanwhile
+                self._drop_soon(old, "max_connections", message, 1008)
+
+    async def _subscribe(self, client: _Client, params: str) -> None:
+        if client.key is None:
+            await self._send_status(client, "auth_required", "authentication required")
+            return
+        for topic in (t.strip() for t in params.split(",")):
+            if topic:
+                client.topics.add(normalize_topic(topic))
+                await self._send_status(client, "success", f"subscribed to: {topic}")
+        if self.options.load is not None and not client.load_started:
+            client.load_started = True
+            client.tasks.append(asyncio.create_task(self._run_load(client, self.options.load)))
+
+    async def _unsubscribe(self, client: _Client, params: str) -> None:
+        for topic in (t.strip() for t in params.split(",")):
+            if topic:
+                client.topics.discard(normalize_topic(topic))
+                await self._send_status(client, "success", f"unsubscribed to: {topic}")
+
+    async def _auth_deadline(self, client: _Client) -> None:
+        await asyncio.sleep(self.options.auth_timeout_s)
+        if client.key is None:
+            await self._drop(client, "auth_timeout", "No authentication request received.", 1008)
+
+    async def _send_status(self, client: _Client, status: str, message: str) -> None:
+        await client.ws.send(status_frame(status, message), text=True)
+
+    async def _drop(
+        self, client: _Client, status: str, message: str, code: int, abort: bool = False
+    ) -> None:
+        if self._begin_drop(client, status):
+            await self._finish_drop(client, status, message, code, abort)
+
+    def _drop_soon(self, client: _Client, status: str, message: str, code: int) -> None:
+        """``_drop`` without waiting for it; marked closing at once (nothing more is queued)."""
+        if self._begin_drop(client, status):
+            task = asyncio.create_task(self._finish_drop(client, status, message, code, False))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _begin_drop(self, client: _Client, status: str) -> bool:
+        """Mark the connection as going; queued, unsent frames are discarded (never recorded)."""
+        if client.closing:
+            return False
+        client.closing = True
+        client.queue.clear()
+        client.wake.set()
+        self.dropped[status] += 1
+        return True
+
+    async def _finish_drop(
+        self, client: _Client, status: str, message: str, code: int, abort: bool
+    ) -> None:
+        """Status frame, then a close frame (or, ``abort``, a TCP drop without one)."""
+        ws = client.ws
+        try:
+            await asyncio.wait_for(ws.send(status_frame(status, message), text=True), 1.0)
+        except TimeoutError:
+            pass  # written, but behind a full buffer (slow consumer); the close waits for it
+        except ConnectionClosed:
+            return
+        if not abort:
+            try:
+                await ws.close(code, status)  # aborts by itself after close_timeout
+            except ConnectionClosed:
+                pass
+            return
+        for _ in range(100):  # let the transport hand recorded frames to the kernel (<= 1 s)
+            if ws.transport.get_write_buffer_size() == 0:
+                break
+            await asyncio.sleep(0.01)
+        ws.transport.abort()
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _broadcast(self, frame: Frame) -> None:
+        for client in self._clients.values():
+            if client.topics and not client.closing:
+                client.queue.append(frame)
+                client.wake.set()
+                if len(client.queue) > self.options.max_queued_frames:
+                    message = "Connection closed: the client is reading too slowly."
+                    self._drop_soon(client, "slow_consumer", message, 1011)
+
+    async def _write_frames(self, client: _Client) -> None:
+        """Per-connection writer: a slow reader delays only itself (until slow_consumer).
+
+        Frames are encoded here (unmasked server frames, as in load mode) and written to the
+        transport in batches: ``ws.send`` per frame costs more than building the frame.
+        """
+        ws = client.ws
+        while not client.closing:
+            if not client.queue:
+                client.wake.clear()
+                await client.wake.wait()
+                continue
+            topics = client.topics  # read at send time: nothing goes out after an unsubscribe ack
+            batch: list[bytes] = []
+            segments: list[FrameSegment] = []
+            counts: dict[str, int] = {}
+            while client.queue and len(batch) < WRITE_BATCH_FRAMES:
+                picked = [i for i in client.queue.popleft() if i[2] in topics or i[3] in topics]
+                if picked:
+                    events = tuple(i[1] for i in picked)
+                    segments.append(FrameSegment(tuple(i[0] for i in picked), events))
+                    batch.append(encode_frame(events))
+                    for e in events:
+                        counts[e["ev"]] = counts.get(e["ev"], 0) + 1
+            if not batch:
+                continue
+            if client.closing or ws.protocol.state is not State.OPEN:
+                return  # never after a close frame; these frames were not sent
+            ws.transport.write(b"".join(batch))
+            for segment in segments:
+                self.recorder.record(client.id, segment, {})
+            self.recorder.count(counts)
+            try:
+                await ws.drain()  # websockets' flow control: wait while the transport is paused
+            except OSError:  # the connection was lost while paused
+                return
+
+    async def _run_load(self, client: _Client, options: LoadOptions) -> None:
+        assert self.load_budget is not None
+        await asyncio.sleep(options.start_delay_s)
+        pool = pool_for(self.market, client.wants, options, self.clock.now_ms())
+        if pool is None:
+            log.info("load: connection %d subscribed to nothing the market sends", client.id)
+            return
+        await stream_load(
+            client.ws,
+            connection=client.id,
+            pool=pool,
+            pool_id=client.id,
+            budget=self.load_budget,
+            id_base=trade_id_base(self.market.id_epoch_s),
+            recorder=self.recorder,
+            clock=self.clock,
+            options=options,
+            is_open=lambda: not client.closing,
+        )
