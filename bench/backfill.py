@@ -1,0 +1,272 @@
+"""Historical backfill, end to end: `rrr backfill --months 6` for two pairs of 1-minute bars
+(~520,000) from the REST simulator through Redis and a real Celery worker into PostgreSQL,
+rate limit off; then, under a limit of 5 requests per minute, the planner's ETA against a
+measured run.
+
+Figures: bars/s into PostgreSQL (first chunk claimed -> last chunk done) and the command's
+wall time; where the time goes (per chunk: fetch = limiter + HTTP + parse, store =
+``apply_batch`` + bookkeeping, from the workers' logs); ``apply_batch`` alone on one 34-day
+chunk; an exact check of the stored bars against the simulator's (missing, duplicated).
+
+    .venv/bin/python -m bench.backfill [--quick]     (--quick: one month, a 3-request ETA run)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from celery import Celery
+
+from bench.common import parse_args, postgres_schema, print_figures, print_table
+from rrr.backfill.plan import BackfillRequest, estimate_duration_s, plan_backfill
+from rrr.broker import start_embedded_redis
+from rrr.config import Rate
+from rrr.models import Bar, Batch
+from rrr.simulator.http import SimulatorHTTPServer
+from rrr.simulator.market import Market
+from rrr.simulator.rest import RestSimOptions, rest_routes
+from rrr.storage import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKERS = ("X:BTCUSD", "X:ETHUSD")
+DAY = 86_400_000
+CHUNK_DONE = re.compile(
+    r"chunk \S+ done: (\d+) bars in (\d+) pages \(fetch ([\d.]+) s, store ([\d.]+) s\)"
+)
+
+
+def env_for(home: Path, redis_url: str, database_url: str, rest_url: str, rate: str) -> dict:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("POLYGON_", "MASSIVE_"))},
+        "RRR_HOME": str(home),
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "POLYGON_REST_URL": rest_url,
+        "POLYGON_RATE_LIMIT": rate,
+        "RRR_TICKERS": ",".join(TICKERS),
+        "LOG_LEVEL": "INFO",
+        "COLUMNS": "120",
+    }
+
+
+def start_worker(env: dict, log_path: Path, concurrency: int) -> subprocess.Popen[bytes]:
+    log = open(log_path, "ab")  # noqa: SIM115 - the worker owns it until it exits
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", "backfill",
+         "-c", str(concurrency), "--without-gossip", "--without-mingle", "-l", "INFO",
+         "-n", f"bench-{uuid.uuid4().hex[:6]}@%h"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while b"ready." not in log_path.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"worker did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+def chunk_window(database_url: str) -> tuple[dict[str, tuple[int, int]], float, int, int]:
+    """Per ticker the planned [start, end), the seconds from the first claim to the last
+    finish, the chunks and their attempts."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT ticker, (extract(epoch from min(start_time)) * 1000)::bigint,"
+            " (extract(epoch from max(end_time)) * 1000)::bigint FROM backfill_chunks"
+            " GROUP BY ticker"
+        ).fetchall()
+        span = conn.execute(
+            "SELECT extract(epoch from max(finished_at) - min(started_at)), count(*),"
+            " sum(attempts) FROM backfill_chunks"
+        ).fetchone()
+    assert span is not None
+    return {r[0]: (int(r[1]), int(r[2])) for r in rows}, float(span[0]), span[1], span[2]
+
+
+def verify(database_url: str, market: Market, window: dict[str, tuple[int, int]]) -> dict:
+    """Compare every stored bar time with the simulator's own: expected, missing, extra."""
+    expected = stored = missing = extra = 0
+    with psycopg.connect(database_url) as conn:
+        for ticker, (start, end) in window.items():
+            want = set(market.minute_bar_arrays(ticker, start, end)["t"].tolist())
+            rows = conn.execute(
+                "SELECT (extract(epoch from event_time) * 1000)::bigint FROM crypto_aggregates"
+                " WHERE ticker = %s AND timeframe = '1m'",
+                (ticker,),
+            ).fetchall()
+            have = [r[0] for r in rows]
+            expected += len(want)
+            stored += len(have)
+            missing += len(want - set(have))
+            extra += len(set(have) - want)
+        dupes = conn.execute(
+            "SELECT count(*) - count(DISTINCT (ticker, timeframe, event_time))"
+            " FROM crypto_aggregates"
+        ).fetchone()
+    return {
+        "bars_expected": expected,
+        "bars_stored": stored,
+        "bars_missing": missing,
+        "bars_unexpected": extra,
+        "bars_duplicated": int(dupes[0]) if dupes else -1,
+    }
+
+
+def apply_batch_rate(database_url: str, market: Market, start_ms: int) -> tuple[float, float]:
+    """bars/s of one 34-day chunk through ``apply_batch``: fresh rows, then the same again
+    (every row an ON CONFLICT update, as when a chunk is re-fetched)."""
+    columns = market.minute_bar_arrays("X:SOLUSD", start_ms, start_ms + 34 * DAY)
+    bars = [
+        Bar("X:SOLUSD", "1m", o, h, lo, c, v, vw, n, t, t + 60_000, "simulator")
+        for o, h, lo, c, v, vw, t, n in zip(
+            *(columns[k].tolist() for k in ("o", "h", "l", "c", "v", "vw", "t", "n")),
+            strict=True,
+        )
+    ]
+    store = open_store(database_url)
+    rates = []
+    for attempt in ("insert", "upsert"):
+        started = time.perf_counter()
+        store.apply_batch(Batch(f"bench-{attempt}", "bars", bars))
+        rates.append(len(bars) / (time.perf_counter() - started))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM crypto_aggregates WHERE ticker = 'X:SOLUSD'")
+    store.close()
+    return rates[0], rates[1]
+
+
+def main() -> None:
+    args = parse_args(__doc__ or "")
+    months = 1 if args.quick else 6
+    eta_requests = 3 if args.quick else 5
+    market = Market(seed=42, tickers=TICKERS)
+    sim_options = RestSimOptions()
+    sim = SimulatorHTTPServer(rest_routes(market, sim_options)).start()
+    home = Path(tempfile.mkdtemp(prefix="rrr-bench-backfill-"))
+    redis_proc, redis_url = start_embedded_redis(home / "redis")
+    try:
+        with postgres_schema("bench_backfill") as database_url:
+            open_store(database_url).migrate()
+            env = env_for(home, redis_url, database_url, sim.base_url, "off")
+            worker = start_worker(env, home / "worker-off.log", concurrency=2)
+            started = time.monotonic()
+            command = subprocess.run(
+                [sys.executable, "-m", "rrr.cli", "backfill", "--months", str(months)],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            wall_s = time.monotonic() - started
+            stop(worker)
+            if command.returncode != 0:
+                raise SystemExit(f"rrr backfill failed:\n{command.stderr}")
+            window, pipeline_s, chunks, attempts = chunk_window(database_url)
+            figures = verify(database_url, market, window)
+            done = [tuple(map(float, m)) for m in CHUNK_DONE.findall(
+                (home / "worker-off.log").read_text())]  # fmt: skip
+            fetch_s = sum(d[2] for d in done)
+            store_s = sum(d[3] for d in done)
+            requests = len(sim_options.log.entries())
+            insert_rate, upsert_rate = apply_batch_rate(
+                database_url, market, min(s for s, _ in window.values())
+            )
+
+            # The ETA run: a limit of 5/min, one request per chunk (1-day chunks).
+            eta_env = env_for(home, redis_url, database_url, sim.base_url, "5/min")
+            first = (time.time_ns() // 1_000_000 // DAY - 400) * DAY  # outside the run above
+            request = BackfillRequest(("X:BTCUSD",), first, first + eta_requests * DAY, 1, "minute")
+            plan = plan_backfill(request, max_base_bars=1440)
+            per_request_s = pipeline_s / max(1, chunks) if chunks else 0.5
+            predicted_s = estimate_duration_s(
+                len(plan.chunks), Rate(5, 60.0), request_s=per_request_s
+            )
+            worker = start_worker(eta_env, home / "worker-5min.log", concurrency=2)
+            producer = Celery("bench", broker=redis_url)
+            eta_started = time.monotonic()
+            producer.send_task(
+                "tasks.backfill.plan_backfill",
+                kwargs={"tickers": list(request.tickers), "start_ms": request.start_ms,
+                        "end_ms": request.end_ms, "max_base_bars": 1440},
+                queue="backfill",
+            )  # fmt: skip
+            store = open_store(database_url)
+            deadline = time.monotonic() + predicted_s * 2 + 30
+            while not store.chunk_progress(plan.plan_id).finished:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the rate-limited run did not finish in twice its ETA")
+                time.sleep(0.2)
+            measured_s = time.monotonic() - eta_started
+            store.close()
+            producer.close()
+            stop(worker)
+    finally:
+        sim.stop()
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+
+    bars_per_s = figures["bars_stored"] / pipeline_s
+    print("\n".join(command.stderr.strip().splitlines()[-3:]))  # what the user saw at the end
+    print_table(
+        f"rrr backfill --months {months}: {len(TICKERS)} pairs of 1-minute bars into PostgreSQL",
+        ["figure", "value"],
+        [
+            ["bars expected / stored",
+             f"{figures['bars_expected']:,} / {figures['bars_stored']:,}"],
+            ["missing / duplicated / unexpected",
+             f"{figures['bars_missing']} / {figures['bars_duplicated']} / "
+             f"{figures['bars_unexpected']}"],
+            ["chunks / requests / attempts", f"{chunks} / {requests} / {attempts}"],
+            ["command wall time (s)", f"{wall_s:.1f}"],
+            ["first claim -> last chunk done (s)", f"{pipeline_s:.2f}"],
+            ["bars/s into PostgreSQL (end to end)", f"{bars_per_s:,.0f}"],
+            ["per chunk: fetch s (sum) / store s (sum)", f"{fetch_s:.1f} / {store_s:.1f}"],
+            ["bars/s of fetch+parse / of store (per process)",
+             f"{figures['bars_stored'] / max(fetch_s, 1e-9):,.0f} / "
+             f"{figures['bars_stored'] / max(store_s, 1e-9):,.0f}"],
+            ["apply_batch alone, 48,960 bars: insert / upsert bars/s",
+             f"{insert_rate:,.0f} / {upsert_rate:,.0f}"],
+            [f"5/min, {len(plan.chunks)} requests: ETA predicted / measured (s)",
+             f"{predicted_s:.1f} / {measured_s:.1f}"],
+            ["cores", str(os.cpu_count())],
+        ],
+    )  # fmt: skip
+    print_figures(
+        {
+            **figures,
+            "postgres_bars_per_s": round(bars_per_s),
+            "wall_s": round(wall_s, 2),
+            "pipeline_s": round(pipeline_s, 2),
+            "months": months,
+            "chunks": chunks,
+            "requests": requests,
+            "fetch_s_sum": round(fetch_s, 2),
+            "store_s_sum": round(store_s, 2),
+            "apply_batch_insert_bars_per_s": round(insert_rate),
+            "apply_batch_upsert_bars_per_s": round(upsert_rate),
+            "eta_requests": len(plan.chunks),
+            "eta_predicted_s": round(predicted_s, 1),
+            "eta_measured_s": round(measured_s, 1),
+            "eta_error_pct": round(100 * (measured_s - predicted_s) / predicted_s, 1),
+            "worker_processes": 2,
+            "cores": os.cpu_count(),
+            "quick": bool(args.quick),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Pure parsing of Polygon/Massive REST answers: an aggregates page -> ``Bar`` rows, an error
+answer -> the rrr error it means. No I/O; ``now_ms`` is passed in where time matters.
+
+Wire fields of ``/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}`` results
+(spec §2.2), the only place these short names live:
+
+- ``o``, ``h``, ``l``, ``c``: open, high, low, close of the window (quote currency)
+- ``v``: volume in base units (fractional for crypto)
+- ``vw``: volume-weighted average price (optional)
+- ``t``: window **start**, Unix ms UTC (required)
+- ``n``: number of trades in the window (optional)
+
+An empty range is HTTP 200 with no ``results`` key at all (polygon-io/issues#186).
+"""
+
+from __future__ import annotations
+
+import calendar
+import email.utils
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from rrr.errors import (
+    ParseError,
+    RateLimited,
+    VendorAuthError,
+    VendorError,
+    VendorUnavailable,
+)
+from rrr.models import Bar, Rejected
+
+SECOND_MS = 1_000
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+# The API's timespans (spec §2.2) and the suffix of our ``timeframe`` label. Month is "mo" so it
+# never reads as minutes.
+TIMESPAN_SUFFIX: dict[str, str] = {
+    "second": "s",
+    "minute": "m",
+    "hour": "h",
+    "day": "d",
+    "week": "w",
+    "month": "mo",
+    "quarter": "q",
+    "year": "y",
+}
+TIMESPANS = tuple(TIMESPAN_SUFFIX)
+# Timespans of fixed length; month, quarter and year follow the calendar.
+FIXED_TIMESPAN_MS: dict[str, int] = {
+    "second": SECOND_MS,
+    "minute": MINUTE_MS,
+    "hour": HOUR_MS,
+    "day": DAY_MS,
+    "week": 7 * DAY_MS,
+}
+_CALENDAR_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+
+_NUMBER = (int, float)
+
+
+def timeframe(multiplier: int, timespan: str) -> str:
+    """(1, "minute") -> "1m"; (5, "minute") -> "5m"; (1, "hour") -> "1h"; (1, "month") -> "1mo"."""
+    suffix = TIMESPAN_SUFFIX.get(timespan)
+    if suffix is None:
+        raise ValueError(f"unknown timespan {timespan!r}; expected one of {', '.join(TIMESPANS)}")
+    if multiplier < 1:
+        raise ValueError(f"multiplier must be at least 1, got {multiplier}")
+    return f"{multiplier}{suffix}"
+
+
+def add_months(ts_ms: int, months: int) -> int:
+    """Calendar arithmetic in UTC; the day of month is clamped (Jan 31 + 1 month = Feb 28/29)."""
+    dt = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    index = dt.year * 12 + (dt.month - 1) + months
+    year, month = divmod(index, 12)
+    day = min(dt.day, calendar.monthrange(year, month + 1)[1])
+    return int(dt.replace(year=year, month=month + 1, day=day).timestamp() * 1000)
+
+
+def bar_end_ms(start_ms: int, multiplier: int, timespan: str) -> int:
+    """Exclusive end of the window that starts at ``start_ms``."""
+    fixed = FIXED_TIMESPAN_MS.get(timespan)
+    if fixed is not None:
+        return start_ms + multiplier * fixed
+    return add_months(start_ms, multiplier * _CALENDAR_MONTHS[timespan])
+
+
+@dataclass(frozen=True, slots=True)
+class AggsPage:
+    """One page of an aggregates answer, parsed."""
+
+    bars: list[Bar]
+    rejected: list[Rejected] = field(default_factory=list)
+    next_url: str | None = None
+    request_id: str | None = None
+    results_count: int = 0  # what the vendor says it sent (before our checks)
+
+    @property
+    def next_path(self) -> str | None:
+        return next_path(self.next_url) if self.next_url else None
+
+
+def next_path(next_url: str) -> str:
+    """Path + query of a ``next_url``. Like the official client, we call it against our own
+    configured base URL, so a vendor (or a proxy) naming another host cannot redirect us."""
+    parts = urlsplit(next_url)
+    if not parts.path.startswith("/"):
+        raise ParseError(f"next_url has no absolute path: {next_url[:200]!r}")
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _problem(item: Mapping[str, Any]) -> str | None:
+    for key in ("o", "h", "l", "c", "v"):
+        value = item.get(key)
+        if value is None:
+            return f"aggregate without {key!r}"
+        if type(value) not in _NUMBER:
+            return f"aggregate {key!r} is not a number: {value!r}"
+    if type(item.get("t")) is not int:
+        return f"aggregate 't' must be integer milliseconds: {item.get('t')!r}"
+    vw = item.get("vw")
+    if vw is not None and type(vw) not in _NUMBER:
+        return f"aggregate 'vw' is not a number: {vw!r}"
+    n = item.get("n")
+    if n is not None and type(n) is not int:
+        return f"aggregate 'n' is not an integer: {n!r}"
+    return None
+
+
+def parse_aggs_page(
+    body: bytes | Mapping[str, Any],
+    *,
+    ticker: str,
+    multiplier: int,
+    timespan: str,
+    source: str,
+) -> AggsPage:
+    """A 200 aggregates body -> bars of ``timeframe(multiplier, timespan)`` for ``ticker``.
+
+    A result that lacks a required field or carries one of the wrong type becomes a
+    ``Rejected`` with the reason; the rest of the page is still used.
+    """
+    payload = _load_object(body) if isinstance(body, bytes | bytearray) else body
+    results = payload.get("results")
+    if results is None:
+        results = []  # empty range: no "results" key at all
+    if not isinstance(results, list):
+        raise ParseError(f"aggregates 'results' is not a list: {type(results).__name__}")
+    label = timeframe(multiplier, timespan)
+    fixed = FIXED_TIMESPAN_MS.get(timespan)
+    span = multiplier * fixed if fixed is not None else None
+    bars: list[Bar] = []
+    rejected: list[Rejected] = []
+    for item in results:
+        reason = _problem(item) if isinstance(item, dict) else "aggregate is not an object"
+        if reason is not None:
+            raw = orjson.dumps(item, default=repr).decode()
+            rejected.append(Rejected(raw=raw, reason=reason, kind="bars", source=source))
+            continue
+        t = item["t"]
+        bars.append(
+            Bar(
+                ticker,
+                label,
+                item["o"],
+                item["h"],
+                item["l"],
+                item["c"],
+                item["v"],
+                item.get("vw"),
+                item.get("n"),
+                t,
+                t + span if span is not None else bar_end_ms(t, multiplier, timespan),
+                source,
+            )
+        )
+    next_url = payload.get("next_url")
+    request_id = payload.get("request_id")
+    count = payload.get("resultsCount")
+    return AggsPage(
+        bars=bars,
+        rejected=rejected,
+        next_url=next_url if isinstance(next_url, str) and next_url else None,
+        request_id=request_id if isinstance(request_id, str) else None,
+        results_count=count if isinstance(count, int) else len(results),
+    )
+
+
+def _load_object(body: bytes | bytearray) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"aggregates answer is not JSON: {error_text(bytes(body))!r}") from exc
+    if not isinstance(payload, dict):
+        raise ParseError(f"aggregates answer is not a JSON object: {type(payload).__name__}")
+    return payload
+
+
+_TAGS = re.compile(r"<[^>]+>")
+_SPACES = re.compile(r"\s+")
+
+
+def error_text(body: bytes, limit: int = 200) -> str:
+    """The human part of an error body: ``error`` (ERROR bodies) or ``message``
+    (NOT_AUTHORIZED bodies, spec §2.4), else the text itself (an nginx HTML page), shortened."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        payload = None
+    if isinstance(payload, dict):
+        for key in ("error", "message", "status"):
+            value = payload.get(key)
+            if isinstance(value, str) and value:
+                return value[:limit]
+    text = _SPACES.sub(" ", _TAGS.sub(" ", body.decode("utf-8", errors="replace"))).strip()
+    return (text or "empty body")[:limit]
+
+
+def retry_after_s(value: str | None, now_ms: int) -> float | None:
+    """``Retry-After`` as seconds (it may be a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now_ms / 1000)
+
+
+def error_for_status(
+    status: int, body: bytes, retry_after: str | None, now_ms: int
+) -> VendorError | None:
+    """The rrr error an HTTP answer means, or None for a 2xx. Messages never carry the key."""
+    if 200 <= status < 300:
+        return None
+    text = error_text(body)
+    if status == 401:
+        return VendorAuthError(
+            f"Polygon/Massive refused the API key (HTTP 401: {text}). Set POLYGON_API_KEY "
+            "(or MASSIVE_API_KEY) to a valid key; without one, point POLYGON_REST_URL at the "
+            "simulator",
+            status=status,
+        )
+    if status == 403:
+        return VendorAuthError(
+            f"Polygon/Massive: the plan of POLYGON_API_KEY does not cover this request "
+            f"(HTTP 403: {text}). Backfill a shorter or older range, or upgrade the plan",
+            status=status,
+        )
+    if status == 429:
+        wait = retry_after_s(retry_after, now_ms)
+        return RateLimited(
+            f"Polygon/Massive rate limit (HTTP 429: {text}); lower POLYGON_RATE_LIMIT to stay "
+            "under the plan's budget",
+            retry_after_s=wait,
+        )
+    if status >= 500 or status in (408, 499):
+        return VendorUnavailable(
+            f"Polygon/Massive unavailable (HTTP {status}: {text})", status=status
+        )
+    return VendorError(
+        f"Polygon/Massive rejected the request (HTTP {status}: {text})", status=status
+    )
