@@ -1,5 +1,5 @@
 """Stores: SQLite (default), PostgreSQL (and Supabase's Postgres URL), Supabase REST."""
 
-from rrr.storage.base import BatchResult, Store, open_store
+from rrr.storage.base import BatchResult, Store, open_store, open_store_from_settings
 
-__all__ = ["BatchResult", "Store", "open_store"]
+__all__ = ["BatchResult", "Store", "open_store", "open_store_from_settings"]

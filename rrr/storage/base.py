@@ -18,6 +18,8 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
+from rrr.config import Settings
 from rrr.errors import ConfigError
 from rrr.models import Batch, Rejected, Sentiment, SystemEvent
 
@@ -83,6 +85,36 @@ class Store(Protocol):
 
     def count_rows(self, table: str) -> int: ...
 
+    # -- backfill chunks (resumable backfill progress; see rrr/backfill/chunks.py) ---------
+    def upsert_chunks(self, chunks: list[Chunk]) -> int:
+        """Write planned chunks; an existing chunk keeps its status and progress but moves to
+        the newest plan naming it. Returns how many were new."""
+        ...
+
+    def get_chunk(self, chunk_id: str) -> ChunkState | None: ...
+
+    def claim_chunk(self, chunk_id: str, now_ms: int, lease_ms: int) -> int | None:
+        """Atomically pending/failed -> running (or take over a running chunk not touched for
+        ``lease_ms``), attempts + 1. Returns the attempt number, None when not claimed."""
+        ...
+
+    def touch_chunk(self, chunk_id: str, bars_stored: int, now_ms: int) -> None:
+        """Renew a running chunk's lease and record the bars stored so far."""
+        ...
+
+    def finish_chunk(self, chunk_id: str, bars_stored: int, now_ms: int) -> None: ...
+
+    def fail_chunk(self, chunk_id: str, error: str, now_ms: int, *, retry: bool = False) -> None:
+        """Record ``error``; the chunk goes to failed, or back to pending when ``retry``
+        (a transient error that a retry will take up). A done chunk stays done."""
+        ...
+
+    def chunk_progress(self, plan_id: str) -> PlanProgress: ...
+
+    def chunks_not_done(self, plan_id: str) -> list[str]:
+        """Ids of the plan's chunks that are not done, by ticker then time."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -99,6 +131,29 @@ def open_store(url: str) -> Store:
     raise ConfigError(
         f"DATABASE_URL must start with sqlite:/// or postgresql:// (got {url.split(':')[0]}:...)"
     )
+
+
+def open_store_from_settings(settings: Settings) -> Store:
+    """The store the settings choose: DATABASE_URL when it is set; otherwise the Supabase REST
+    store when SUPABASE_URL and SUPABASE_SERVICE_KEY are both set; otherwise the SQLite default.
+
+    """
+    database_url_set = settings.database_url is not None
+    url, key = settings.supabase_url, settings.supabase_service_key
+    if database_url_set or (url is None and key is None):
+        return open_store(settings.resolved_database_url)
+    if url is None or key is None:
+        have, need = ("SUPABASE_URL", "SUPABASE_SERVICE_KEY")
+        if url is None:
+            have, need = need, have
+        raise ConfigError(
+            f"{have} is set but {need} is not: the Supabase REST store needs both (the key is "
+            "the project's service_role key from Project Settings > API). Or set DATABASE_URL "
+            "to the project's Postgres URL, which is faster."
+        )
+    from rrr.storage.supabase import SupabaseStore
+
+    return SupabaseStore(url, key)
 
 
 def migrations(dialect: str) -> list[tuple[str, str]]:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
 from rrr.errors import PermanentStorageError, StorageError, TransientStorageError
 from rrr.models import Batch, Rejected, Sentiment, SystemEvent
 from rrr.storage.base import (
@@ -306,6 +307,114 @@ class SqliteStore:
 
     def count_rows(self, table: str) -> int:
         return int(self._query(f"SELECT COUNT(*) FROM {check_table(table)}")[0][0])
+
+    # -- backfill chunks (rrr/backfill/chunks.py) ------------------------------------------
+    # Times are INTEGER ms here. Each change is one statement in its own IMMEDIATE
+    # transaction, so a claim is atomic across processes: one UPDATE decides the winner.
+    def _chunk_write(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                rows = self._conn.execute(sql, params).fetchall()
+                self._conn.execute("COMMIT")
+                return rows
+            except sqlite3.Error as exc:
+                self._rollback_quietly()
+                raise _map_error(exc) from exc
+
+    def upsert_chunks(self, chunks: list[Chunk]) -> int:
+        if not chunks:
+            return 0
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                before = self._conn.total_changes
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO backfill_chunks (chunk_id, plan_id, ticker, multiplier,"
+                    " timespan, start_time, end_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [c.row() for c in chunks],
+                )
+                new = self._conn.total_changes - before
+                self._conn.executemany(
+                    "UPDATE backfill_chunks SET plan_id = ? WHERE chunk_id = ? AND plan_id <> ?",
+                    [(c.plan_id, c.chunk_id, c.plan_id) for c in chunks],
+                )
+                self._conn.execute("COMMIT")
+                return new
+            except sqlite3.Error as exc:
+                self._rollback_quietly()
+                raise _map_error(exc) from exc
+
+    def get_chunk(self, chunk_id: str) -> ChunkState | None:
+        rows = self._query(
+            "SELECT chunk_id, plan_id, ticker, multiplier, timespan, start_time, end_time,"
+            " status, bars_stored, attempts, last_error, updated_at, started_at, finished_at"
+            " FROM backfill_chunks WHERE chunk_id = ?",
+            (chunk_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return ChunkState(Chunk(*r[:7]), r[7], r[8], r[9], r[10], r[11], r[12], r[13])
+
+    def claim_chunk(self, chunk_id: str, now_ms: int, lease_ms: int) -> int | None:
+        rows = self._chunk_write(
+            "UPDATE backfill_chunks SET status = 'running', attempts = attempts + 1,"
+            " started_at = ?, updated_at = ?, finished_at = NULL WHERE chunk_id = ? AND"
+            " (status IN ('pending', 'failed') OR (status = 'running' AND updated_at < ?))"
+            " RETURNING attempts",
+            (now_ms, now_ms, chunk_id, now_ms - lease_ms),
+        )
+        return int(rows[0][0]) if rows else None
+
+    def touch_chunk(self, chunk_id: str, bars_stored: int, now_ms: int) -> None:
+        self._chunk_write(
+            "UPDATE backfill_chunks SET bars_stored = ?, updated_at = ?"
+            " WHERE chunk_id = ? AND status = 'running'",
+            (bars_stored, now_ms, chunk_id),
+        )
+
+    def finish_chunk(self, chunk_id: str, bars_stored: int, now_ms: int) -> None:
+        self._chunk_write(
+            "UPDATE backfill_chunks SET status = 'done', bars_stored = ?, last_error = NULL,"
+            " updated_at = ?, finished_at = ? WHERE chunk_id = ?",
+            (bars_stored, now_ms, now_ms, chunk_id),
+        )
+
+    def fail_chunk(self, chunk_id: str, error: str, now_ms: int, *, retry: bool = False) -> None:
+        self._chunk_write(
+            "UPDATE backfill_chunks SET status = ?, last_error = ?, updated_at = ?"
+            " WHERE chunk_id = ? AND status <> 'done'",
+            ("pending" if retry else "failed", error[:2000], now_ms, chunk_id),
+        )
+
+    def chunk_progress(self, plan_id: str) -> PlanProgress:
+        rows = self._query(
+            "SELECT status, COUNT(*), COALESCE(SUM(bars_stored), 0), MIN(started_at)"
+            " FROM backfill_chunks WHERE plan_id = ? GROUP BY status",
+            (plan_id,),
+        )
+        errors = self._query(
+            "SELECT last_error FROM backfill_chunks WHERE plan_id = ? AND status <> 'done'"
+            " AND last_error IS NOT NULL ORDER BY updated_at DESC LIMIT 1",
+            (plan_id,),
+        )
+        started = [r[3] for r in rows if r[3] is not None]
+        return PlanProgress(
+            plan_id,
+            {r[0]: int(r[1]) for r in rows},
+            sum(int(r[2]) for r in rows),
+            min(started) if started else None,
+            errors[0][0] if errors else None,
+        )
+
+    def chunks_not_done(self, plan_id: str) -> list[str]:
+        rows = self._query(
+            "SELECT chunk_id FROM backfill_chunks WHERE plan_id = ? AND status <> 'done'"
+            " ORDER BY ticker, start_time",
+            (plan_id,),
+        )
+        return [r[0] for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -4,19 +4,19 @@ dead letters, concurrent writers, event and sentiment dedupe, read helpers."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from rrr.models import Bar, Batch, Quote, Sentiment, SystemEvent, Trade
-from rrr.storage import Store, open_store
+from rrr.storage import Store
 
 T0 = 1_706_649_600_000  # 2024-01-30T21:20:00Z
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = open_store(database_url)
+def store(store_factory: Callable[[], Store]) -> Iterator[Store]:
+    s = store_factory()
     s.migrate()
     yield s
     s.close()
@@ -109,11 +109,11 @@ def test_quotes_replay_is_a_no_op_but_distinct_states_are_kept(store: Store) -> 
     assert sorted(df["bid_size"]) == [0.48, 0.5]
 
 
-def test_two_writers_at_once_lose_nothing(store: Store, database_url: str) -> None:
+def test_two_writers_at_once_lose_nothing(store: Store, store_factory: Callable[[], Store]) -> None:
     errors: list[BaseException] = []
 
     def write(writer: int) -> None:
-        s = open_store(database_url)
+        s = store_factory()
         try:
             for b in range(20):
                 rows = [trade(f"{writer}-{b}-{i}", ts=T0 + i) for i in range(100)]
@@ -136,8 +136,15 @@ def test_two_writers_at_once_lose_nothing(store: Store, database_url: str) -> No
 
 
 def test_events_dedupe_on_key(store: Store) -> None:
-    e = SystemEvent("data_quality_validator", "price_outlier", "warning", "40% spike", T0,
-                    {"ticker": "X:BTCUSD", "move": 0.4}, dedupe_key="price_outlier:X:BTCUSD:1")  # fmt: skip
+    e = SystemEvent(
+        "data_quality_validator",
+        "price_outlier",
+        "warning",
+        "40% spike",
+        T0,
+        {"ticker": "X:BTCUSD", "move": 0.4},
+        dedupe_key="price_outlier:X:BTCUSD:1",
+    )
     assert store.add_events([e]) == 1
     assert store.add_events([e, e]) == 0
     unkeyed = SystemEvent("stream_worker", "reconnected", "info", "back", T0 + 5)
