@@ -53,7 +53,7 @@ task_routes = {
     "tasks.backfill.*": {"queue": "backfill"},
 }
 
-include = ["tasks.ingest", "tasks.sentiment", "tasks.quality"]
+include = ["tasks.ingest", "tasks.sentiment", "tasks.quality", "tasks.backfill"]
 
 timezone = "UTC"
 beat_schedule: dict[str, dict[str, object]] = {}

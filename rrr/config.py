@@ -26,6 +26,7 @@ DEFAULT_WS_URL = "wss://socket.massive.com/crypto"
 DEFAULT_REST_URL = "https://api.massive.com"
 DEFAULT_PERPLEXITY_URL = "https://api.perplexity.ai"
 DEFAULT_TICKERS = ("X:BTCUSD", "X:ETHUSD")
+DEFAULT_DATABASE_URL = "sqlite:///var/rrr.db"
 
 
 class Secret:
@@ -96,7 +97,7 @@ class Settings:
     perplexity_api: str = "agent"
     perplexity_base_url: str = DEFAULT_PERPLEXITY_URL
     perplexity_model: str | None = None
-    database_url: str = "sqlite:///var/rrr.db"
+    database_url: str | None = None  # unset: the SQLite default (or Supabase REST, if configured)
     supabase_url: str | None = None
     supabase_service_key: Secret | None = None
     redis_url: str | None = None
@@ -129,7 +130,7 @@ class Settings:
     @property
     def resolved_database_url(self) -> str:
         """Relative SQLite paths resolve against RRR_HOME, never the working directory."""
-        url = self.database_url
+        url = self.database_url or DEFAULT_DATABASE_URL
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             return f"sqlite:///{self.home / url[len('sqlite:///') :]}"
         return url
@@ -239,8 +240,10 @@ def _build(env: Mapping[str, str], home: Path) -> Settings:
             env, "PERPLEXITY_BASE_URL", DEFAULT_PERPLEXITY_URL, ("http", "https")
         ),
         perplexity_model=_blank_to_none(env.get("PERPLEXITY_MODEL")),
-        database_url=_url(
-            env, "DATABASE_URL", "sqlite:///var/rrr.db", ("sqlite", "postgresql", "postgres")
+        database_url=(
+            _url(env, "DATABASE_URL", "", ("sqlite", "postgresql", "postgres"))
+            if _blank_to_none(env.get("DATABASE_URL"))
+            else None
         ),
         supabase_url=(_url(env, "SUPABASE_URL", "", ("http", "https")) if supabase_raw else None),
         supabase_service_key=_secret(env, "SUPABASE_SERVICE_KEY"),

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from rrr.broker import ensure_broker, free_port
 from rrr.config import PROJECT_ROOT, Settings
-from rrr.storage import Store, open_store
+from rrr.storage import Store, open_store_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], 
         if broker_proc is not None:
             supervisor.adopt("redis", broker_proc)
             emit(f"embedded Redis at {redis_url} (AOF on, data in {settings.var_dir / 'redis'})")
-        store = open_store(settings.resolved_database_url)
+        store = open_store_from_settings(settings)
         store.migrate()
         env = child_env(settings, redis_url, options)
         python = sys.executable

@@ -15,7 +15,7 @@ from celery.signals import setup_logging, worker_process_init, worker_process_sh
 
 from rrr.config import Settings
 from rrr.logs import configure_logging
-from rrr.storage import Store, open_store
+from rrr.storage import Store, open_store_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def store() -> Store:
     """The store of this process (reopened after a fork)."""
     global _store, _store_pid
     if _store is None or _store_pid != os.getpid():
-        _store = open_store(settings().resolved_database_url)
+        _store = open_store_from_settings(settings())
         _store_pid = os.getpid()
     return _store
 
