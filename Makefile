@@ -28,7 +28,7 @@ run: $(STAMP)
 	$(BIN)/rrr run
 
 bench: $(STAMP)
-	for b in store ingest; do $(BIN)/python -m bench.$$b --quick || exit 1; done
+	for b in store ingest quality backfill supabase stream; do $(BIN)/python -m bench.$$b --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-* var/spool
