@@ -44,6 +44,44 @@ def _time_problem(name: str, value: Any) -> str | None:
     return None
 
 
+INT32_MAX = 2**31 - 1
+SMALLINT_MAX = 2**15 - 1
+
+
+def _optional_time_problem(name: str, value: Any) -> str | None:
+    if value is not None and type(value) is not int:
+        return f"{name} must be integer milliseconds or null: {value!r}"
+    return None
+
+
+def _exchange_problem(value: Any) -> str | None:
+    if type(value) is not int or not 0 <= value <= INT32_MAX:
+        return f"exchange_id must be a non-negative 32-bit integer: {value!r}"
+    return None
+
+
+def _conditions_problem(value: Any) -> str | None:
+    if not isinstance(value, list | tuple) or not all(
+        type(c) is int and 0 <= c <= SMALLINT_MAX for c in value
+    ):
+        return f"conditions must be a list of small non-negative integers: {value!r}"
+    return None
+
+
+def _optional_number_problem(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if type(value) not in NUMBER or math.isnan(value) or math.isinf(value) or value < 0:
+        return f"{name} must be a finite number >= 0 or null: {value!r}"
+    return None
+
+
+def _optional_count_problem(name: str, value: Any) -> str | None:
+    if value is not None and (type(value) is not int or not 0 <= value <= INT32_MAX):
+        return f"{name} must be a non-negative integer or null: {value!r}"
+    return None
+
+
 def _text_problem(name: str, value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return f"{name} is missing"
@@ -55,11 +93,13 @@ def trade_problem(r: Sequence[Any]) -> str | None:
         return f"a trade has {len(Trade._fields)} fields, got {len(r)}"
     return (
         _text_problem("ticker", r[0])
-        or (None if type(r[1]) is int else f"exchange_id must be an integer: {r[1]!r}")
+        or _exchange_problem(r[1])
         or (None if r[2] not in (None, "") else "trade_id is missing")
         or _price_problem("price", r[3])
         or _size_problem("size", r[4])
+        or _conditions_problem(r[5])
         or _time_problem("ts_ms", r[6])
+        or _optional_time_problem("received_ms", r[7])
         or _text_problem("source", r[8])
     )
 
@@ -69,12 +109,13 @@ def quote_problem(r: Sequence[Any]) -> str | None:
         return f"a quote has {len(Quote._fields)} fields, got {len(r)}"
     return (
         _text_problem("ticker", r[0])
-        or (None if type(r[1]) is int else f"exchange_id must be an integer: {r[1]!r}")
+        or _exchange_problem(r[1])
         or _price_problem("bid_price", r[2])
         or _size_problem("bid_size", r[3])
         or _price_problem("ask_price", r[4])
         or _size_problem("ask_size", r[5])
         or _time_problem("ts_ms", r[6])
+        or _optional_time_problem("received_ms", r[7])
         or _text_problem("source", r[8])
     )
 
@@ -90,6 +131,8 @@ def bar_problem(r: Sequence[Any]) -> str | None:
         or _price_problem("low", r[4])
         or _price_problem("close", r[5])
         or _size_problem("volume", r[6])
+        or _optional_number_problem("vwap", r[7])
+        or _optional_count_problem("trade_count", r[8])
         or _time_problem("start_ms", r[9])
         or _time_problem("end_ms", r[10])
         or _text_problem("source", r[11])
@@ -105,10 +148,12 @@ def _trade_ok(r: Sequence[Any]) -> bool:
     if len(r) != 9:
         return False
     p, s = r[3], r[4]
+    x, conditions, received = r[1], r[5], r[7]
     return (
         type(r[0]) is str
         and r[0] != ""
-        and type(r[1]) is int
+        and type(x) is int
+        and 0 <= x <= INT32_MAX
         and r[2] is not None
         and r[2] != ""
         and (type(p) is float or type(p) is int)
@@ -116,8 +161,15 @@ def _trade_ok(r: Sequence[Any]) -> bool:
         and (type(s) is float or type(s) is int)
         and 0 <= s < _INF
         and type(r[6]) is int
+        and (received is None or type(received) is int)
         and type(r[8]) is str
         and r[8] != ""
+        # The usual conditions are [], [1] or [2]; anything else takes the careful path.
+        and (type(conditions) is list or type(conditions) is tuple)
+        and (
+            not conditions
+            or (len(conditions) == 1 and type(conditions[0]) is int and conditions[0] in (1, 2))
+        )
     )
 
 

@@ -51,6 +51,13 @@ UPSERT_BARS = (
 )
 
 
+INSERT_DEAD_LETTER = "INSERT INTO dead_letters (kind, source, reason, raw) VALUES (?, ?, ?, ?)"
+
+
+def _dead_letter_row(r: Rejected) -> tuple[str, str, str, str]:
+    return (r.kind, r.source, r.reason, r.raw)
+
+
 def sqlite_path(url: str) -> Path:
     """``sqlite:///var/rrr.db`` (relative) or ``sqlite:////abs/rrr.db``."""
     if not url.startswith("sqlite:///"):
@@ -136,6 +143,10 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 self._rollback_quietly()
                 raise _map_error(exc) from exc
+            except BaseException:
+                # Never leave the write lock held: the next batch would find a transaction open.
+                self._rollback_quietly()
+                raise
         return BatchResult(batch.id, applied=True, stored=stored, rejected=len(bad))
 
     def _write_rows(self, kind: str, rows: list[Any]) -> int:
@@ -158,10 +169,7 @@ class SqliteStore:
 
     def _insert_dead_letters(self, rejected: list[Rejected]) -> None:
         if rejected:
-            self._conn.executemany(
-                "INSERT INTO dead_letters (kind, source, reason, raw) VALUES (?, ?, ?, ?)",
-                [(r.kind, r.source, r.reason, r.raw) for r in rejected],
-            )
+            self._conn.executemany(INSERT_DEAD_LETTER, [_dead_letter_row(r) for r in rejected])
 
     def _rollback_quietly(self) -> None:
         try:
@@ -181,12 +189,12 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 self._rollback_quietly()
                 raise _map_error(exc) from exc
+            except BaseException:
+                self._rollback_quietly()
+                raise
 
     def add_dead_letters(self, rejected: list[Rejected]) -> int:
-        return self._write(
-            "INSERT INTO dead_letters (kind, source, reason, raw) VALUES (?, ?, ?, ?)",
-            [(r.kind, r.source, r.reason, r.raw) for r in rejected],
-        )
+        return self._write(INSERT_DEAD_LETTER, [_dead_letter_row(r) for r in rejected])
 
     def add_events(self, events: list[SystemEvent]) -> int:
         return self._write(

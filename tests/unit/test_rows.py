@@ -43,4 +43,43 @@ def test_batch_message_round_trip() -> None:
     batch = Batch("id-1", "trades", [GOOD])
     message = batch.to_message()
     again = Batch.from_message({**message, "rows": [list(r) for r in message["rows"]]})
-    assert again.rows[0].price == 1.5 and isinstance(again.rows[0], Trade)
+    assert again.rows[0][3] == 1.5 and again.kind == "trades" and again.id == "id-1"
+
+
+def test_every_field_is_checked_and_named() -> None:
+    cases = [
+        (
+            GOOD._replace(conditions=("x",)),
+            "conditions must be a list of small non-negative integers",
+        ),
+        (GOOD._replace(conditions=5), "conditions must be a list of small non-negative integers"),
+        (
+            GOOD._replace(conditions=[70000]),
+            "conditions must be a list of small non-negative integers",
+        ),
+        (GOOD._replace(received_ms="junk"), "received_ms must be integer milliseconds or null"),
+        (GOOD._replace(exchange_id=2**31), "exchange_id must be a non-negative 32-bit integer"),
+        (GOOD._replace(exchange_id="23"), "exchange_id must be a non-negative 32-bit integer"),
+    ]
+    good, bad = split_storable("trades", [row for row, _ in cases])
+    assert good == []
+    assert [r.reason.split(":")[0] for r in bad] == [reason for _, reason in cases]
+
+
+def test_bar_optional_fields_are_checked() -> None:
+    bar = Bar("X:BTCUSD", "1m", 1.0, 2.0, 0.5, 1.5, 3.0, None, None, 0, 60_000, "polygon")
+    good, bad = split_storable(
+        "bars", [bar, bar._replace(vwap="1.2"), bar._replace(trade_count=-1)]
+    )
+    assert good == [bar]
+    assert [r.reason.split(":")[0] for r in bad] == [
+        "vwap must be a finite number >= 0 or null",
+        "trade_count must be a non-negative integer or null",
+    ]
+
+
+def test_rows_of_a_decoded_message_are_plain_lists_and_still_checked() -> None:
+    message = {"id": "b", "kind": "trades", "rows": [list(GOOD), ["too", "short"]]}
+    good, bad = split_storable("trades", Batch.from_message(message).rows)
+    assert good == [list(GOOD)]
+    assert bad[0].reason == "a trade has 9 fields, got 2"
