@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
@@ -27,6 +27,34 @@ DEFAULT_REST_URL = "https://api.massive.com"
 DEFAULT_PERPLEXITY_URL = "https://api.perplexity.ai"
 DEFAULT_TICKERS = ("X:BTCUSD", "X:ETHUSD")
 DEFAULT_DATABASE_URL = "sqlite:///var/rrr.db"
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (in the user info or a ``password=`` parameter) as ***, for
+    messages and logs."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user_info, _, host = netloc.rpartition("@")
+        user = user_info.split(":", 1)[0]
+        netloc = f"{user}:***@{host}"
+    query = "&".join(
+        f"{k}=***" if k.lower() == "password" else (f"{k}={v}" if v or "=" in pair else k)
+        for pair in parts.query.split("&")
+        if pair
+        for k, _, v in [pair.partition("=")]
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_password(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    found = [parts.password] + [
+        v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() == "password"
+    ]
+    return next((p for p in found if p), None)
 
 
 class Secret:
@@ -69,7 +97,7 @@ class Rate:
 
 _RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
 _RATE_UNITS |= {"h": 3600.0, "hour": 3600.0}
-_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]+)\s*$")
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
 
 
 def parse_rate(text: str, name: str = "POLYGON_RATE_LIMIT") -> Rate | None:
@@ -84,10 +112,12 @@ def parse_rate(text: str, name: str = "POLYGON_RATE_LIMIT") -> Rate | None:
             "'10/2s' or 'off'"
         )
     span = float(m.group(2)) if m.group(2) else 1.0
+    if span <= 0:
+        raise ConfigError(f"{name}={text!r}: the period must be longer than zero, e.g. '5/min'")
     return Rate(count=int(m.group(1)), per_s=span * unit)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     polygon_api_key: Secret | None = None
     polygon_ws_url: str = DEFAULT_WS_URL
@@ -117,6 +147,15 @@ class Settings:
     # Set by `rrr run` for its children when it started the local simulator: the feed is
     # simulated even though a (simulator) key and URL are configured.
     simulator: bool = False
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str) and "://" in value:
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def var_dir(self) -> Path:
@@ -167,9 +206,10 @@ def _blank_to_none(value: str | None) -> str | None:
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
     value = _blank_to_none(env.get(name)) or default
     parts = urlsplit(value)
-    if parts.scheme not in schemes or (not parts.netloc and parts.scheme != "sqlite"):
+    hostless = parts.scheme in ("sqlite", "unix")  # a file path, not a host
+    if parts.scheme not in schemes or (not parts.netloc and not hostless):
         raise ConfigError(
-            f"{name}={value!r} is not a valid URL: it must start with "
+            f"{name}={redact_url(value)!r} is not a valid URL: it must start with "
             f"{' or '.join(s + '://' for s in schemes)} and name a host"
         )
     return value
@@ -225,7 +265,9 @@ def _build(env: Mapping[str, str], home: Path) -> Settings:
         raise ConfigError(f"PERPLEXITY_API={perplexity_api!r} must be 'agent' or 'sonar'")
     log_level = (_blank_to_none(env.get("LOG_LEVEL")) or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError(f"LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+        raise ConfigError(
+            f"LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )
     redis_raw = _blank_to_none(env.get("REDIS_URL"))
     supabase_raw = _blank_to_none(env.get("SUPABASE_URL"))
     rate_raw = _blank_to_none(env.get("POLYGON_RATE_LIMIT"))

@@ -7,7 +7,7 @@ import logging
 import logging.handlers
 from collections.abc import Iterable
 
-from rrr.config import Settings
+from rrr.config import Settings, url_password
 
 FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
 
@@ -46,6 +46,10 @@ def secrets_of(settings: Settings) -> list[str]:
     ):
         if value is not None:
             found.append(value.reveal())
+    for url in (settings.database_url, settings.redis_url, settings.supabase_url):
+        password = url_password(url)
+        if password:
+            found.append(password)
     return found
 
 

@@ -78,3 +78,37 @@ def test_relative_sqlite_path_resolves_against_home(tmp_path: Path) -> None:
     assert s.resolved_database_url == f"sqlite:///{tmp_path}/data/x.db"
     s = settings(tmp_path, DATABASE_URL="sqlite:////abs/x.db")
     assert s.resolved_database_url == "sqlite:////abs/x.db"
+
+
+@pytest.mark.parametrize("bad", ["5/0min", "5/.min", "0/s", "5/fortnight", "five/min"])
+def test_bad_rates_are_config_errors(bad: str) -> None:
+    with pytest.raises(ConfigError, match="POLYGON_RATE_LIMIT"):
+        parse_rate(bad)
+
+
+def test_passwords_in_urls_never_show(tmp_path: Path) -> None:
+    s = settings(
+        tmp_path,
+        DATABASE_URL="postgresql://app:hunter2@db.example:5432/market?sslmode=require",
+        REDIS_URL="redis://:r3dis-pass@127.0.0.1:6379/0",
+    )
+    assert "hunter2" not in repr(s) and "r3dis-pass" not in repr(s)
+    assert "postgresql://app:***@db.example:5432/market?sslmode=require" in repr(s)
+    with pytest.raises(ConfigError) as caught:
+        settings(tmp_path, DATABASE_URL="postgress://u:hunter2@h/db")
+    assert "hunter2" not in str(caught.value) and "DATABASE_URL" in str(caught.value)
+
+
+def test_redact_url_covers_user_info_and_password_parameter() -> None:
+    from rrr.config import redact_url
+
+    assert redact_url("postgresql://u:p%40ss@h/db?password=x&sslmode=require") == (
+        "postgresql://u:***@h/db?password=***&sslmode=require"
+    )
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_unix_socket_redis_needs_no_host(tmp_path: Path) -> None:
+    assert settings(tmp_path, REDIS_URL="unix:///tmp/redis.sock").redis_url == (
+        "unix:///tmp/redis.sock"
+    )

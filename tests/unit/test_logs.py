@@ -16,6 +16,7 @@ def test_secrets_never_reach_the_log_file_or_console(
             "POLYGON_API_KEY": "pk_secret_polygon_key",
             "PERPLEXITY_API_KEY": "pplx-secret-key",
             "SUPABASE_SERVICE_KEY": "eyJ.service.role",
+            "DATABASE_URL": "postgresql://app:db-pass-123@127.0.0.1/market",
         }
     )
     configure_logging(settings)
@@ -26,10 +27,11 @@ def test_secrets_never_reach_the_log_file_or_console(
         raise RuntimeError("supabase said no to eyJ.service.role")
     except RuntimeError:
         log.exception("store failed")
+    log.error("cannot connect to postgresql://app:db-pass-123@127.0.0.1/market")
     for handler in logging.getLogger().handlers:
         handler.flush()
     written = (tmp_path / "data_pipeline.log").read_text() + capsys.readouterr().err
     assert "sending auth frame" in written and "store failed" in written
-    for secret in ("pk_secret_polygon_key", "pplx-secret-key", "eyJ.service.role"):
+    for secret in ("pk_secret_polygon_key", "pplx-secret-key", "eyJ.service.role", "db-pass-123"):
         assert secret not in written
-    assert written.count("***") >= 3
+    assert written.count("***") >= 4
