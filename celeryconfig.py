@@ -56,6 +56,9 @@ task_routes = {
 include = ["tasks.ingest", "tasks.sentiment", "tasks.quality", "tasks.backfill"]
 
 timezone = "UTC"
+# Under RRR_HOME/var, not the working directory, so every beat finds the same schedule.
+_settings.var_dir.mkdir(parents=True, exist_ok=True)
+beat_schedule_filename = str(_settings.var_dir / "celerybeat-schedule")
 beat_schedule: dict[str, dict[str, object]] = {}
 
 # Data quality every QUALITY_INTERVAL s; a run still queued after one interval is dropped, the

@@ -484,6 +484,27 @@ def status() -> None:
     Console().print(table)
 
 
+@app.command("flower")
+def flower(
+    address: str = typer.Option("127.0.0.1", "--address", help="Bind address."),
+    port: int = typer.Option(5555, "--port", min=1, max=65535),
+) -> None:
+    """Flower, the Celery dashboard, on the pipeline's broker. Basic auth comes from
+    FLOWER_BASIC_AUTH and is required on any address but loopback (Procfile `web:`)."""
+    import os
+
+    from rrr.broker import resolve_redis_url
+    from rrr.runner import flower_command
+
+    settings = load_settings()
+    try:
+        redis_url = resolve_redis_url(settings)
+        argv, env = flower_command(settings, address, port)
+    except ConfigError as exc:
+        fail(str(exc))
+    os.execvpe(argv[0], argv, {**env, "REDIS_URL": redis_url})
+
+
 def main() -> None:
     try:
         app()

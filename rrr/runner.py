@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from rrr.broker import ensure_broker, free_port
 from rrr.config import PROJECT_ROOT, Settings
+from rrr.errors import ConfigError
 from rrr.storage import Store, open_store_from_settings
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,34 @@ def wait_for_port(port: int, timeout_s: float = 20.0) -> bool:
     return False
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def flower_command(settings: Settings, address: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """Flower's argv and environment. Basic auth travels in the environment (FLOWER_BASIC_AUTH,
+    which Flower reads itself), never in argv where `ps` shows it; an address other than
+    loopback without it would hand anyone the power to revoke tasks and stop workers."""
+    if address not in LOOPBACK and settings.flower_basic_auth is None:
+        raise ConfigError(
+            f"Flower on {address} needs FLOWER_BASIC_AUTH=user:password (or bind 127.0.0.1)"
+        )
+    env = dict(os.environ)
+    if settings.flower_basic_auth is not None:
+        env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.reveal()
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tasks",
+        "flower",
+        f"--address={address}",
+        f"--port={port}",
+        "--max_tasks=5000",
+    ]
+    return argv, env
+
+
 def child_env(settings: Settings, redis_url: str, options: RunOptions) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -133,6 +162,7 @@ def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], 
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     code = 0
+    store: Store | None = None
     try:
         broker_proc, redis_url = ensure_broker(settings)
         if broker_proc is not None:
@@ -197,39 +227,20 @@ def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], 
             ],
             env,
         )
-        supervisor.start(
-            "beat",
-            [
-                *celery,
-                "beat",
-                "--loglevel",
-                settings.log_level,
-                "--schedule",
-                str(settings.var_dir / "celerybeat-schedule"),
-            ],
-            env,
-        )
+        supervisor.start("beat", [*celery, "beat", "--loglevel", settings.log_level], env)
         supervisor.start("stream", [python, "-m", "rrr.cli", "stream"], env)
         if options.flower:
-            supervisor.start(
-                "flower",
-                [
-                    *celery,
-                    "flower",
-                    "--address=127.0.0.1",
-                    f"--port={options.flower_port}",
-                    "--max_tasks=5000",
-                ],
-                env,
-            )
+            argv, flower_env = flower_command(settings, "127.0.0.1", options.flower_port)
+            supervisor.start("flower", argv, {**flower_env, **env})
             emit(f"Flower: http://127.0.0.1:{options.flower_port}")
         code = _watch(supervisor, store, options, stop, emit)
-        store.close()
     except KeyboardInterrupt:
         emit("stopping (Ctrl-C) ...")
     finally:
         signal.signal(signal.SIGTERM, previous)
         supervisor.stop_all()
+        if store is not None:
+            store.close()
         emit("all processes stopped")
     return code
 
