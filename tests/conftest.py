@@ -27,6 +27,12 @@ PG_BASE_URL = os.environ.get("PG_TEST_URL", "postgresql://postgres@127.0.0.1:543
 REDIS_BASE = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379")
 CLAIM_KEY = "rrr:test:claim"
 
+if not (SHARED / "fixtures").is_dir():
+    raise pytest.UsageError(
+        f"the vendor fixtures are missing: tests read ../shared/fixtures ({SHARED / 'fixtures'}),"
+        " which sits beside this checkout in CI and on developer machines"
+    )
+
 
 def _service_missing(what: str, exc: Exception) -> None:
     message = f"{what} is not reachable ({exc})"

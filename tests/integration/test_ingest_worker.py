@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 
@@ -99,6 +100,24 @@ def _in_flight_postgres(database_url: str, application: str) -> Callable[[], boo
     return copying
 
 
+def _write_lock_held(database_url: str) -> Callable[[], bool]:
+    """True while another connection holds SQLite's write lock (the batch's transaction)."""
+    path = database_url.removeprefix("sqlite:///")
+
+    def held() -> bool:
+        probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError as exc:
+            return "locked" in str(exc) or "busy" in str(exc)
+        finally:
+            probe.close()
+
+    return held
+
+
 def test_sigkill_mid_batch_is_redelivered_and_stored_once(
     database_url: str, start_worker: Callable[..., object], producer: Celery
 ) -> None:
@@ -118,8 +137,7 @@ def test_sigkill_mid_batch_is_redelivered_and_stored_once(
     if database_url.startswith("postgresql"):
         wait_for(_in_flight_postgres(database_url, application), 60, "the COPY of the big batch")
     else:
-        wait_for(lambda: b"insert_batch[" in worker.log_path.read_bytes(), 60, "task received")
-        time.sleep(1.0)  # msgpack decode + checks + executemany of 300k rows take longer
+        wait_for(_write_lock_held(database_url), 60, "the worker's write transaction")
     os.killpg(worker.proc.pid, signal.SIGKILL)
     worker.proc.wait(timeout=10)
     assert store.count_rows("crypto_trades") == 0, "killed too late: the batch had committed"

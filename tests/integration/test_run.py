@@ -86,7 +86,9 @@ def test_rrr_run_streams_rows_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
         assert "SIMULATED" in output and "source='simulator'" in output
         tree = process_tree(proc.pid)
         names = subprocess.run(
-            ["ps", "-ww", "-o", "args=", "-p", ",".join(map(str, tree))], capture_output=True, text=True
+            ["ps", "-ww", "-o", "args=", "-p", ",".join(map(str, tree))],
+            capture_output=True,
+            text=True,
         ).stdout
         for expected in ("valkey-server", "simulate", "worker", "beat", "stream", "flower"):
             assert expected in names, f"{expected} is not running:\n{names}"

@@ -1,0 +1,154 @@
+"""Shared parts of the stream worker's integration tests: the real simulator in-process, the
+real ``rrr stream`` as a subprocess, reading back what the store holds."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rrr.models import Bar, Quote, Trade
+from rrr.simulator.server import Simulator, SimulatorOptions, with_feed
+from rrr.storage import open_store
+
+ROOT = Path(__file__).resolve().parents[2]
+TICKERS = ("X:BTCUSD", "X:ETHUSD")
+FAR_FUTURE_MS = 10**13
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.1
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+def simulator(rate: float, max_events: int | None, **feed: Any) -> Simulator:
+    """The real simulator (WebSocket feed on its own thread), ground truth in memory."""
+    options = with_feed(
+        SimulatorOptions(tickers=TICKERS, seed=7),
+        rate=rate,
+        events_per_frame=feed.pop("events_per_frame", 3),
+        max_events=max_events,
+        **feed,
+    )
+    return Simulator(options).start()
+
+
+def sent_records(sim: Simulator) -> Counter[tuple[Any, ...]]:
+    """What the simulator sent, as the rows the pipeline must store (a multiset)."""
+    return Counter(_normal(r) for r in sim.truth().records())
+
+
+def stored_records(database_url: str) -> Counter[tuple[Any, ...]]:
+    store = open_store(database_url)
+    try:
+        out: Counter[tuple[Any, ...]] = Counter()
+        for ticker in TICKERS:
+            for r in store.read_trades(ticker, 0, FAR_FUTURE_MS).itertuples(index=False):
+                out[_normal(Trade(*r[:9]))] += 1
+            for r in store.read_quotes(ticker, 0, FAR_FUTURE_MS).itertuples(index=False):
+                out[_normal(Quote(*r[:9]))] += 1
+            for timeframe in ("1m", "1s"):
+                bars = store.read_bars(ticker, 0, FAR_FUTURE_MS, timeframe)
+                for r in bars.itertuples(index=False):
+                    out[_normal(Bar(*r[:12]))] += 1
+        return out
+    finally:
+        store.close()
+
+
+def _normal(r: Trade | Quote | Bar) -> tuple[Any, ...]:
+    """One comparable form whatever the store returned (numpy scalars, lists, NaN)."""
+    if isinstance(r, Trade):
+        received = (
+            None if r.received_ms is None or r.received_ms != r.received_ms else r.received_ms
+        )
+        return (
+            "trade", r.ticker, int(r.exchange_id), str(r.trade_id), float(r.price),
+            float(r.size), tuple(int(c) for c in r.conditions), int(r.ts_ms),
+            None if received is None else int(received), r.source,
+        )  # fmt: skip
+    if isinstance(r, Quote):
+        return ("quote", r.ticker, int(r.exchange_id), *map(float, r[2:6]), int(r.ts_ms), r.source)
+    vwap = None if r.vwap is None or r.vwap != r.vwap else float(r.vwap)
+    return (
+        "bar", r.ticker, r.timeframe, *map(float, r[2:7]), vwap, int(r.start_ms), int(r.end_ms),
+        r.source,
+    )  # fmt: skip
+
+
+def count_rows(database_url: str, table: str) -> int:
+    store = open_store(database_url)
+    try:
+        return store.count_rows(table)
+    finally:
+        store.close()
+
+
+def migrate(database_url: str) -> None:
+    store = open_store(database_url)
+    store.migrate()
+    store.close()
+
+
+class StreamProcess:
+    """``python -m rrr.cli stream`` as a subprocess, stopped with SIGTERM like in production."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rrr.cli", "stream", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout_s: float = 30) -> int:
+        """SIGTERM, then the exit code (the process flushes and exits by itself)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        finally:
+            self.kill()
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._log.close()
+
+
+def queued_tasks(redis_client: Any, queue: str) -> list[dict[str, Any]]:
+    """The Celery messages waiting on a Redis-transport queue: task name and kwargs/args."""
+    out = []
+    for raw in redis_client.lrange(queue, 0, -1):
+        message = orjson.loads(raw)
+        body = orjson.loads(base64.b64decode(message["body"]))
+        out.append({"task": message["headers"]["task"], "args": body[0], "kwargs": body[1]})
+    return out

@@ -1,0 +1,129 @@
+"""Batcher: by size, by age (time passed in), per kind, unique ids; and the gap tracker."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from rrr.batching import Batcher, sequential_ids
+from rrr.models import Bar, Quote, Rejected, Trade
+from rrr.polygon.gaps import Gap, GapTracker
+from rrr.polygon.messages import Status
+
+
+def trade(n: int, ticker: str = "X:BTCUSD", ts_ms: int | None = None) -> Trade:
+    ts = 1_700_000_000_000 + n if ts_ms is None else ts_ms
+    return Trade(ticker, 1, str(n), 100.0 + n, 0.5, (2,), ts, ts + 5, "simulator")
+
+
+def quote(n: int, ticker: str = "X:BTCUSD") -> Quote:
+    ts = 1_700_000_000_000 + n
+    return Quote(ticker, 1, 99.0, 1.0, 101.0, 2.0, ts, ts, "simulator")
+
+
+BAR = Bar("X:BTCUSD", "1m", 1.0, 2.0, 0.5, 1.5, 3.0, 1.2, None, 60_000, 120_000, "simulator")
+
+
+def counter_ids() -> Callable[[], str]:
+    n = itertools.count(1)
+    return lambda: f"b{next(n)}"
+
+
+def test_a_full_buffer_becomes_a_batch_at_once() -> None:
+    batcher = Batcher(size=3, max_age_ms=50, new_id=counter_ids())
+    assert batcher.add([trade(1), trade(2)], now_ms=0) == []
+    (batch,) = batcher.add([trade(3), trade(4)], now_ms=1)
+    assert (batch.id, batch.kind, batch.rows) == ("b1", "trades", [trade(1), trade(2), trade(3)])
+    assert batcher.pending == 1
+
+
+def test_kinds_are_batched_separately() -> None:
+    batcher = Batcher(size=2, max_age_ms=50)
+    ready = batcher.add([trade(1), quote(1), BAR, quote(2), trade(2)], now_ms=0)
+    assert [(b.kind, len(b.rows)) for b in ready] == [("quotes", 2), ("trades", 2)]
+    assert [b.kind for b in batcher.flush()] == ["bars"]
+
+
+def test_age_is_measured_from_the_first_row_with_the_time_passed_in() -> None:
+    batcher = Batcher(size=1000, max_age_ms=50)
+    batcher.add([trade(1)], now_ms=1_000)
+    batcher.add([quote(1)], now_ms=1_030)
+    assert batcher.next_due_ms == 1_050
+    assert batcher.due(1_049) == []
+    (trades,) = batcher.due(1_050)  # quotes are only 20 ms old
+    assert trades.rows == [trade(1)]
+    assert batcher.next_due_ms == 1_080
+    (quotes,) = batcher.add([quote(2)], now_ms=1_080)  # add also hands out what came of age
+    assert quotes.rows == [quote(1), quote(2)]
+    assert batcher.next_due_ms == float("inf") and batcher.pending == 0
+
+
+def test_zero_age_means_every_add_flushes() -> None:
+    batcher = Batcher(size=1000, max_age_ms=0)
+    assert [len(b.rows) for b in batcher.add([trade(1), trade(2)], now_ms=5)] == [2]
+
+
+def test_non_records_go_to_others_in_order() -> None:
+    batcher = Batcher(size=10, max_age_ms=50)
+    others: list[object] = []
+    status, rejected = Status("success", "subscribed"), Rejected(raw="{}", reason="bad")
+    batcher.add([status, trade(1), rejected], now_ms=0, others=others)
+    assert others == [status, rejected] and batcher.pending == 1
+    with pytest.raises(TypeError):
+        batcher.add([status], now_ms=0)
+
+
+def test_flush_returns_every_open_buffer() -> None:
+    batcher = Batcher(size=10, max_age_ms=50)
+    batcher.add([trade(1), quote(1)], now_ms=0)
+    assert sorted(b.kind for b in batcher.flush()) == ["quotes", "trades"]
+    assert batcher.flush() == [] and batcher.pending == 0
+
+
+def test_batch_ids_are_unique_and_carry_the_session() -> None:
+    new_id = sequential_ids("sess")
+    assert [new_id(), new_id()] == ["sess-1", "sess-2"]
+    a, b = sequential_ids(), sequential_ids()
+    assert a() != b()  # a fresh random session per factory (per process start)
+    batcher = Batcher(size=1, max_age_ms=50)
+    batches = batcher.add([trade(n) for n in range(100)], now_ms=0)
+    assert len({x.id for x in batches}) == 100
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError):
+        Batcher(size=0)
+
+
+# -- gap tracking ---------------------------------------------------------------------------------
+
+
+def test_gap_from_last_seen_to_first_after_the_reconnect() -> None:
+    gaps = GapTracker()
+    assert gaps.observe("trades", [trade(1, ts_ms=1_000), trade(2, "X:ETHUSD", ts_ms=1_100)]) == []
+    assert gaps.observe("quotes", [quote(0)]) == []  # quotes move the mark too
+    gaps.observe("trades", [trade(3, ts_ms=1_200)])
+    gaps.disconnected(["X:BTCUSD", "X:ETHUSD", "X:SOLUSD"], watching_since_ms=500)
+    assert gaps.observe("bars", [BAR]) == []  # bars lag; they close nothing
+    closed = gaps.observe("trades", [trade(4, ts_ms=5_000), trade(5, ts_ms=5_100)])
+    assert closed == [Gap("X:BTCUSD", 1_200, 5_000)]
+    closed = gaps.observe("trades", [trade(6, "X:ETHUSD", ts_ms=5_200)])
+    assert closed == [Gap("X:ETHUSD", 1_100, 5_200)]
+    assert gaps.open_gaps == {"X:SOLUSD": 500}  # never seen: from when watching began
+
+
+def test_a_second_drop_before_a_ticker_recovers_keeps_the_earlier_start() -> None:
+    gaps = GapTracker()
+    gaps.observe("trades", [trade(1, ts_ms=1_000)])
+    gaps.disconnected(["X:BTCUSD"], watching_since_ms=0)
+    gaps.disconnected(["X:BTCUSD"], watching_since_ms=0)
+    assert gaps.observe("trades", [trade(2, ts_ms=9_000)]) == [Gap("X:BTCUSD", 1_000, 9_000)]
+
+
+def test_an_out_of_order_first_event_never_makes_a_negative_gap() -> None:
+    gaps = GapTracker()
+    gaps.observe("trades", [trade(1, ts_ms=2_000)])
+    gaps.disconnected(["X:BTCUSD"], watching_since_ms=0)
+    assert gaps.observe("trades", [trade(2, ts_ms=1_990)]) == [Gap("X:BTCUSD", 2_000, 2_000)]

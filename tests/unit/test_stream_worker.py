@@ -1,0 +1,171 @@
+"""StreamWorker with injected collaborators: a scripted transport (what httpx calls a mock
+transport), ``list.append`` for every sender, a frozen clock and a spool in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from rrr.batching import Batcher, sequential_ids
+from rrr.clock import FrozenClock
+from rrr.errors import VendorAuthError
+from rrr.models import Batch, Rejected, SystemEvent, Trade
+from rrr.polygon.stream import StreamListener
+from workers.spool import Spool
+from workers.stream import StreamWorker
+
+T0 = 1_700_000_000_000
+Step = Callable[[StreamListener], None]
+
+
+class ScriptedStream:
+    """Plays a script of listener calls, as the real transport would make them."""
+
+    def __init__(self, script: list[Step]) -> None:
+        self.script = script
+        self.stopped = False
+
+    def run(self, listener: StreamListener) -> None:
+        for step in self.script:
+            if self.stopped:
+                break
+            step(listener)
+        if not self.stopped:
+            raise AssertionError("script ended without stop()")
+        listener.on_disconnected("stopped")
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def frame(*events: dict[str, Any]) -> Step:
+    return lambda listener: listener.on_frame(orjson.dumps(list(events)))
+
+
+def xt(n: int, pair: str = "BTC-USD", ts: int | None = None) -> dict[str, Any]:
+    return {"ev": "XT", "pair": pair, "p": 100.0 + n, "s": 0.5, "t": ts or T0 + n, "x": 1, "i": n}
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, script: list[Step], **options: Any) -> None:
+        self.batches: list[Batch] = []
+        self.dead: list[list[Rejected]] = []
+        self.events: list[SystemEvent] = []
+        self.repairs: list[dict[str, Any]] = []
+        self.clock = FrozenClock(T0 + 10_000)
+        self.stream = ScriptedStream(script)
+        self.worker = StreamWorker(
+            self.stream,
+            Batcher(size=options.pop("size", 1000), max_age_ms=50, new_id=sequential_ids("t")),
+            self.batches.append,
+            self.clock,
+            send_dead_letters=self.dead.append,
+            record_events=self.events.extend,
+            request_repair=lambda **request: self.repairs.append(request),
+            spool=Spool(tmp_path / "spool", 1_000_000),
+            tickers=["X:BTCUSD", "X:ETHUSD"],
+            source="simulator",
+            **options,
+        )
+
+    def rows(self) -> list[Any]:
+        return [r for b in self.batches for r in b.rows]
+
+
+def test_frames_become_batches_and_a_stop_flushes_the_open_one(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [lambda listener: listener.on_connected()], size=2)
+    h.stream.script += [frame(xt(1), xt(2), xt(3)), lambda _: h.worker.stop()]
+    h.worker.run()
+    assert [len(b.rows) for b in h.batches] == [2, 1]  # the third row was flushed by stop
+    assert [r.trade_id for r in h.rows()] == ["1", "2", "3"]
+    assert h.rows()[0] == Trade("X:BTCUSD", 1, "1", 101.0, 0.5, (), T0 + 1, None, "simulator")
+    assert h.worker.stats.records == 3 and h.worker.stats.stopped_ms > 0
+
+
+def test_idle_flushes_by_age(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [lambda listener: listener.on_connected(), frame(xt(1))])
+    emitted: list[int] = []  # rows handed to batches, seen after each idle tick
+    h.stream.script += [
+        lambda listener: listener.on_idle(),
+        lambda _: emitted.append(h.worker.stats.by_kind["trades"]),
+        lambda _: h.clock.advance(50),
+        lambda listener: listener.on_idle(),
+        lambda _: emitted.append(h.worker.stats.by_kind["trades"]),
+        lambda _: h.worker.stop(),
+    ]
+    h.worker.run()
+    assert emitted == [0, 1] and len(h.batches) == 1
+
+
+def test_rejected_events_become_dead_letters(tmp_path: Path) -> None:
+    bad = [{"ev": "XZ"}, xt(2) | {"p": -1}]
+    h = Harness(tmp_path, [lambda listener: listener.on_connected(), frame(xt(1), *bad)])
+    h.stream.script.append(lambda _: h.worker.stop())
+    h.worker.run()
+    (letters,) = h.dead
+    assert [r.reason for r in letters] == [
+        "unknown event 'XZ'",
+        "field 'p' must be positive, got -1",
+    ]
+    assert h.worker.stats.rejected == 2 and len(h.rows()) == 1
+
+
+def test_vendor_statuses_other_than_acks_are_recorded(tmp_path: Path) -> None:
+    ack = {"ev": "status", "status": "success", "message": "subscribed to: XT.BTC-USD"}
+    slow = {"ev": "status", "status": "slow_consumer", "message": "too slow"}
+    h = Harness(tmp_path, [lambda listener: listener.on_connected(), frame(ack, xt(1), slow)])
+    h.stream.script.append(lambda _: h.worker.stop())
+    h.worker.run()
+    assert [(e.event_type, e.message) for e in h.events] == [
+        ("vendor_status", "slow_consumer: too slow")
+    ]
+    assert h.worker.stats.statuses == 2
+
+
+def test_a_reconnect_records_gaps_and_requests_repairs(tmp_path: Path) -> None:
+    h = Harness(
+        tmp_path,
+        [
+            lambda listener: listener.on_connected(),
+            frame(xt(1, ts=T0 + 100), xt(2, "ETH-USD", ts=T0 + 150)),
+            lambda listener: listener.on_disconnected("closed by the feed: 1012"),
+            lambda listener: listener.on_connected(),
+            frame(xt(3, ts=T0 + 4_000), xt(4, "ETH-USD", ts=T0 + 4_100)),
+        ],
+    )
+    h.stream.script.append(lambda _: h.worker.stop())
+    h.worker.run()
+    assert sorted(h.repairs, key=lambda r: r["ticker"]) == [
+        {"ticker": "X:BTCUSD", "start_ms": T0 + 100, "end_ms": T0 + 4_000, "reason": "stream_gap"},
+        {"ticker": "X:ETHUSD", "start_ms": T0 + 150, "end_ms": T0 + 4_100, "reason": "stream_gap"},
+    ]
+    gaps = [e for e in h.events if e.event_type == "gap"]
+    assert {(e.component, e.details["ticker"], e.details["start_ms"]) for e in gaps} == {
+        ("stream_worker", "X:BTCUSD", T0 + 100),
+        ("stream_worker", "X:ETHUSD", T0 + 150),
+    }
+    assert all(e.dedupe_key and e.details["repair_requested"] for e in gaps)
+    assert [e.event_type for e in h.events if e.event_type != "gap"] == ["disconnected"]
+    assert h.worker.stats.reconnects == 1 and h.worker.stats.gaps == 2
+    assert len(h.rows()) == 4  # the pre-drop rows were flushed at the drop
+
+
+def test_max_messages_stops_the_worker(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [lambda listener: listener.on_connected()], max_messages=3)
+    h.stream.script += [frame(xt(n)) for n in range(10)]
+    h.worker.run()
+    assert len(h.rows()) == 3
+
+
+def test_a_refused_key_is_recorded_and_raised(tmp_path: Path) -> None:
+    def refuse(_: StreamListener) -> None:
+        raise VendorAuthError("the feed refused the API key")
+
+    h = Harness(tmp_path, [refuse])
+    with pytest.raises(VendorAuthError):
+        h.worker.run()
+    assert [(e.event_type, e.severity) for e in h.events] == [("auth_failed", "critical")]
