@@ -38,5 +38,5 @@ class FrozenClock:
         self._mono_s += ms / 1000
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+# The system clock's "now" as a plain callable, for code that takes ``now: Callable[[], int]``.
+now_ms = SystemClock().now_ms

@@ -25,6 +25,7 @@ import requests
 
 from rrr.config import Secret
 from rrr.errors import RateLimited, VendorAuthError, VendorError, VendorUnavailable
+from rrr.models import SOURCE_SIMULATOR
 from rrr.sentiment.prompts import DEFAULT_MODELS, REQUEST_BODIES, AnswerRejected
 from rrr.sentiment.responses import RESPONSE_PARSERS, Answer
 
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 # source='simulator'. The real API never sends it.
 SIMULATOR_HEADER = "X-Rrr-Simulator"
 SOURCE_PERPLEXITY = "perplexity"
-SOURCE_SIMULATOR = "simulator"
 
 _TITLE_RE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
@@ -177,7 +177,8 @@ class PerplexityClient:
         try:
             body = response.json()
         except ValueError:
-            raise AnswerRejected("the response body is not JSON", response.text) from None
+            raw = response.text.replace(self._key.reveal(), "***")
+            raise AnswerRejected("the response body is not JSON", raw) from None
         try:
             answer = RESPONSE_PARSERS[self.api](body)
         except AnswerRejected as exc:
