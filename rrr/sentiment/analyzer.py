@@ -18,8 +18,8 @@ import requests
 
 from rrr.clock import Clock, SystemClock
 from rrr.config import Settings
-from rrr.errors import ConfigError, VendorAuthError, VendorError, is_transient
-from rrr.models import Sentiment, Severity, SystemEvent
+from rrr.errors import ConfigError, StorageError, VendorAuthError, VendorError, is_transient
+from rrr.models import Rejected, Sentiment, Severity, SystemEvent
 from rrr.sentiment.perplexity import PerplexityClient
 from rrr.sentiment.prompts import AnswerRejected, Label
 from rrr.sentiment.responses import Answer, score_answer
@@ -202,6 +202,11 @@ def no_key_event(now_ms: int, slot_ms: int) -> SystemEvent:
     )
 
 
+def _scored_in_slot(store: Store, asset: str, slot_ms: int) -> bool:
+    rows = store.read_sentiments(asset)
+    return bool(len(rows)) and bool((rows["interval_start_ms"] == slot_ms).any())
+
+
 def score_assets(
     analyzer: SentimentAnalyzer,
     store: Store,
@@ -210,10 +215,17 @@ def score_assets(
     *,
     attempt: int = 0,
 ) -> RoundReport:
-    """Score each asset in turn and store it at once (a later failure keeps earlier rows)."""
+    """Score each asset in turn and store it at once (a later failure keeps earlier rows).
+
+    An asset that already has a row for this slot is not asked again: a redelivered or retried
+    round must not pay for the same call twice. A transient storage error marks only its asset
+    for the retry."""
     report = RoundReport(interval_start_ms=slot_ms)
     todo = list(assets)
     for i, asset in enumerate(todo):
+        if _scored_in_slot(store, asset, slot_ms):
+            report.already.append(asset)
+            continue
         try:
             result = analyzer.analyze_sentiment(asset)
         except (AnswerRejected, VendorError) as exc:
@@ -221,6 +233,9 @@ def score_assets(
             store.add_events([failure_event(asset, exc, now, slot_ms, attempt)])
             log.warning("sentiment for %s failed: %s", asset, exc)
             if isinstance(exc, AnswerRejected):
+                store.add_dead_letters(
+                    [Rejected(raw=exc.raw, reason=exc.reason, kind="sentiment", source=exc.source)]
+                )
                 report.rejected.append(asset)
             elif is_transient(exc):
                 report.transient.append(asset)
@@ -230,7 +245,14 @@ def score_assets(
                 report.failed |= {a: "skipped: the API key was refused" for a in todo[i + 1 :]}
                 break
             continue
-        new = store.add_sentiments([result.to_sentiment(slot_ms)])
+        try:
+            new = store.add_sentiments([result.to_sentiment(slot_ms)])
+        except StorageError as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("sentiment for %s not stored yet: %s", asset, exc)
+            report.transient.append(asset)
+            continue
         (report.stored if new else report.already).append(asset)
         log.info(
             "sentiment %s: %s %.2f (confidence %.2f, %d sources, %s)",

@@ -92,6 +92,7 @@ def test_idempotent_per_asset_source_and_interval(
     clock.advance(60_000)  # later in the same interval: same slot
     again = score_assets(analyzer, store, ["BTC"], interval_start_ms(clock.now_ms(), INTERVAL_S))
     assert (first.stored, again.stored, again.already) == (["BTC"], [], ["BTC"])
+    assert len(sim[1].requests) == 1, "an asset stored for the slot must not be paid for again"
     assert store.count_rows("market_sentiment") == 1
     clock.advance(INTERVAL_S * 1000)
     nxt = score_assets(analyzer, store, ["BTC"], interval_start_ms(clock.now_ms(), INTERVAL_S))
@@ -122,6 +123,7 @@ def test_bad_answers_are_system_events_with_raw_text_and_no_row(
     assert reason in event["message"] and reason in event["details"]["reason"]
     assert event["details"]["source"] == "simulator"
     assert event["details"]["asset"] == "BTC"
+    assert store.count_rows("dead_letters") == 1
     raw = event["details"]["raw"]
     if mode == "malformed":
         assert raw == "Sentiment looks broadly positive today, with ETF inflows continuing."
