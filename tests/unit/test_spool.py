@@ -108,7 +108,10 @@ def test_items_survive_the_spool_encoding() -> None:
     trade = Trade("X:BTCUSD", 1, "7", 100.5, 0.25, (1, 2), 1_700_000_000_000, None, "polygon")
     batch = Batch("s-1", "trades", [trade])
     kind, back = decode_item(encode_item(BATCH, batch))
-    assert kind == BATCH and back.id == "s-1" and back.rows[0][:5] == trade[:5]
+    assert kind == BATCH and back.id == "s-1"
+    assert back.rows == [
+        ["X:BTCUSD", 1, "7", 100.5, 0.25, [1, 2], 1_700_000_000_000, None, "polygon"]
+    ]
     rejected = [Rejected("{}", "unknown event 'XZ'", "", "polygon")]
     assert decode_item(encode_item(DEAD_LETTERS, rejected)) == (DEAD_LETTERS, rejected)
     event = SystemEvent("stream_worker", "gap", "warning", "m", 5, {"ticker": "X:BTCUSD"}, "k")

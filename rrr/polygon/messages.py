@@ -1,0 +1,354 @@
+"""Polygon/Massive crypto WebSocket frames -> Trade, Quote, Bar, Status or Rejected (pure).
+
+A frame is a JSON array of events, several kinds mixed (spec 1.2). Each event is routed by its
+``ev`` through ``EVENT_PARSERS``; a bad event becomes ``Rejected(raw, reason)`` and the rest of
+the frame still parses. The vendor's short field names live in this module only.
+
+This is the stream worker's hot path (one call per frame, >= 200,000 events/s), so the parsers
+read fields with plain subscripts inside one ``try``, check types with ``type(x) is ...`` and
+build the NamedTuples with ``tuple.__new__``; the precise reason for a rejection is worked out
+only on the slow path, once something is known to be wrong.
+
+Numbers stay the floats orjson decoded: ``repr(float)`` gives back the vendor's decimal text, and
+the stores write that text (see ``rrr.models``). orjson never yields NaN or infinity (it refuses
+``NaN`` and ``1e400``, so such a frame is rejected whole), but the checks below still reject them
+for events handed in as dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import orjson
+
+from rrr.models import Bar, Quote, Rejected, Trade
+from rrr.symbols import SymbolError, pair_to_ticker
+
+_INF = float("inf")
+_new = tuple.__new__
+_loads = orjson.loads
+
+
+class Status(NamedTuple):
+    """A control message: ``connected``, ``auth_success``, ``auth_failed``, ``success`` (a
+    subscription acknowledged), ``max_connections``, ``slow_consumer``, ... (spec 1.4)."""
+
+    status: str
+    message: str
+
+
+Event = Trade | Quote | Bar | Status | Rejected
+EventParser = Callable[[dict[str, Any], str], Event]
+
+# pair -> REST ticker; pairs are few, so a plain dict beats lru_cache's call on the hot path.
+_TICKERS: dict[str, str] = {}
+_MAX_TICKERS = 10_000
+
+
+def _ticker_of(pair: Any) -> str | None:
+    """``BTC-USD`` -> ``X:BTCUSD`` (memoised), or None for anything that is not a pair."""
+    if type(pair) is not str:
+        return None
+    try:
+        ticker = pair_to_ticker(pair)
+    except SymbolError:
+        return None
+    if len(_TICKERS) < _MAX_TICKERS:
+        _TICKERS[pair] = ticker
+    return ticker
+
+
+# -- one parser per event type ----------------------------------------------------------------
+
+
+def parse_trade(e: dict[str, Any], source: str) -> Trade | Rejected:
+    """XT: one trade."""
+    try:
+        pair = e["pair"]  # WebSocket pair, BTC-USD
+        p = e["p"]  # price, quote currency per unit
+        s = e["s"]  # size, units of the base asset (fractional; may be 4.522e-05)
+        t = e["t"]  # exchange timestamp, Unix ms
+        x = e["x"]  # crypto exchange id (/v3/reference/exchanges)
+        i = e["i"]  # trade id: an integer in the spec, a UUID string in captures
+    except KeyError as missing:
+        return _missing(e, missing, "trades", source)
+    c = e.get("c")  # conditions: 1 = sell side, 2 = buy side; absent or [] = none
+    r = e.get("r")  # when the vendor received it, Unix ms (optional)
+    ticker = _TICKERS.get(pair) if type(pair) is str else None
+    if ticker is None:
+        ticker = _ticker_of(pair)
+    tp, ts, ti = type(p), type(s), type(i)
+    if (
+        ticker is None
+        or not ((tp is float or tp is int) and 0 < p < _INF)
+        or not ((ts is float or ts is int) and 0 <= s < _INF)
+        or type(t) is not int
+        or t <= 0
+        or type(x) is not int
+        or not ((ti is str and i) or ti is int)
+        or not (r is None or type(r) is int)
+        or not (c is None or type(c) is list)
+    ):
+        return _invalid(e, "trades", source)
+    if c:
+        for v in c:
+            if type(v) is not int:
+                return _invalid(e, "trades", source)
+        c = tuple(c)
+    else:
+        c = ()
+    return _new(
+        Trade,
+        (
+            ticker,
+            x,
+            i if ti is str else str(i),
+            p if tp is float else float(p),
+            s if ts is float else float(s),
+            c,
+            t,
+            r,
+            source,
+        ),
+    )
+
+
+def parse_quote(e: dict[str, Any], source: str) -> Quote | Rejected:
+    """XQ: top of book on one exchange."""
+    try:
+        pair = e["pair"]  # WebSocket pair, BTC-USD
+        bp = e["bp"]  # bid price
+        bs = e["bs"]  # bid size, base units
+        ap = e["ap"]  # ask price
+        az = e["as"]  # ask size, base units
+        t = e["t"]  # exchange timestamp, Unix ms
+        x = e["x"]  # crypto exchange id
+    except KeyError as missing:
+        return _missing(e, missing, "quotes", source)
+    r = e.get("r")  # when the vendor received it, Unix ms (optional); lp/ls are ignored
+    ticker = _TICKERS.get(pair) if type(pair) is str else None
+    if ticker is None:
+        ticker = _ticker_of(pair)
+    tbp, tbs, tap, tas = type(bp), type(bs), type(ap), type(az)
+    if (
+        ticker is None
+        or not ((tbp is float or tbp is int) and 0 < bp < _INF)
+        or not ((tbs is float or tbs is int) and 0 <= bs < _INF)
+        or not ((tap is float or tap is int) and 0 < ap < _INF)
+        or not ((tas is float or tas is int) and 0 <= az < _INF)
+        or type(t) is not int
+        or t <= 0
+        or type(x) is not int
+        or not (r is None or type(r) is int)
+    ):
+        return _invalid(e, "quotes", source)
+    return _new(
+        Quote,
+        (
+            ticker,
+            x,
+            bp if tbp is float else float(bp),
+            bs if tbs is float else float(bs),
+            ap if tap is float else float(ap),
+            az if tas is float else float(az),
+            t,
+            r,
+            source,
+        ),
+    )
+
+
+def _bar_parser(timeframe: str, window_ms: int) -> EventParser:
+    def parse_bar(e: dict[str, Any], source: str) -> Bar | Rejected:
+        """XA (minute) / XAS (second) aggregate over a closed window."""
+        try:
+            pair = e["pair"]  # WebSocket pair, BTC-USD
+            o = e["o"]  # open: first trade price in the window
+            h = e["h"]  # high
+            lo = e["l"]  # low
+            c = e["c"]  # close: last trade price in the window
+            v = e["v"]  # volume, base units (fractional although the spec says integer)
+            s = e["s"]  # window start, Unix ms (the bar's key)
+        except KeyError as missing:
+            return _missing(e, missing, "bars", source)
+        # Window end, Unix ms, exclusive; every example carries it, but the window length is
+        # fixed by the event type, so a missing one is derived rather than the bar lost.
+        end = e.get("e", s + window_ms if type(s) is int else None)
+        vw = e.get("vw")  # VWAP of the window (optional). `z` is the average trade SIZE, not
+        # a trade count, so Bar.trade_count stays None: the feed has no count.
+        ticker = _TICKERS.get(pair) if type(pair) is str else None
+        if ticker is None:
+            ticker = _ticker_of(pair)
+        if (
+            ticker is None
+            or not all((type(n) is float or type(n) is int) and 0 < n < _INF for n in (o, h, lo, c))
+            or not ((type(v) is float or type(v) is int) and 0 <= v < _INF)
+            or not (vw is None or ((type(vw) is float or type(vw) is int) and 0 <= vw < _INF))
+            or type(s) is not int
+            or type(end) is not int
+            or not 0 < s < end
+        ):
+            return _invalid(e, "bars", source)
+        return _new(
+            Bar,
+            (
+                ticker,
+                timeframe,
+                float(o),
+                float(h),
+                float(lo),
+                float(c),
+                float(v),
+                None if vw is None else float(vw),
+                None,
+                s,
+                end,
+                source,
+            ),
+        )
+
+    return parse_bar
+
+
+def parse_status(e: dict[str, Any], source: str) -> Status | Rejected:
+    """status: connection, auth and subscription state (spec 1.4)."""
+    status = e.get("status")  # connected, auth_success, auth_failed, success, ...
+    message = e.get("message", "")  # free text, e.g. "subscribed to: XT.BTC-USD"
+    if type(status) is not str or not status:
+        return _reject(e, "status event without a 'status' text", "", source)
+    return _new(Status, (status, message if type(message) is str else str(message)))
+
+
+parse_minute_bar = _bar_parser("1m", 60_000)
+parse_second_bar = _bar_parser("1s", 1_000)
+
+# ev -> parser. XL2 (deprecated since 2024-07), FMV and the launchpad channels are not
+# subscribed to; if one arrives anyway it is set aside as an unknown event, not dropped silently.
+EVENT_PARSERS: dict[str, EventParser] = {
+    "XT": parse_trade,
+    "XQ": parse_quote,
+    "XA": parse_minute_bar,
+    "XAS": parse_second_bar,
+    "status": parse_status,
+}
+EVENT_KINDS = {"XT": "trades", "XQ": "quotes", "XA": "bars", "XAS": "bars"}
+
+
+# -- frames -----------------------------------------------------------------------------------
+
+
+def parse_frame(frame: bytes | bytearray | memoryview | str, source: str) -> list[Event]:
+    """Every event of one frame, in order: records, statuses and rejected events.
+
+    ``source`` is stored on every record: ``"polygon"``, or ``"simulator"`` for simulated data.
+    """
+    try:
+        items = _loads(frame)
+    except orjson.JSONDecodeError as exc:
+        return [Rejected(raw=_frame_text(frame), reason=f"frame is not JSON: {exc}", source=source)]
+    if type(items) is not list:
+        return [Rejected(raw=_frame_text(frame), reason="frame is not a JSON array", source=source)]
+    out: list[Event] = []
+    for e in items:
+        try:
+            out.append(EVENT_PARSERS[e["ev"]](e, source))
+        except (KeyError, TypeError):  # no ev, an unknown ev, or not an object
+            out.append(_unroutable(e, source))
+    return out
+
+
+def parse_statuses(frame: bytes | bytearray | memoryview | str) -> list[Status]:
+    """Only the status messages of a frame (the transport's view during the handshake)."""
+    return [e for e in parse_frame(frame, "") if type(e) is Status]
+
+
+# -- the slow path: say exactly what is wrong ---------------------------------------------------
+
+_NUMBERS = {
+    "trades": (("p", True, True), ("s", True, False)),
+    "quotes": (("bp", True, True), ("bs", True, False), ("ap", True, True), ("as", True, False)),
+    "bars": (
+        ("o", True, True),
+        ("h", True, True),
+        ("l", True, True),
+        ("c", True, True),
+        ("v", True, False),
+        ("vw", False, False),
+    ),
+}
+_INTEGERS = {
+    "trades": (("t", True), ("x", True), ("r", False)),
+    "quotes": (("t", True), ("x", True), ("r", False)),
+    "bars": (("s", True), ("e", False)),
+}
+
+
+def _reject(e: Any, reason: str, kind: str, source: str) -> Rejected:
+    return Rejected(
+        raw=orjson.dumps(e, default=repr).decode(), reason=reason, kind=kind, source=source
+    )
+
+
+def _missing(e: dict[str, Any], missing: KeyError, kind: str, source: str) -> Rejected:
+    return _reject(e, f"missing field '{missing.args[0]}'", kind, source)
+
+
+def _unroutable(e: Any, source: str) -> Rejected:
+    if type(e) is not dict:
+        return _reject(e, f"event is not a JSON object: {type(e).__name__}", "", source)
+    ev = e.get("ev")
+    if ev is None:
+        return _reject(e, "missing field 'ev'", "", source)
+    if type(ev) is str and ev in EVENT_PARSERS:  # the parser itself raised: ill-typed field
+        return _invalid(e, EVENT_KINDS.get(ev, ""), source)
+    return _reject(e, f"unknown event {ev!r}", "", source)
+
+
+def _invalid(e: dict[str, Any], kind: str, source: str) -> Rejected:
+    return _reject(e, _problem(e, kind), kind, source)
+
+
+def _problem(e: dict[str, Any], kind: str) -> str:
+    pair = e.get("pair")
+    if _ticker_of(pair) is None:
+        return f"bad pair {pair!r}: expected the WebSocket form like 'BTC-USD'"
+    for name, required, positive in _NUMBERS.get(kind, ()):
+        value = e.get(name)
+        if value is None and not required:
+            continue
+        if type(value) is not float and type(value) is not int:
+            return f"field '{name}' must be a number, got {_type_name(value)}"
+        if value != value or value in (_INF, -_INF):
+            return f"field '{name}' must be finite, got {value!r}"
+        if positive and value <= 0:
+            return f"field '{name}' must be positive, got {value!r}"
+        if value < 0:
+            return f"field '{name}' must not be negative, got {value!r}"
+    for name, required in _INTEGERS.get(kind, ()):
+        value = e.get(name)
+        if value is None and not required:
+            continue
+        if type(value) is not int:
+            return f"field '{name}' must be integer milliseconds or an id, got {_type_name(value)}"
+        if value <= 0:
+            return f"field '{name}' must be positive, got {value!r}"
+    if kind == "trades":
+        i, c = e.get("i"), e.get("c")
+        if not (type(i) is int or (type(i) is str and i)):
+            return f"field 'i' must be a trade id (integer or non-empty text), got {i!r}"
+        if c is not None and (type(c) is not list or any(type(v) is not int for v in c)):
+            return f"field 'c' must be a list of integer conditions, got {c!r}"
+    if kind == "bars" and "e" in e and e["e"] <= e["s"]:
+        return f"window end 'e' ({e['e']!r}) must be after its start 's' ({e['s']!r})"
+    return "invalid event"
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _frame_text(frame: bytes | bytearray | memoryview | str) -> str:
+    if isinstance(frame, str):
+        return frame
+    return bytes(frame).decode("utf-8", errors="replace")

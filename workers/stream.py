@@ -1,0 +1,269 @@
+"""The stream worker: socket -> parse -> batch -> publisher thread -> ``insert_batch`` tasks.
+
+``StreamWorker`` is the transport's listener. Its callbacks run in the socket-reading thread
+and never wait on the broker: batches, dead letters, system events and repair requests go to
+the ``Publisher`` queue (``workers.publisher``), which spools to disk while the broker is
+down. Collaborators are injected; ``workers.stream_process`` wires the production ones.
+
+Gap tracking: when a connection drops, every open buffer is flushed and each ticker's last
+event time noted; the first event per ticker after the reconnect closes its gap, which is
+recorded as a ``system_events`` row (component ``stream_worker``, type ``gap``) and sent as a
+``tasks.backfill.repair_gap`` request for [last seen, first after].
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from rrr.batching import Batcher
+from rrr.clock import Clock
+from rrr.errors import VendorAuthError
+from rrr.models import Batch, Rejected, Severity, SystemEvent
+from rrr.polygon.gaps import Gap, GapTracker
+from rrr.polygon.messages import Status, parse_frame
+from rrr.polygon.stream import FrameData, StreamListener
+from rrr.stats import HEARTBEAT_INTERVAL_S, StreamStats
+from workers.publisher import BATCH, DEAD_LETTERS, EVENTS, REPAIR, Publisher
+from workers.spool import Spool
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "stream_worker"
+REPAIR_TASK = "tasks.backfill.repair_gap"
+DEAD_LETTER_BATCH = 500  # rejected events are sent in groups of up to this many ...
+DEAD_LETTER_MAX_AGE_MS = 1000  # ... or once the oldest has waited this long
+SHUTDOWN_PUT_WAIT_S = 10.0  # at shutdown, how long to wait for room in the publisher queue
+_ACK = "success"  # status of a subscription acknowledgement
+
+
+class Stream(Protocol):
+    def run(self, listener: StreamListener) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class StreamWorker:
+    def __init__(
+        self,
+        stream: Stream,
+        batcher: Batcher,
+        enqueue: Callable[[Batch], None],
+        clock: Clock,
+        *,
+        send_dead_letters: Callable[[list[Rejected]], None],
+        record_events: Callable[[list[SystemEvent]], None],
+        request_repair: Callable[..., None],
+        spool: Spool,
+        tickers: Sequence[str],
+        source: str = "polygon",
+        stats: StreamStats | None = None,
+        report_stats: Callable[[dict[str, Any]], None] | None = None,
+        max_messages: int | None = None,
+        max_seconds: float | None = None,
+    ) -> None:
+        self._stream = stream
+        self._batcher = batcher
+        self._clock = clock
+        self._source = source
+        self._tickers = tuple(tickers)
+        self.stats = stats or StreamStats(started_ms=clock.now_ms())
+        self._report_stats = report_stats
+        self._max_messages = max_messages
+        self._max_seconds = max_seconds
+        self._publisher = Publisher(
+            {
+                BATCH: enqueue,
+                DEAD_LETTERS: send_dead_letters,
+                EVENTS: record_events,
+                REPAIR: lambda request: request_repair(**request),
+            },
+            spool,
+            self.stats,
+            clock.now_ms,
+        )
+        self._gaps = GapTracker()
+        self._watching_since_ms = 0
+        self._others: list[Any] = []  # statuses and rejected events of the current frame
+        self._rejected: list[Rejected] = []
+        self._rejected_since_ms = 0
+        self._stopping = False
+        self._stopping_since = 0.0
+        self._done = threading.Event()
+        self.unsent: list[tuple[str, Any]] = []  # only if shutdown outran a stuck publisher
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Stream until ``stop()`` or a bound is reached; raises VendorAuthError on a bad key."""
+        self._publisher.start()
+        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+        if self._max_seconds is not None:
+            timer = threading.Timer(self._max_seconds, self.stop)
+            timer.daemon = True
+            timer.start()
+        try:
+            self._stream.run(self)
+        except VendorAuthError as exc:
+            self._event("auth_failed", "critical", str(exc), {})
+            raise
+        finally:
+            self._finish()
+
+    def stop(self) -> None:
+        """Flush and exit soon; safe from a signal handler."""
+        self._stopping = True
+        self._stream.stop()
+
+    def _finish(self) -> None:
+        self._emit(self._batcher.flush())
+        self._send_dead_letters()
+        if not self._publisher.close():
+            log.error("publisher did not finish in time; unsent items are in the spool or lost")
+        self.stats.connected = False
+        self.stats.stopped_ms = self._clock.now_ms()
+        self._done.set()
+        self._beat()
+
+    # -- StreamListener: these run in the socket thread and must not block ---------------------
+
+    def on_connected(self) -> None:
+        now = self._clock.now_ms()
+        self.stats.connected, self.stats.connected_since_ms = True, now
+        self._watching_since_ms = self._watching_since_ms or now
+
+    def on_frame(self, frame: FrameData) -> None:
+        try:
+            events = parse_frame(frame, self._source)
+        except Exception as exc:  # a parser bug must cost one frame, not the stream
+            log.exception("frame set aside: the parser failed on it")
+            raw = bytes(frame).decode("utf-8", "replace")
+            events = [Rejected(raw=raw, reason=f"parser error: {exc!r}", source=self._source)]
+        stats = self.stats
+        stats.frames += 1
+        stats.messages += len(events)
+        stats.last_message_ms = now = self._clock.now_ms()
+        others = self._others
+        ready = self._batcher.add(events, now, others)
+        if ready:
+            self._emit(ready)
+        if others:
+            stats.records += len(events) - len(others)
+            self._handle_others(others, now)
+        else:
+            stats.records += len(events)
+        if self._max_messages is not None and stats.records >= self._max_messages:
+            self.stop()
+
+    def on_idle(self) -> None:
+        now = self._clock.now_ms()
+        if now >= self._batcher.next_due_ms:
+            self._emit(self._batcher.due(now))
+        if self._rejected and now - self._rejected_since_ms >= DEAD_LETTER_MAX_AGE_MS:
+            self._send_dead_letters()
+
+    def on_disconnected(self, reason: str) -> None:
+        self.stats.connected = False
+        self._emit(self._batcher.flush())
+        if self._stopping:
+            return
+        self.stats.reconnects += 1
+        self.stats.last_disconnect_reason = reason
+        self._gaps.disconnected(self._tickers, self._watching_since_ms)
+        self._event("disconnected", "warning", f"stream lost: {reason}", {"reason": reason})
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _emit(self, batches: list[Batch]) -> None:
+        for batch in batches:
+            gaps = self._gaps.observe(batch.kind, batch.rows)
+            if gaps:
+                self._repair(gaps)
+            self.stats.by_kind[batch.kind] += len(batch.rows)
+            self._publish(BATCH, batch)
+        if self._rejected and (
+            len(self._rejected) >= DEAD_LETTER_BATCH
+            or self._clock.now_ms() - self._rejected_since_ms >= DEAD_LETTER_MAX_AGE_MS
+        ):
+            self._send_dead_letters()
+
+    def _handle_others(self, others: list[Any], now_ms: int) -> None:
+        for e in others:
+            if type(e) is Rejected:
+                if not self._rejected:
+                    self._rejected_since_ms = now_ms
+                self._rejected.append(e)
+                self.stats.rejected += 1
+            elif type(e) is Status:
+                self.stats.statuses += 1
+                if e.status == _ACK:
+                    log.info("feed: %s", e.message)
+                else:  # max_connections, force_disconnect, slow_consumer, error ...
+                    log.warning("feed status %s: %s", e.status, e.message)
+                    details = {"status": e.status, "message": e.message}
+                    self._event("vendor_status", "warning", f"{e.status}: {e.message}", details)
+        others.clear()
+
+    def _repair(self, gaps: list[Gap]) -> None:
+        now = self._clock.now_ms()
+        events = []
+        for gap in gaps:
+            request = {"ticker": gap.ticker, "start_ms": gap.start_ms, "end_ms": gap.end_ms}
+            request["reason"] = "stream_gap"
+            self._publish(REPAIR, request)
+            events.append(
+                SystemEvent(
+                    component=COMPONENT,
+                    event_type="gap",
+                    severity="warning",
+                    message=(
+                        f"stream gap on {gap.ticker}: {gap.end_ms - gap.start_ms} ms missed "
+                        f"while reconnecting; repair requested ({REPAIR_TASK})"
+                    ),
+                    ts_ms=now,
+                    details={**request, "repair_task": REPAIR_TASK, "repair_requested": True},
+                    dedupe_key=f"stream_gap:{gap.ticker}:{gap.start_ms}:{gap.end_ms}",
+                )
+            )
+            log.warning("%s", events[-1].message)
+        self.stats.gaps += len(gaps)
+        self._publish(EVENTS, events)
+
+    def _event(self, kind: str, severity: Severity, message: str, details: dict[str, Any]) -> None:
+        event = SystemEvent(COMPONENT, kind, severity, message, self._clock.now_ms(), details)
+        self._publish(EVENTS, [event])
+
+    def _send_dead_letters(self) -> None:
+        if self._rejected:
+            rejected, self._rejected = self._rejected, []
+            log.warning("%d event(s) rejected, e.g. %s", len(rejected), rejected[0].reason)
+            self._publish(DEAD_LETTERS, rejected)
+
+    def _publish(self, kind: str, payload: Any) -> None:
+        """Blocks while the publisher's queue is full: the socket is not read meanwhile."""
+        if not self._publisher.put(kind, payload, abandon=self._give_up):
+            self.unsent.append((kind, payload))
+            log.error("LOST: a %s could not be handed to the publisher at shutdown", kind)
+
+    def _give_up(self) -> bool:
+        """Only while stopping, and only after the publisher had a fair while to take it."""
+        if not self._stopping:
+            return False
+        if not self._stopping_since:
+            self._stopping_since = time.monotonic()
+        return time.monotonic() - self._stopping_since > SHUTDOWN_PUT_WAIT_S
+
+    def _heartbeat(self) -> None:
+        while not self._done.wait(HEARTBEAT_INTERVAL_S):
+            self._beat()
+
+    def _beat(self) -> None:
+        if self._report_stats is None:
+            return
+        try:
+            self._report_stats(self.stats.snapshot(self._clock.now_ms()))
+        except Exception as exc:  # Redis down: stats wait, the data path does not
+            log.debug("heartbeat not written: %r", exc)
