@@ -100,6 +100,61 @@ def test_prices_are_stored_exactly_as_sent(store: Store) -> None:
     ]
 
 
+def test_bar_prices_are_stored_exactly_as_sent(store: Store) -> None:
+    # A REST page of bars takes the column-at-a-time COPY path in PostgreSQL; these digits and
+    # exponents must come back exactly as sent there too.
+    vendor_prices = [0.30000000000000004, 4.522e-05, 1e-08, 123456789.12345679, 1e16, 5, 0.1]
+    rows = [
+        Bar("X:BTCUSD", "1m", p, p, p, p, p, p, i, T0 + i * 60_000, T0 + (i + 1) * 60_000, "s")
+        for i, p in enumerate(vendor_prices)
+    ]
+    store.apply_batch(Batch("exact", "bars", [*rows, rows[0]._replace(trade_count=None,
+                                                                       vwap=None)]))  # fmt: skip
+    df = store.read_bars("X:BTCUSD", T0, T0 + len(rows) * 60_000)
+    for column in ("open", "high", "low", "close", "volume"):
+        assert [repr(v) for v in df[column]] == [repr(float(p)) for p in vendor_prices]
+    assert [repr(v) for v in df["vwap"][1:]] == [repr(float(p)) for p in vendor_prices[1:]]
+    assert df["vwap"].isna().tolist() == [True] + [False] * (len(rows) - 1)  # the last one won
+
+
+def test_a_bad_bar_goes_to_dead_letters_and_the_rest_of_the_page_lands(store: Store) -> None:
+    rows = [bar(T0 + i * 60_000, 100.0 + i) for i in range(50)]
+    rows[7] = rows[7]._replace(low=0.0)
+    result = store.apply_batch(Batch("page", "bars", rows))
+    assert (result.stored, result.rejected) == (49, 1)
+    assert store.count_rows("crypto_aggregates") == 49
+    assert store.count_rows("dead_letters") == 1
+
+
+def test_two_writers_of_overlapping_bars_lose_nothing(
+    store: Store, store_factory: Callable[[], Store]
+) -> None:
+    errors: list[BaseException] = []
+
+    def write(writer: int) -> None:
+        s = store_factory()
+        try:
+            for b in range(20):
+                # Both writers store the same 30 minutes of each range: whichever comes second
+                # finds the first one's bars (or races it) and replaces them.
+                rows = [bar(T0 + (b * 200 + i) * 60_000, 100.0 + writer) for i in range(30)]
+                rows += [bar(T0 + (b * 200 + writer * 30 + i) * 60_000, 1.0) for i in range(30)]
+                s.apply_batch(Batch(f"w{writer}-{b}", "bars", rows))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert store.count_rows("crypto_aggregates") == 20 * (30 + 2 * 30)
+    assert store.count_rows("ingest_batches") == 40
+
+
 def test_quotes_replay_is_a_no_op_but_distinct_states_are_kept(store: Store) -> None:
     q = Quote("X:BTCUSD", 1, 33052.79, 0.48, 33073.19, 0.601, T0, T0 + 13, "polygon")
     store.apply_batch(Batch("q1", "quotes", [q, q._replace(bid_size=0.5)]))
@@ -181,3 +236,9 @@ def test_read_trades_returns_the_time_window_only(store: Store) -> None:
     assert (
         df["conditions"].map(list).tolist() == [[2]] * 3 or df["conditions"].tolist() == ["[2]"] * 3
     )
+
+
+def test_a_bar_with_a_nan_vwap_is_a_dead_letter_in_every_store(store: Store) -> None:
+    result = store.apply_batch(Batch("b", "bars", [bar(T0, 1.0)._replace(vwap=float("nan"))]))
+    assert (result.stored, result.rejected) == (0, 1)
+    assert store.count_rows("dead_letters") == 1

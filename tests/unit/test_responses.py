@@ -108,6 +108,35 @@ def test_a_bad_result_is_rejected_with_its_reason_and_the_rest_kept(
     assert page.rejected[0].kind == "bars"
 
 
+@pytest.mark.parametrize(("multiplier", "timespan"), [(1, "minute"), (1, "month")])
+def test_a_clean_page_and_a_page_with_one_bad_result_give_the_same_bars(
+    multiplier: int, timespan: str
+) -> None:
+    # A page whose every result is well formed is read column by column; one bad result sends
+    # the page through the per-result checks. Both must give the same bars, types included.
+    results: list[object] = [
+        {"v": 0.5, "vw": 1.3, "o": 1.5, "c": 1.25, "h": 2, "l": 1, "t": 1_700_000_000_000, "n": 4},
+        {"o": 7, "h": 8, "l": 6, "c": 7, "v": 0, "t": 1_700_000_060_000, "vw": None},
+        {"o": 1e-05, "h": 1e16, "l": 1e-08, "c": 2.5, "v": 3, "t": 1_700_000_120_000, "n": 0},
+    ]  # fmt: skip
+
+    def parse(items: list[object]) -> AggsPage:
+        body = orjson.dumps({"status": "OK", "results": items, "resultsCount": len(items)})
+        return parse_aggs_page(
+            body, ticker="X:BTCUSD", multiplier=multiplier, timespan=timespan, source="s"
+        )
+
+    clean, mixed = parse(results), parse([*results, {"o": "x"}])
+    assert clean.bars == mixed.bars
+    assert [[type(v) for v in b] for b in clean.bars] == [[type(v) for v in b] for b in mixed.bars]
+    assert all(type(b) is Bar for b in clean.bars)
+    assert (clean.rejected, len(mixed.rejected), clean.results_count) == ([], 1, 3)
+    assert clean.bars[1] == Bar(
+        "X:BTCUSD", timeframe(multiplier, timespan), 7, 8, 6, 7, 0, None, None, 1_700_000_060_000,
+        bar_end_ms(1_700_000_060_000, multiplier, timespan), "s",
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("body", [b"<html>502</html>", b"[1, 2]", b'{"results": 5}'])
 def test_a_body_that_is_no_aggregates_object_is_a_parse_error(body: bytes) -> None:
     from rrr.errors import ParseError

@@ -1,7 +1,14 @@
 import math
 
 from rrr.models import Bar, Batch, Trade
-from rrr.storage.rows import last_bar_per_key, split_storable
+from rrr.storage.rows import (
+    bar_columns,
+    bar_key_range,
+    bar_problem,
+    columns_of,
+    last_bar_per_key,
+    split_storable,
+)
 
 GOOD = Trade("X:BTCUSD", 1, "a", 1.5, 0.1, (2,), 1, None, "polygon")
 
@@ -83,3 +90,57 @@ def test_rows_of_a_decoded_message_are_plain_lists_and_still_checked() -> None:
     good, bad = split_storable("trades", Batch.from_message(message).rows)
     assert good == [list(GOOD)]
     assert bad[0].reason == "a trade has 9 fields, got 2"
+
+
+BAR = Bar("X:BTCUSD", "1m", 1.0, 2.0, 0.5, 1.5, 3.0, 1.2, 7, 0, 60_000, "polygon")
+# One field wrong at a time, each a way bar_problem refuses a bar.
+BAD_BARS = [
+    BAR._replace(ticker=""),
+    BAR._replace(timeframe=None),
+    BAR._replace(source=5),
+    BAR._replace(open=None),
+    BAR._replace(high=True),
+    BAR._replace(low=0.0),
+    BAR._replace(close=-1.0),
+    BAR._replace(close=math.inf),
+    BAR._replace(open=math.nan),
+    BAR._replace(open="1.5"),
+    BAR._replace(volume=-0.5),
+    BAR._replace(volume=math.nan),
+    BAR._replace(vwap=-1.0),
+    BAR._replace(vwap=math.nan),
+    BAR._replace(vwap="1.2"),
+    BAR._replace(trade_count=-1),
+    BAR._replace(trade_count=2**31),
+    BAR._replace(trade_count=1.0),
+    BAR._replace(start_ms=1.5),
+    BAR._replace(end_ms=None),
+    ("too", "short"),
+]
+
+
+def test_bar_columns_only_for_pages_of_storable_bars() -> None:
+    page = [BAR._replace(start_ms=i * 60_000, end_ms=(i + 1) * 60_000) for i in range(100)]
+    page += [BAR._replace(vwap=None, trade_count=None, open=2, volume=0)]
+    columns = bar_columns(page)
+    assert columns is not None
+    assert [list(c) for c in zip(*columns, strict=True)] == [list(b) for b in page]
+    for bad in BAD_BARS:
+        assert bar_problem(bad) is not None
+        assert bar_columns([*page, bad]) is None, bad
+
+
+def test_a_page_with_one_bad_bar_keeps_the_rest_with_the_same_reason() -> None:
+    page = [BAR._replace(start_ms=i * 60_000, end_ms=(i + 1) * 60_000) for i in range(10)]
+    for bad in BAD_BARS:
+        good, rejected = split_storable("bars", [*page, bad])
+        assert good == page
+        assert [r.reason for r in rejected] == [bar_problem(bad)]
+    assert split_storable("bars", page) == (page, [])
+
+
+def test_the_key_range_of_bars_of_one_ticker() -> None:
+    a = BAR._replace(start_ms=120_000)
+    assert bar_key_range(columns_of([a, BAR], 12)) == ("X:BTCUSD", "1m", 0, 120_000)
+    assert bar_key_range(columns_of([a, BAR._replace(ticker="X:ETHUSD")], 12)) is None
+    assert bar_key_range(columns_of([a, BAR._replace(timeframe="5m")], 12)) is None
