@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rrr.broker import ensure_broker, free_port
 from rrr.config import PROJECT_ROOT, Settings
@@ -92,16 +93,24 @@ class Supervisor:
 
     def stop_all(self, grace_s: float = 20.0) -> None:
         for child in reversed(self.children):
-            if child.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.proc.pid, signal.SIGTERM)
-            deadline = time.monotonic() + grace_s
-            while child.proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.proc.pid, signal.SIGKILL)  # anything the child left behind
-            if child.proc.poll() is None:
-                child.proc.wait(timeout=5)
+            stop_process(child.proc, grace_s)
+
+
+def stop_process(proc: subprocess.Popen[Any], grace_s: float = 20.0) -> None:
+    """SIGTERM the process's group (it was started in a session of its own), wait up to
+    ``grace_s`` for a clean exit, then SIGKILL whatever is left of the group."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:  # not a group leader after all: the process alone
+            proc.terminate()
+    deadline = time.monotonic() + grace_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # anything the process left behind
+    if proc.poll() is None:
+        proc.wait(timeout=5)
 
 
 def wait_for_port(port: int, timeout_s: float = 20.0) -> bool:

@@ -20,6 +20,8 @@ import psycopg
 import pytest
 import redis
 
+from rrr.runner import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -173,13 +175,7 @@ class WorkerProcess:
         return [int(p) for p in out.stdout.split()]
 
     def stop(self, timeout_s: float = 20) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
+        stop_process(self.proc, timeout_s)
         self._log.close()
 
 

@@ -18,6 +18,7 @@ from rrr.simulator.http import SimulatorHTTPServer
 from rrr.simulator.market import Market
 from rrr.simulator.rest import RestSimOptions, rest_routes
 from rrr.storage import Store, open_store
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
@@ -79,15 +80,6 @@ def send_plan(producer: Celery, plan: Plan) -> None:
         },
         queue="backfill",
     )
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def expected_bars(market: Market, plan: Plan) -> int:

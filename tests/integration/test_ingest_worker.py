@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -15,6 +14,7 @@ from celery import Celery
 
 from rrr.models import Batch, Trade
 from rrr.storage import Store, open_store
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
@@ -53,15 +53,6 @@ def trades(prefix: str, n: int) -> list[Trade]:
         )
         for i in range(n)
     ]
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def migrated(database_url: str) -> Store:

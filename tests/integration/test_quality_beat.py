@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import redis
 
 from rrr.clock import now_ms
 from rrr.quality.events import COMPONENT, REPAIR_REQUESTED
+from rrr.runner import stop_process
 from rrr.storage import open_store
 from tests.conftest import ROOT, pipeline_env
 from tests.integration.test_quality_validator import BTC, ETH, M, found, plant_faulty_market
@@ -35,16 +35,6 @@ def start_beat(env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
          "-s", str(tmp_path / "beat-schedule"), "--pidfile", str(tmp_path / "beat.pid")],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
 
 
 def queued_tasks(client: redis.Redis, queue: str) -> list[tuple[str, dict[str, Any]]]:
@@ -78,7 +68,7 @@ def test_beat_and_worker_record_planted_faults_and_ask_each_repair_once(
         else:
             pytest.fail(f"fewer than {RUNS_WANTED} runs in {DEADLINE_S} s:\n{worker.log()}")
     finally:
-        stop(beat)
+        stop_process(beat)
     assert "succeeded" in worker.log() and "Traceback" not in worker.log()
 
     events = store.read_events(COMPONENT)

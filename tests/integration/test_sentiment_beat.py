@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from celery import Celery
 
+from rrr.runner import stop_process
 from rrr.simulator.http import SimulatorHTTPServer
 from rrr.simulator.perplexity import PerplexitySimOptions, perplexity_routes
 from rrr.storage import open_store
 from tests.conftest import ROOT, pipeline_env
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
@@ -54,22 +56,7 @@ def beat(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], subprocess.Popen
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        stop_process(proc, grace_s=10)
 
 
 def test_beat_and_worker_store_one_row_per_asset_per_interval(
