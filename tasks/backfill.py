@@ -32,7 +32,7 @@ from rrr.polygon.rest import PolygonRest, new_session
 from rrr.ratelimit import RedisRateLimiter
 from rrr.storage import Store
 from tasks import app
-from tasks.resources import retry_countdown_s, settings, store
+from tasks.resources import gc_paused, retry_countdown_s, settings, store
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +118,15 @@ def fetch_chunk(
     args = (chunk_id,)
     again = {"lease_s": lease_s, "deferrals": deferrals + 1}
     try:
-        outcome = load_chunk(
-            store(),
-            rest(),
-            chunk_id,
-            clock=_CLOCK,
-            lease_ms=lease_ms,
-            resume=Resume.from_dict(resume),
-        )
+        with gc_paused():
+            outcome = load_chunk(
+                store(),
+                rest(),
+                chunk_id,
+                clock=_CLOCK,
+                lease_ms=lease_ms,
+                resume=Resume.from_dict(resume),
+            )
     except SoftTimeLimitExceeded:
         # Out of time (a very slow vendor): back to pending, and again from its first page.
         store().fail_chunk(

@@ -6,9 +6,12 @@ keyed by pid, for solo/threads pools and the CLI)."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
@@ -43,6 +46,21 @@ def store() -> Store:
 def retry_countdown_s(retries: int, cap_s: float = 60.0) -> float:
     """Capped exponential backoff with full jitter: retries spread out, never synchronised."""
     return random.uniform(0.5, min(cap_s, 2.0 ** min(retries, 10)))
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside. For bulk work that allocates ~100,000 container
+    objects a page (JSON dicts, Bar tuples) and frees them without making cycles: each
+    collection the allocations trigger walks them all again (measured on a 48,960-bar
+    backfill page: ~60 of ~170 ms of CPU). Collection resumes afterwards and catches up."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @setup_logging.connect

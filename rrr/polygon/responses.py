@@ -21,6 +21,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from itertools import repeat
+from operator import itemgetter, methodcaller
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,6 +67,13 @@ FIXED_TIMESPAN_MS: dict[str, int] = {
 _CALENDAR_MONTHS = {"month": 1, "quarter": 3, "year": 12}
 
 _NUMBER = (int, float)
+# The fast path's type sets (bool is its own type, so True is no number here either).
+_NUMBERS = frozenset(_NUMBER)
+_OPTIONAL_NUMBERS = frozenset((int, float, type(None)))
+_OPTIONAL_INTS = frozenset((int, type(None)))
+_REQUIRED = ("o", "h", "l", "c", "v", "t")
+_GET_VW = methodcaller("get", "vw")
+_GET_N = methodcaller("get", "n")
 
 
 def timeframe(multiplier: int, timespan: str) -> str:
@@ -157,6 +167,14 @@ def parse_aggs_page(
     label = timeframe(multiplier, timespan)
     fixed = FIXED_TIMESPAN_MS.get(timespan)
     span = multiplier * fixed if fixed is not None else None
+    columns = _well_formed_columns(results)
+    if columns is not None:
+        return _page(
+            payload,
+            _bars_from_columns(columns, ticker, label, span, multiplier, timespan, source),
+            [],
+            len(results),
+        )
     bars: list[Bar] = []
     rejected: list[Rejected] = []
     for item in results:
@@ -182,6 +200,12 @@ def parse_aggs_page(
                 source,
             )
         )
+    return _page(payload, bars, rejected, len(results))
+
+
+def _page(
+    payload: Mapping[str, Any], bars: list[Bar], rejected: list[Rejected], sent: int
+) -> AggsPage:
     next_url = payload.get("next_url")
     request_id = payload.get("request_id")
     count = payload.get("resultsCount")
@@ -190,8 +214,55 @@ def parse_aggs_page(
         rejected=rejected,
         next_url=next_url if isinstance(next_url, str) and next_url else None,
         request_id=request_id if isinstance(request_id, str) else None,
-        results_count=count if isinstance(count, int) else len(results),
+        results_count=count if isinstance(count, int) else sent,
     )
+
+
+def _well_formed_columns(results: list[Any]) -> tuple[list[Any], ...] | None:
+    """The fields o, h, l, c, v, vw, n, t column by column when every result passes
+    ``_problem`` (a vendor page nearly always does), else None and the caller checks result by
+    result. Each pass (``map``, ``set``) loops in C: with the bars built, ~25 ms for a
+    48,960-bar page where the loop over the results takes ~36 ms."""
+    if set(map(type, results)) != {dict}:
+        return None  # also an empty page: nothing to gain
+    try:
+        o, h, l, c, v, t = (list(map(itemgetter(key), results)) for key in _REQUIRED)  # noqa: E741
+    except KeyError:
+        return None
+    try:
+        vw, n = (list(map(itemgetter(key), results)) for key in ("vw", "n"))
+    except KeyError:  # both optional; the vendor usually sends them
+        vw, n = list(map(_GET_VW, results)), list(map(_GET_N, results))
+    if (
+        all(set(map(type, column)) <= _NUMBERS for column in (o, h, l, c, v))
+        and set(map(type, t)) == {int}
+        and set(map(type, vw)) <= _OPTIONAL_NUMBERS
+        and set(map(type, n)) <= _OPTIONAL_INTS
+    ):
+        return o, h, l, c, v, vw, n, t
+    return None
+
+
+def _bars_from_columns(
+    columns: tuple[list[Any], ...],
+    ticker: str,
+    label: str,
+    span: int | None,
+    multiplier: int,
+    timespan: str,
+    source: str,
+) -> list[Bar]:
+    o, h, l, c, v, vw, n, t = columns  # noqa: E741
+    if span is not None:
+        ends = list(map(span.__add__, t))
+    else:
+        ends = [bar_end_ms(start, multiplier, timespan) for start in t]
+    fields = zip(repeat(ticker), repeat(label), o, h, l, c, v, vw, n, t, ends, repeat(source))
+    return list(map(_new_bar, fields))
+
+
+# Bar(*fields) without the Python-level __new__ of a NamedTuple: half the time per bar.
+_new_bar = partial(tuple.__new__, Bar)
 
 
 def _load_object(body: bytes | bytearray) -> dict[str, Any]:

@@ -87,6 +87,11 @@ class RestSimOptions:
     enforce_rate: tuple[int, float] | None = None  # (count, per_s): the vendor's own limit
     delay_s: float = 0.0
     gzip: bool = True  # when the client sends Accept-Encoding: gzip, as the vendor does
+    # Keep every page rendered and answer the same request again from memory (with the same
+    # request_id): a load generator that costs no CPU the second time. Only for history that
+    # never changes (a market that is not live); bench.backfill renders its pages before the
+    # clock starts, so its figure is the pipeline's, not the simulator's.
+    keep_pages: bool = False
     now_ms: Callable[[], int] = _wall_ms  # bars stop at the minute in progress
     log: RequestLog = field(default_factory=RequestLog)
 
@@ -169,6 +174,7 @@ class _Aggregates:
         self._lock = threading.Lock()
         self._count = 0
         self._accepted: deque[float] = deque()
+        self._kept: dict[_Page, Response] = {}  # options.keep_pages
 
     def __call__(self, request: Request) -> Response:
         arrived = time.monotonic()
@@ -271,34 +277,76 @@ class _Aggregates:
             last = (stop - 1) // bar_ms * bar_ms  # start of the newest window
             lo, hi = max(first, last + bar_ms - page_ms), stop
             more = lo > first
-        columns = self.market.minute_bar_arrays(ticker, lo, hi) if lo < hi else _EMPTY
-        results = rollup(columns, bar_ms)
-        if sort == "desc":
-            results.reverse()
-        request_id = uuid.uuid4().hex
-        body: dict[str, Any] = {
-            "ticker": ticker,
-            "queryCount": len(columns["t"]),
-            "resultsCount": len(results),
-            "adjusted": query.get("adjusted", "true") != "false",
-        }
-        if results:
-            body["results"] = results
-        body |= {"status": "OK", "request_id": request_id, "count": len(results)}
+        next_url = None
         if more:
             host = request.headers.get("host", "127.0.0.1")
             cursor = _cursor({k: v for k, v in query.items() if k != "cursor"} or {"limit": "5000"})
             moved = f"{hi}/{to_text}" if sort == "asc" else f"{from_text}/{lo - 1}"
-            body["next_url"] = (
+            next_url = (
                 f"http://{host}{AGGS_PREFIX}/{ticker}/range/{multiplier}/{timespan}/{moved}"
                 f"?cursor={cursor}"
             )
+        page = _Page(
+            ticker,
+            bar_ms,
+            lo,
+            hi,
+            sort,
+            query.get("adjusted", "true") != "false",
+            next_url,
+            self.options.gzip and "gzip" in request.headers.get("accept-encoding", ""),
+        )
+        if not self.options.keep_pages:
+            return self._render(page)
+        with self._lock:
+            kept = self._kept.get(page)
+        if kept is None:
+            kept = self._render(page)
+            with self._lock:
+                self._kept[page] = kept
+        return Response(kept.status, kept.body, dict(kept.headers))
+
+    def _render(self, page: _Page) -> Response:
+        columns = (
+            self.market.minute_bar_arrays(page.ticker, page.lo, page.hi)
+            if page.lo < page.hi
+            else _EMPTY
+        )
+        results = rollup(columns, page.bar_ms)
+        if page.sort == "desc":
+            results.reverse()
+        request_id = uuid.uuid4().hex
+        body: dict[str, Any] = {
+            "ticker": page.ticker,
+            "queryCount": len(columns["t"]),
+            "resultsCount": len(results),
+            "adjusted": page.adjusted,
+        }
+        if results:
+            body["results"] = results
+        body |= {"status": "OK", "request_id": request_id, "count": len(results)}
+        if page.next_url is not None:
+            body["next_url"] = page.next_url
         payload = orjson.dumps(body)
         headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
-        if self.options.gzip and "gzip" in request.headers.get("accept-encoding", ""):
+        if page.gzip:
             payload = gzip.compress(payload, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         return Response(200, payload, headers)
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """Everything an aggregates page's body depends on (but its request_id)."""
+
+    ticker: str
+    bar_ms: int
+    lo: int  # first bar start, ms
+    hi: int  # end of the page's time, exclusive, ms
+    sort: str
+    adjusted: bool
+    next_url: str | None
+    gzip: bool
 
 
 _EMPTY: dict[str, np.ndarray] = {k: np.array([]) for k in ("o", "h", "l", "c", "v", "vw", "t", "n")}

@@ -2,8 +2,9 @@
 
 A batch is one transaction: record its id in ``ingest_batches`` (a replay stops there), COPY
 its rows as text into a temp stage table, then ``INSERT ... SELECT ... ON CONFLICT`` into the
-real table. Text COPY carries each price as ``repr(float)``, the vendor's exact decimal; a
-binary float8 would be rounded to 15 digits on its way into NUMERIC.
+real table. Text COPY carries each price as the shortest decimal that round-trips (the digits
+of ``repr(float)``), the vendor's exact decimal; a binary float8 would be rounded to 15 digits
+on its way into NUMERIC. Bars are written a column at a time (``copy_text``).
 
 Pooler-safe (Supabase's transaction pooler): no prepared statements, and every transaction
 declares the temp table it needs (``CREATE TEMP TABLE IF NOT EXISTS ... ON COMMIT DELETE
@@ -15,7 +16,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
 from rrr.errors import PermanentStorageError, StorageError, TransientStorageError
-from rrr.models import Batch, Rejected, Sentiment, SystemEvent
+from rrr.models import Bar, Batch, Rejected, Sentiment, SystemEvent
 from rrr.storage.base import (
     BAR_COLUMNS,
     KIND_TABLES,
@@ -37,12 +37,21 @@ from rrr.storage.base import (
     frame,
     migrations,
 )
-from rrr.storage.rows import last_bar_per_key, split_storable
+from rrr.storage.copy_text import bar_copy_text
+from rrr.storage.copy_text import escape as _text
+from rrr.storage.rows import bar_columns, bar_key_range, columns_of, split_storable
 
 log = logging.getLogger(__name__)
 
 TS = "('epoch'::timestamptz + {} * interval '1 millisecond')"
 MS = "(extract(epoch from {}) * 1000)::bigint"
+
+INSERT_BARS = (
+    "INSERT INTO crypto_aggregates (ticker, timeframe, open, high, low, close, volume, vwap,"
+    " trade_count, event_time, end_time, source) SELECT ticker, timeframe, open, high, low,"
+    f" close, volume, vwap, trade_count, {TS.format('start_ms')}, {TS.format('end_ms')},"
+    " source FROM stage_bars WHERE EXISTS (SELECT 1 FROM new_batch)"
+)
 
 STAGES = {
     "trades": (
@@ -71,11 +80,7 @@ STAGES = {
         " vwap numeric, trade_count int, start_ms bigint, end_ms bigint, source text)"
         " ON COMMIT DELETE ROWS",
         "COPY stage_bars FROM STDIN",
-        "INSERT INTO crypto_aggregates (ticker, timeframe, open, high, low, close, volume, vwap,"
-        " trade_count, event_time, end_time, source) SELECT ticker, timeframe, open, high, low,"
-        f" close, volume, vwap, trade_count, {TS.format('start_ms')}, {TS.format('end_ms')},"
-        " source FROM stage_bars WHERE EXISTS (SELECT 1 FROM new_batch)"
-        " ON CONFLICT (ticker, timeframe, event_time) DO UPDATE SET"
+        INSERT_BARS + " ON CONFLICT (ticker, timeframe, event_time) DO UPDATE SET"
         " open = excluded.open, high = excluded.high, low = excluded.low,"
         " close = excluded.close, volume = excluded.volume, vwap = excluded.vwap,"
         " trade_count = excluded.trade_count, end_time = excluded.end_time,"
@@ -90,6 +95,17 @@ APPLY_BATCH = (
     " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1),"
     " inserted AS ({insert} RETURNING 1)"
     " SELECT (SELECT count(*) FROM new_batch), (SELECT count(*) FROM inserted)"
+)
+
+# Bars none of whose keys is stored yet (a backfill page, the usual case) go in with a plain
+# INSERT: ON CONFLICT's speculative insertion costs PostgreSQL ~40% more per row (measured:
+# 160 vs 95 ms for 48,960 bars). "None stored" is one index probe over the batch's time range;
+# a writer that stores one of the keys after that probe makes the INSERT fail with a unique
+# violation, and the batch is then applied again the usual way (see apply_batch).
+APPLY_NEW_BARS = APPLY_BATCH.format(insert=INSERT_BARS)
+ANY_BAR_IN_RANGE = (
+    "SELECT EXISTS (SELECT 1 FROM crypto_aggregates WHERE ticker = %s AND timeframe = %s"
+    f" AND event_time >= {TS.format('%s')} AND event_time <= {TS.format('%s')})"
 )
 
 _TRANSIENT_PG = (
@@ -112,14 +128,6 @@ def map_pg_error(exc: psycopg.Error) -> StorageError:
     if isinstance(exc, (*_TRANSIENT_PG, psycopg.InterfaceError)):
         return TransientStorageError(f"PostgreSQL unavailable or busy: {exc}")
     return PermanentStorageError(f"PostgreSQL error: {exc}")
-
-
-@lru_cache(maxsize=1024)
-def _text(value: str) -> str:
-    """Escape for COPY text format; tickers and sources repeat, so this is cached."""
-    return (
-        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    )
 
 
 def _opt(value: Any) -> str:
@@ -167,20 +175,9 @@ def _quote_lines(rows: list[Any]) -> str:
     )
 
 
-def _bar_lines(rows: list[Any]) -> str:
-    return "".join(
-        [
-            f"{_text(r[0])}\t{_text(r[1])}\t{r[2]!r}\t{r[3]!r}\t{r[4]!r}\t{r[5]!r}\t{r[6]!r}\t"
-            f"{_opt(r[7])}\t{_opt(r[8])}\t{r[9]}\t{r[10]}\t{_text(r[11])}\n"
-            for r in last_bar_per_key(rows)
-        ]
-    )
-
-
 COPY_LINES: dict[str, Callable[[list[Any]], str]] = {
     "trades": _trade_lines,
     "quotes": _quote_lines,
-    "bars": _bar_lines,
 }
 
 
@@ -236,26 +233,39 @@ class PostgresStore:
 
     # -- writes ---------------------------------------------------------------------------
     def apply_batch(self, batch: Batch) -> BatchResult:
-        good, bad = split_storable(batch.kind, batch.rows)
+        payload, bad, key_range = _copy_payload(batch)
         create_stage, copy_sql, insert_sql = STAGES[batch.kind]
-        payload = COPY_LINES[batch.kind](good) if good else ""
         apply_sql = APPLY_BATCH.format(insert=insert_sql)
         params = (batch.id, batch.kind, len(batch.rows))
 
-        def work(cur: psycopg.Cursor[Any]) -> BatchResult:
-            # Four round trips: stage table, COPY, the CTE above, COMMIT (in _run).
+        def work(cur: psycopg.Cursor[Any], probe: tuple[str, str, int, int] | None) -> BatchResult:
+            # Four round trips: stage table, COPY, the CTE above, COMMIT (in _run); five for
+            # bars of one ticker (the probe for stored keys).
             cur.execute(create_stage)
             if payload:
                 with cur.copy(copy_sql) as copy:
                     copy.write(payload)
-            cur.execute(apply_sql, params)
+            new_keys = False
+            if probe is not None:
+                cur.execute(ANY_BAR_IN_RANGE, probe)
+                found = cur.fetchone()
+                new_keys = found is not None and not found[0]
+            cur.execute(APPLY_NEW_BARS if new_keys else apply_sql, params)
             row = cur.fetchone()
             applied, stored = (bool(row[0]), int(row[1])) if row else (False, 0)
             if applied and bad:
                 _insert_dead_letters(cur, bad)
             return BatchResult(batch.id, applied, stored, len(bad) if applied else 0)
 
-        result: BatchResult = self._run(work)
+        try:
+            result: BatchResult = self._run(lambda cur: work(cur, key_range))
+        except PermanentStorageError as exc:
+            if key_range is None or not isinstance(exc.__cause__, pg_errors.UniqueViolation):
+                raise
+            # A bar stored by another writer between the probe and the INSERT: nothing of this
+            # transaction stayed, so apply the batch again, upserting.
+            log.info("batch %s: a key was stored meanwhile; applying it again", batch.id)
+            result = self._run(lambda cur: work(cur, None))
         return result
 
     def add_dead_letters(self, rejected: list[Rejected]) -> int:
@@ -510,6 +520,24 @@ class PostgresStore:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
+
+
+def _copy_payload(
+    batch: Batch,
+) -> tuple[str | bytes, list[Rejected], tuple[str, str, int, int] | None]:
+    """The COPY text of the batch's storable rows ("" if none), the rest as dead letters, and
+    for bars of one ticker and timeframe the range of their keys (see APPLY_NEW_BARS)."""
+    if batch.kind != "bars":
+        good, bad = split_storable(batch.kind, batch.rows)
+        return (COPY_LINES[batch.kind](good) if good else ""), bad, None
+    bad = []
+    columns = bar_columns(batch.rows)  # every bar storable, as a REST page nearly always is
+    if columns is None:
+        good, bad = split_storable(batch.kind, batch.rows)
+        if not good:
+            return "", bad, None
+        columns = columns_of(good, len(Bar._fields))
+    return bar_copy_text(columns), bad, bar_key_range(columns)
 
 
 def _insert_dead_letters(cur: psycopg.Cursor[Any], rejected: list[Rejected]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -184,6 +185,10 @@ ROW_PROBLEMS: dict[str, Callable[[Sequence[Any]], str | None]] = {
 
 def split_storable(kind: Kind, rows: Iterable[Sequence[Any]]) -> tuple[list[Any], list[Rejected]]:
     """Rows that can be stored, and the rest as dead letters with the reason."""
+    if kind == "bars":
+        rows = rows if isinstance(rows, list) else list(rows)
+        if bar_columns(rows) is not None:
+            return list(rows), []
     problem_of = ROW_PROBLEMS[kind]
     is_ok = ROW_OK.get(kind)
     good: list[Any] = []
@@ -201,6 +206,70 @@ def split_storable(kind: Kind, rows: Iterable[Sequence[Any]]) -> tuple[list[Any]
         else:
             bad.append(Rejected(raw=row_text(r), reason=reason, kind=kind, source=_source_of(r)))
     return good, bad
+
+
+_NUMBERS = frozenset(NUMBER)
+_OPTIONAL_NUMBERS = frozenset((int, float, type(None)))
+_OPTIONAL_INTS = frozenset((int, type(None)))
+_SEQUENCES = frozenset((Bar, tuple, list))
+# Bar fields by position (rrr.models.Bar), grouped by the check ``bar_problem`` makes.
+_BAR_TEXT = (0, 1, 11)  # ticker, timeframe, source: non-empty str
+_BAR_PRICES = (2, 3, 4, 5)  # open, high, low, close: finite, > 0
+_BAR_VOLUME = 6  # finite, >= 0
+_BAR_VWAP = 7  # None, or finite and >= 0
+_BAR_TRADE_COUNT = 8  # None, or int in [0, INT32_MAX]
+_BAR_TIMES = (9, 10)  # start_ms, end_ms: int
+
+
+def bar_columns(rows: list[Any]) -> list[list[Any]] | None:
+    """The bars column by column when ``bar_problem`` finds nothing in any of them (a page
+    the REST parser accepted nearly always), else None: then the rows are checked one by one.
+
+    The same checks as ``bar_problem``, each a pass over one column that loops in C (``map``,
+    ``set``, ``sum``, ``min``): ~23 ms for a 48,960-bar page, transposing included, where the
+    per-row checks take ~38 ms; and the columns are what the COPY writer needs anyway."""
+    if not rows:
+        return None
+    try:
+        if set(map(len, rows)) != {len(Bar._fields)} or not set(map(type, rows)) <= _SEQUENCES:
+            return None
+        columns = columns_of(rows, len(Bar._fields))
+        if not (
+            all(set(map(type, columns[i])) == {str} and "" not in columns[i] for i in _BAR_TEXT)
+            and all(set(map(type, columns[i])) == {int} for i in _BAR_TIMES)
+            and all(_finite_numbers(columns[i]) for i in (*_BAR_PRICES, _BAR_VOLUME))
+            and min(min(columns[i]) for i in _BAR_PRICES) > 0
+            and min(columns[_BAR_VOLUME]) >= 0
+            and set(map(type, columns[_BAR_VWAP])) <= _OPTIONAL_NUMBERS
+            and set(map(type, columns[_BAR_TRADE_COUNT])) <= _OPTIONAL_INTS
+        ):
+            return None
+        vwap = _present(columns[_BAR_VWAP])
+        if vwap and not (_finite_numbers(vwap) and min(vwap) >= 0):
+            return None
+        counts = _present(columns[_BAR_TRADE_COUNT])
+        if counts and (min(counts) < 0 or max(counts) > INT32_MAX):
+            return None
+    except (TypeError, ValueError, OverflowError):  # rows of another shape; a huge int
+        return None
+    return columns
+
+
+def columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows -> columns. ``itemgetter`` rather than ``zip(*rows)``, which makes an iterator per
+    row: 50,000 allocations that wake the garbage collector."""
+    return [list(map(itemgetter(i), rows)) for i in range(width)]
+
+
+def _finite_numbers(column: list[Any]) -> bool:
+    # Types first: a bool is no number here. The sum is finite only if every value is (a NaN
+    # or an infinity makes it NaN or infinite); a sum that overflows sends the rows the slow
+    # way, which is still right.
+    return set(map(type, column)) <= _NUMBERS and math.isfinite(sum(column))
+
+
+def _present(column: list[Any]) -> list[Any]:
+    return [v for v in column if v is not None] if None in column else column
 
 
 def _source_of(r: Sequence[Any]) -> str:
@@ -221,6 +290,15 @@ def last_bar_per_key(rows: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
     for r in rows:
         latest[(r[0], r[1], r[9])] = r
     return list(latest.values())
+
+
+def bar_key_range(columns: list[list[Any]]) -> tuple[str, str, int, int] | None:
+    """(ticker, timeframe, first start_ms, last start_ms) of bars given as columns, if they
+    are all of one ticker and timeframe; else None."""
+    tickers, timeframes, starts = columns[0], columns[1], columns[9]
+    if not starts or len(set(tickers)) != 1 or len(set(timeframes)) != 1:
+        return None
+    return tickers[0], timeframes[0], min(starts), max(starts)
 
 
 def conditions_text(conditions: Sequence[int] | None) -> str:

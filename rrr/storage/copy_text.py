@@ -1,0 +1,72 @@
+"""PostgreSQL COPY text format, pure: escaping, and checked bars written a column at a time.
+
+Bars come by the 50,000 from a REST page, so how their COPY text is built matters: an f-string
+with seven ``repr(float)`` per bar costs ~90 ms a 48,960-bar page. Here each column of numbers
+is one ``orjson.dumps`` (C; the same shortest round-trip digits as ``repr``, so NUMERIC gets
+the vendor's exact decimal; only an exponent is spelled differently, ``1e-05`` as
+``0.00001``), and ``map`` with ``bytes.join`` glues the fields into lines: no Python code runs
+per bar, ~30 ms a page.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from rrr.storage.rows import columns_of, last_bar_per_key
+
+NULL = b"\\N"
+_BAR_TEXT_FIELDS = frozenset((0, 1, 11))  # ticker, timeframe, source (rrr.models.Bar order)
+_TICKER, _TIMEFRAME, _START = 0, 1, 9  # the natural key
+
+
+@lru_cache(maxsize=1024)
+def escape(value: str) -> str:
+    """Escape for COPY text format; tickers and sources repeat, so this is cached."""
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+def bar_copy_text(columns: list[list[Any]]) -> bytes:
+    """COPY text (rrr.models.Bar field order, ``stage_bars``) of bars that passed
+    ``rows.bar_problem``, given as columns; one line per natural key, the last bar winning."""
+    if _keys_repeat(columns):
+        columns = columns_of(last_bar_per_key(list(zip(*columns, strict=True))), len(columns))
+    fields = [
+        _text_fields(column) if i in _BAR_TEXT_FIELDS else _number_fields(column)
+        for i, column in enumerate(columns)
+    ]
+    return b"\n".join(map(b"\t".join, zip(*fields, strict=True))) + b"\n"
+
+
+def _keys_repeat(columns: list[list[Any]]) -> bool:
+    starts = columns[_START]
+    if len(set(starts)) == len(starts):  # the usual case, and no key tuples to build
+        return False
+    keys = zip(columns[_TICKER], columns[_TIMEFRAME], starts, strict=True)
+    return len(set(keys)) != len(starts)
+
+
+def _text_fields(column: list[Any]) -> list[bytes]:
+    encoded = {value: escape(value).encode() for value in set(column)}
+    return list(map(encoded.__getitem__, column))
+
+
+def _number_fields(column: list[Any]) -> list[bytes]:
+    """Checked numbers (int, float, None; finite) -> COPY fields, ``None`` as ``\\N``."""
+    if not column:
+        return []
+    try:
+        text: bytes | None = orjson.dumps(column)
+    except orjson.JSONEncodeError:  # an int past 64 bits: let PostgreSQL refuse it by name
+        text = None
+    if text is not None and b"null" not in text:
+        return text[1:-1].split(b",")
+    # orjson writes None as null, but also NaN and infinities (which the row checks keep out
+    # of a bar; if one slips through, repr keeps it what it was).
+    if text is None or text.count(b"null") != column.count(None):
+        return [NULL if v is None else repr(v).encode() for v in column]
+    return [NULL if f == b"null" else f for f in text[1:-1].split(b",")]
