@@ -25,6 +25,7 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
+from rrr.config import redact_url
 from rrr.errors import PermanentStorageError, StorageError, TransientStorageError
 from rrr.models import Bar, Batch, Rejected, Sentiment, SystemEvent
 from rrr.storage.base import (
@@ -130,6 +131,27 @@ def map_pg_error(exc: psycopg.Error) -> StorageError:
     return PermanentStorageError(f"PostgreSQL error: {exc}")
 
 
+# Refusals that retrying cannot fix: a wrong password, user or database name.
+_REFUSED_AT_CONNECT = (
+    "password authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "authentication failed",
+)
+
+
+def connect_error(url: str, exc: psycopg.Error) -> StorageError:
+    """A failed connect: permanent when the server refused who we are, else transient (the
+    server is down, restarting or unreachable, and may come back)."""
+    text = str(exc)
+    where = redact_url(url)
+    if any(refusal in text for refusal in _REFUSED_AT_CONNECT):
+        return PermanentStorageError(
+            f"PostgreSQL refused the connection to {where}: {text.strip()}. Check DATABASE_URL."
+        )
+    return TransientStorageError(f"cannot connect to PostgreSQL at {where}: {text.strip()}")
+
+
 def _opt(value: Any) -> str:
     return "\\N" if value is None else repr(value)
 
@@ -195,9 +217,7 @@ class PostgresStore:
             try:
                 self._conn = psycopg.connect(self.url, prepare_threshold=None, connect_timeout=10)
             except psycopg.Error as exc:
-                raise TransientStorageError(
-                    f"cannot connect to PostgreSQL ({_redact(self.url)}): {exc}"
-                ) from exc
+                raise connect_error(self.url, exc) from exc
         return self._conn
 
     def _run(self, work: Callable[[psycopg.Cursor[Any]], Any]) -> Any:
@@ -549,12 +569,3 @@ def _insert_dead_letters(cur: psycopg.Cursor[Any], rejected: list[Rejected]) -> 
 
 def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
-
-
-def _redact(url: str) -> str:
-    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
-    head, sep, tail = url.partition("@")
-    if not sep or ":" not in head.split("//", 1)[-1]:
-        return url
-    scheme_user = head.rsplit(":", 1)[0]
-    return f"{scheme_user}:***@{tail}"

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from rrr.models import Bar, Batch, Quote, Sentiment, SystemEvent, Trade
-from rrr.storage import Store
+from rrr.storage import Store, open_store
 
 T0 = 1_706_649_600_000  # 2024-01-30T21:20:00Z
 
@@ -242,3 +242,16 @@ def test_a_bar_with_a_nan_vwap_is_a_dead_letter_in_every_store(store: Store) -> 
     result = store.apply_batch(Batch("b", "bars", [bar(T0, 1.0)._replace(vwap=float("nan"))]))
     assert (result.stored, result.rejected) == (0, 1)
     assert store.count_rows("dead_letters") == 1
+
+
+def test_postgres_connect_refusals_are_permanent_and_outages_transient(pg_url: str) -> None:
+    """A wrong database name is never retried; a server that is down may come back."""
+    from rrr.errors import PermanentStorageError, TransientStorageError
+    from tests.conftest import PG_BASE_URL
+
+    base = PG_BASE_URL.rsplit("/", 1)[0]
+    with pytest.raises(PermanentStorageError, match="does not exist"):
+        open_store(f"{base}/rrr_no_such_database")
+    with pytest.raises(TransientStorageError) as down:
+        open_store("postgresql://postgres:s3cret@127.0.0.1:1/test")
+    assert "127.0.0.1:1" in str(down.value) and "s3cret" not in str(down.value)
