@@ -73,6 +73,13 @@ beat_schedule["quality"] = {
     "options": {"expires": float(max(_settings.quality_interval_s, 30))},
 }
 
+# Daily: forget batch ids older than any possible redelivery (tasks.ingest).
+beat_schedule["prune-ingest-batches"] = {
+    "task": "tasks.ingest.prune_ingest_batches",
+    "schedule": 86_400.0,
+    "options": {"expires": 3_600.0},
+}
+
 # Sentiment every SENTIMENT_INTERVAL s unless RRR_SENTIMENT_ENABLED=false (rrr run
 # --no-sentiment). A run still queued after its interval is dropped (expires), so a worker back
 # from an outage does not make one paid API call per missed slot.

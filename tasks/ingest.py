@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import orjson
 from celery.exceptions import Retry
 
+from rrr.clock import now_ms
 from rrr.errors import StorageError, is_transient
 from rrr.models import Batch, Rejected, SystemEvent
 from tasks import app
@@ -86,3 +87,17 @@ def record_events(self: Any, events: list[dict[str, Any]]) -> int:
     """System events (``SystemEvent`` fields as a dict) -> ``system_events``, deduped by key."""
     decoded = [SystemEvent(**e) for e in events]
     return _retrying(self, "system events", lambda: store().add_events(decoded))
+
+
+# Batch ids are the first guard against a redelivered batch; none can come back after the
+# visibility timeout plus its retries, so a week is generous. Natural keys stay the second guard.
+KEEP_BATCH_IDS_DAYS = 7.0
+
+
+@app.task(name="tasks.ingest.prune_ingest_batches", bind=True, max_retries=3, ignore_result=True)
+def prune_ingest_batches(self: Any, keep_days: float = KEEP_BATCH_IDS_DAYS) -> int | None:
+    """Keep ``ingest_batches`` from growing without end (~1.7M ids a day at 50 ms batches)."""
+    cutoff_ms = now_ms() - int(keep_days * 86_400_000)
+    pruned = _retrying(self, "prune", lambda: store().prune_ingest_batches(cutoff_ms))
+    log.info("pruned %s batch id(s) older than %g days", pruned, keep_days)
+    return pruned

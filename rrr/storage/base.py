@@ -85,6 +85,12 @@ class Store(Protocol):
 
     def count_rows(self, table: str) -> int: ...
 
+    def prune_ingest_batches(self, older_than_ms: int) -> int | None:
+        """Forget batch ids applied before ``older_than_ms`` (how many, when the store can
+        tell). Only ids older than any possible redelivery may go; natural keys still dedupe
+        the rows of a batch replayed after that."""
+        ...
+
     # -- backfill chunks (resumable backfill progress; see rrr/backfill/chunks.py) ---------
     def upsert_chunks(self, chunks: list[Chunk]) -> int:
         """Write planned chunks; an existing chunk keeps its status and progress but moves to

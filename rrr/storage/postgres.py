@@ -109,6 +109,8 @@ ANY_BAR_IN_RANGE = (
     f" AND event_time >= {TS.format('%s')} AND event_time <= {TS.format('%s')})"
 )
 
+PRUNE_INGEST_BATCHES = f"DELETE FROM ingest_batches WHERE applied_at < {TS.format('%s')}"
+
 _TRANSIENT_PG = (
     psycopg.OperationalError,
     pg_errors.SerializationFailure,
@@ -425,6 +427,13 @@ class PostgresStore:
             ):
                 out[(ticker, kind)] = int(newest)
         return out
+
+    def prune_ingest_batches(self, older_than_ms: int) -> int | None:
+        def work(cur: psycopg.Cursor[Any]) -> int:
+            cur.execute(PRUNE_INGEST_BATCHES, (older_than_ms,))
+            return int(cur.rowcount)
+
+        return int(self._run(work))
 
     def count_rows(self, table: str) -> int:
         return int(self._query(f"SELECT COUNT(*) FROM {check_table(table)}")[0][0])

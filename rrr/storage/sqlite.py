@@ -313,6 +313,9 @@ class SqliteStore:
                 out[(ticker, kind)] = int(newest)
         return out
 
+    def prune_ingest_batches(self, older_than_ms: int) -> int | None:
+        return self._write("DELETE FROM ingest_batches WHERE applied_at < ?", [(older_than_ms,)])
+
     def count_rows(self, table: str) -> int:
         return int(self._query(f"SELECT COUNT(*) FROM {check_table(table)}")[0][0])
 

@@ -303,6 +303,12 @@ class SupabaseStore:
         rows = self._rpc("latest event times", "rrr_latest_event_times", {})
         return {(r["ticker"], r["kind"]): int(r["newest_ms"]) for r in rows}
 
+    def prune_ingest_batches(self, older_than_ms: int) -> int | None:
+        cutoff = iso_from_ms(older_than_ms)
+        query = self._rest.from_("ingest_batches").delete().lt("applied_at", cutoff)
+        self._execute("prune ingest_batches", query)
+        return None  # a minimal-return DELETE does not say how many
+
     def count_rows(self, table: str) -> int:
         query = self._rest.from_(check_table(table)).select("*", count=CountMethod.exact, head=True)
         return int(self._execute(f"count {table}", query).count or 0)

@@ -255,3 +255,16 @@ def test_postgres_connect_refusals_are_permanent_and_outages_transient(pg_url: s
     with pytest.raises(TransientStorageError) as down:
         open_store("postgresql://postgres:s3cret@127.0.0.1:1/test")
     assert "127.0.0.1:1" in str(down.value) and "s3cret" not in str(down.value)
+
+
+def test_pruned_batch_ids_leave_natural_keys_to_dedupe(store: Store) -> None:
+    old = Batch("old", "trades", [trade("1"), trade("2")])
+    store.apply_batch(old)
+    store.prune_ingest_batches(older_than_ms=0)  # nothing is that old
+    assert store.count_rows("ingest_batches") == 1
+    far_future_ms = 4_102_444_800_000  # 2100-01-01
+    store.prune_ingest_batches(older_than_ms=far_future_ms)
+    assert store.count_rows("ingest_batches") == 0
+    again = store.apply_batch(old)
+    assert (again.applied, again.stored) == (True, 0)
+    assert store.count_rows("crypto_trades") == 2

@@ -244,7 +244,7 @@ class PostgrestServer:
             return self._read(request, role, target)
         if request.method == "POST":
             return self._insert(request, role, target)
-        if request.method == "DELETE":  # only the sandbox suite's cleanup, rehearsed here
+        if request.method == "DELETE":  # pruning ingest_batches, and the sandbox cleanup
             return self._delete(request, role, target)
         raise PgrstError(405, "PGRST117", f"Unsupported HTTP method: {request.method}")
 
