@@ -143,7 +143,9 @@ class Settings:
     batch_size: int = 1000
     batch_max_age_ms: int = 20  # measured: p99 exchange -> row 30 ms at 2,000 msg/s (50: 58)
     spool_max_mb: int = 512
-    visibility_timeout_s: int = 3600
+    # Longer than any task's hard time limit and retry countdown; also how long a batch a worker
+    # held when Redis restarted waits before it is delivered again.
+    visibility_timeout_s: int = 600
     # Set by `rrr run` for its children when it started the local simulator: the feed is
     # simulated even though a (simulator) key and URL are configured.
     simulator: bool = False
@@ -302,7 +304,7 @@ def _build(env: Mapping[str, str], home: Path) -> Settings:
         batch_size=_int(env, "RRR_BATCH_SIZE", 1000),
         batch_max_age_ms=_int(env, "RRR_BATCH_MAX_AGE_MS", 20),
         spool_max_mb=_int(env, "RRR_SPOOL_MAX_MB", 512),
-        visibility_timeout_s=_int(env, "RRR_VISIBILITY_TIMEOUT", 3600, minimum=5),
+        visibility_timeout_s=_int(env, "RRR_VISIBILITY_TIMEOUT", 600, minimum=5),
         simulator=_bool(env, "RRR_SIMULATOR", False),
     )
 
