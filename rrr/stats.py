@@ -24,6 +24,10 @@ from rrr import clock
 STATS_KEY = "rrr:stream:stats"
 HEARTBEAT_INTERVAL_S = 2.0
 STATS_TTL_S = 30  # three missed beats and more: the worker is gone
+# The last event time per ticker, kept across restarts (a month) so the next run can ask for
+# the repair of its predecessor's downtime.
+LAST_SEEN_KEY = "rrr:stream:last_seen"
+LAST_SEEN_TTL_S = 30 * 86_400
 LAG_SAMPLES = 4096
 LAG_SAMPLES_PER_BATCH = 8
 _KINDS = ("trades", "quotes", "bars")
@@ -136,3 +140,16 @@ def get_stats(
     if not stats["alive"]:
         stats["websocket"]["connected"] = False
     return stats
+
+
+def save_last_seen(client: redis.Redis, last_seen: dict[str, int]) -> None:
+    if last_seen:
+        with client.pipeline() as pipe:
+            pipe.hset(LAST_SEEN_KEY, mapping={t: str(ms) for t, ms in last_seen.items()})
+            pipe.expire(LAST_SEEN_KEY, LAST_SEEN_TTL_S)
+            pipe.execute()
+
+
+def load_last_seen(client: redis.Redis) -> dict[str, int]:
+    raw: dict[bytes, bytes] = client.hgetall(LAST_SEEN_KEY)  # type: ignore[assignment]
+    return {ticker.decode(): int(ms) for ticker, ms in raw.items()}

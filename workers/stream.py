@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from rrr.batching import Batcher
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "stream_worker"
 REPAIR_TASK = "tasks.backfill.repair_gap"
+# After a restart the repair window starts this long before the last event the previous run
+# reported: its heartbeat lags by seconds and its publish queue may have held a few seconds more.
+RESTART_MARGIN_MS = 60_000
 DEAD_LETTER_BATCH = 500  # rejected events are sent in groups of up to this many ...
 DEAD_LETTER_MAX_AGE_MS = 1000  # ... or once the oldest has waited this long
 SHUTDOWN_PUT_WAIT_S = 10.0  # at shutdown, how long to wait for room in the publisher queue
@@ -62,6 +65,8 @@ class StreamWorker:
         source: str = "polygon",
         stats: StreamStats | None = None,
         report_stats: Callable[[dict[str, Any]], None] | None = None,
+        save_last_seen: Callable[[dict[str, int]], None] | None = None,
+        resume_from: Mapping[str, int] | None = None,
         max_messages: int | None = None,
         max_seconds: float | None = None,
     ) -> None:
@@ -86,6 +91,12 @@ class StreamWorker:
             clock.now_ms,
         )
         self._gaps = GapTracker()
+        self._save_last_seen = save_last_seen
+        if resume_from:
+            # The downtime before this run is a gap too (the previous run may have died).
+            self._gaps.resume(
+                {t: ms for t, ms in resume_from.items() if t in self._tickers}, RESTART_MARGIN_MS
+            )
         self._watching_since_ms = 0
         self._others: list[Any] = []  # statuses and rejected events of the current frame
         self._rejected: list[Rejected] = []
@@ -265,5 +276,7 @@ class StreamWorker:
             return
         try:
             self._report_stats(self.stats.snapshot(self._clock.now_ms()))
+            if self._save_last_seen is not None:
+                self._save_last_seen(dict(self._gaps.last_ms))
         except Exception as exc:  # Redis down: stats wait, the data path does not
             log.debug("heartbeat not written: %r", exc)

@@ -27,7 +27,7 @@ from rrr.config import DEFAULT_WS_URL, Secret, Settings
 from rrr.errors import ConfigError
 from rrr.models import SOURCE_POLYGON, SOURCE_SIMULATOR, Batch, Rejected, SystemEvent
 from rrr.polygon.stream import PolygonStream
-from rrr.stats import StreamStats, publish_stats
+from rrr.stats import StreamStats, load_last_seen, publish_stats, save_last_seen
 from workers.spool import Spool
 from workers.stream import REPAIR_TASK, StreamWorker
 
@@ -131,9 +131,21 @@ def build_worker(
         source=source,
         stats=StreamStats(url=settings.polygon_ws_url, started_ms=clock.now_ms()),
         report_stats=lambda snapshot: publish_stats(stats_client, snapshot),
+        save_last_seen=lambda last_seen: save_last_seen(stats_client, last_seen),
+        resume_from=previous_last_seen(stats_client),
         max_messages=max_messages,
         max_seconds=max_seconds,
     )
+
+
+def previous_last_seen(client: redis.Redis) -> dict[str, int]:
+    """What the previous run saw last, per ticker; nothing when Redis cannot say (the run
+    then starts without a restart gap, and says so)."""
+    try:
+        return load_last_seen(client)
+    except redis.RedisError as exc:
+        log.warning("cannot read the previous run's last events (%s): no restart gap", exc)
+        return {}
 
 
 def tune_gc() -> None:

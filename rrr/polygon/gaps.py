@@ -8,7 +8,7 @@ late on purpose), so they would only widen the window.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 TS_INDEX = 6  # ts_ms in both Trade and Quote
@@ -47,6 +47,14 @@ class GapTracker:
                 closed.append(Gap(ticker, start, max(start, ts)))
             last[ticker] = ts
         return closed
+
+    def resume(self, last_seen: Mapping[str, int], margin_ms: int) -> None:
+        """A restart: the previous run saw each ticker up to ``last_seen``, but what it held in
+        memory when it died may never have been published. Open a gap from ``margin_ms``
+        before; repairs upsert bars by natural key, so covering too much costs nothing."""
+        for ticker, last_ms in last_seen.items():
+            self.last_ms.setdefault(ticker, last_ms)
+            self._pending.setdefault(ticker, last_ms - margin_ms)
 
     def disconnected(self, tickers: Iterable[str], watching_since_ms: int) -> None:
         """The connection dropped: every ticker has an open gap from its last event seen.

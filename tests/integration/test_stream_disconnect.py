@@ -78,3 +78,38 @@ def test_reconnect_resubscribe_gap_event_and_repair_request(
     for r in repairs:
         gap = by_ticker[r["kwargs"]["ticker"]]
         assert (r["kwargs"]["start_ms"], r["kwargs"]["end_ms"]) == (gap["start_ms"], gap["end_ms"])
+
+
+def test_a_restarted_stream_worker_asks_for_the_repair_of_its_downtime(
+    tmp_path: Path, clean_redis: str, sqlite_url: str, start_worker: Callable[..., Any]
+) -> None:
+    """SIGKILL loses what the worker held in memory; the next run opens a gap per ticker from
+    a minute before the last event its predecessor reported, so backfill repairs the bars."""
+    from rrr.stats import load_last_seen
+    from workers.stream import RESTART_MARGIN_MS
+
+    migrate(sqlite_url)
+    start_worker(sqlite_url)  # ingest and default only: repair requests wait on backfill
+    client = redis.Redis.from_url(clean_redis)
+    sim = simulator(1000.0, max_events=30_000)
+    try:
+        env = pipeline_env(tmp_path, clean_redis, sqlite_url, POLYGON_WS_URL=sim.ws_url)
+        first = StreamProcess(env, tmp_path / "first.log")
+        try:
+            wait_until(lambda: set(load_last_seen(client)) == set(TICKERS), 20, "a heartbeat")
+        finally:
+            first.kill()  # SIGKILL: no flush, no goodbye
+        before = load_last_seen(client)
+        second = StreamProcess(env, tmp_path / "second.log")
+        try:
+            wait_until(lambda: len(queued_tasks(client, "backfill")) == len(TICKERS), 20, "repairs")
+        finally:
+            second.terminate()
+            second.kill()
+    finally:
+        sim.stop()
+    repairs = {r["kwargs"]["ticker"]: r["kwargs"] for r in queued_tasks(client, "backfill")}
+    assert sorted(repairs) == sorted(TICKERS)
+    for ticker, request in repairs.items():
+        assert request["start_ms"] == before[ticker] - RESTART_MARGIN_MS
+        assert request["end_ms"] > before[ticker]

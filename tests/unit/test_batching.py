@@ -127,3 +127,14 @@ def test_an_out_of_order_first_event_never_makes_a_negative_gap() -> None:
     gaps.observe("trades", [trade(1, ts_ms=2_000)])
     gaps.disconnected(["X:BTCUSD"], watching_since_ms=0)
     assert gaps.observe("trades", [trade(2, ts_ms=1_990)]) == [Gap("X:BTCUSD", 2_000, 2_000)]
+
+
+def test_a_restart_opens_a_gap_from_before_the_last_event_seen() -> None:
+    from rrr.polygon.gaps import Gap, GapTracker
+
+    tracker = GapTracker()
+    tracker.resume({"X:BTCUSD": 1_000_000, "X:ETHUSD": 2_000_000}, margin_ms=60_000)
+    trade = ["X:BTCUSD", 1, "t1", 1.0, 1.0, [], 5_000_000, None, "polygon"]
+    assert tracker.observe("trades", [trade]) == [Gap("X:BTCUSD", 940_000, 5_000_000)]
+    assert tracker.open_gaps == {"X:ETHUSD": 1_940_000}
+    assert tracker.observe("trades", [trade]) == []  # closed once
