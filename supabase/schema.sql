@@ -379,4 +379,13 @@ $$;
 NOTIFY pgrst, 'reload schema';
 INSERT INTO schema_migrations (version) VALUES ('0002_supabase') ON CONFLICT DO NOTHING;
 
+-- ==== migration 0003_dead_letter_keys ====
+
+-- A dead letter written outside a batch transaction (a redelivered task's) must not be written
+-- twice: its content key, set by the writer, is unique. Letters written inside a batch's
+-- transaction are already once-only through the batch id and may leave it NULL.
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS dedupe_key TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_dedupe ON dead_letters (dedupe_key);
+INSERT INTO schema_migrations (version) VALUES ('0003_dead_letter_keys') ON CONFLICT DO NOTHING;
+
 COMMIT;

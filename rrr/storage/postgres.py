@@ -40,7 +40,7 @@ from rrr.storage.base import (
 )
 from rrr.storage.copy_text import bar_copy_text
 from rrr.storage.copy_text import escape as _text
-from rrr.storage.rows import bar_columns, bar_key_range, columns_of, split_storable
+from rrr.storage.rows import bar_columns, bar_key_range, columns_of, dead_letter_key, split_storable
 
 log = logging.getLogger(__name__)
 
@@ -293,8 +293,7 @@ class PostgresStore:
     def add_dead_letters(self, rejected: list[Rejected]) -> int:
         if not rejected:
             return 0
-        self._run(lambda cur: _insert_dead_letters(cur, rejected))
-        return len(rejected)
+        return int(self._run(lambda cur: _insert_dead_letters(cur, rejected)))
 
     def add_events(self, events: list[SystemEvent]) -> int:
         if not events:
@@ -569,11 +568,16 @@ def _copy_payload(
     return bar_copy_text(columns), bad, bar_key_range(columns)
 
 
-def _insert_dead_letters(cur: psycopg.Cursor[Any], rejected: list[Rejected]) -> None:
-    cur.executemany(
-        "INSERT INTO dead_letters (kind, source, reason, raw) VALUES (%s, %s, %s, %s)",
-        [(r.kind, r.source, r.reason, r.raw) for r in rejected],
-    )
+def _insert_dead_letters(cur: psycopg.Cursor[Any], rejected: list[Rejected]) -> int:
+    new = 0
+    for r in rejected:  # dead letters are rare: one statement each keeps the count exact
+        cur.execute(
+            "INSERT INTO dead_letters (kind, source, reason, raw, dedupe_key)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (dedupe_key) DO NOTHING",
+            (r.kind, r.source, r.reason, r.raw, dead_letter_key(r)),
+        )
+        new += cur.rowcount
+    return new
 
 
 def _json(value: Any) -> str:

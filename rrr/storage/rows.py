@@ -5,6 +5,7 @@ so the rest of its batch still lands.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
@@ -277,6 +278,13 @@ def _source_of(r: Sequence[Any]) -> str:
         return str(r[-1]) if isinstance(r[-1], str) else ""
     except Exception:
         return ""
+
+
+def dead_letter_key(r: Rejected) -> str:
+    """The same input set aside for the same reason is one dead letter, however often a
+    redelivered task writes it."""
+    text = "\x1f".join((r.kind, r.source, r.reason, r.raw))
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def row_text(r: Any) -> str:

@@ -26,7 +26,13 @@ from rrr.storage.base import (
     frame,
     migrations,
 )
-from rrr.storage.rows import conditions_text, last_bar_per_key, row_text, split_storable
+from rrr.storage.rows import (
+    conditions_text,
+    dead_letter_key,
+    last_bar_per_key,
+    row_text,
+    split_storable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +57,14 @@ UPSERT_BARS = (
 )
 
 
-INSERT_DEAD_LETTER = "INSERT INTO dead_letters (kind, source, reason, raw) VALUES (?, ?, ?, ?)"
+INSERT_DEAD_LETTER = (
+    "INSERT OR IGNORE INTO dead_letters (kind, source, reason, raw, dedupe_key)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
 
 
-def _dead_letter_row(r: Rejected) -> tuple[str, str, str, str]:
-    return (r.kind, r.source, r.reason, r.raw)
+def _dead_letter_row(r: Rejected) -> tuple[str, str, str, str, str]:
+    return (r.kind, r.source, r.reason, r.raw, dead_letter_key(r))
 
 
 def sqlite_path(url: str) -> Path:

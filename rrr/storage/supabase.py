@@ -219,13 +219,7 @@ class SupabaseStore:
 
     def add_dead_letters(self, rejected: list[Rejected]) -> int:
         rows = [dead_letter_row(r) for r in rejected]
-        step = self.max_rows_per_request
-        for i in range(0, len(rows), step):
-            builder = self._rest.from_("dead_letters").insert(
-                rows[i : i + step], returning=ReturnMethod.minimal
-            )
-            self._execute("insert into dead_letters", builder)
-        return len(rows)
+        return self._insert_new("dead_letters", rows, on_conflict="dedupe_key")
 
     def add_events(self, events: list[SystemEvent]) -> int:
         rows = [event_row(e) for e in events]

@@ -19,7 +19,7 @@ import orjson
 
 from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
 from rrr.models import Batch, Rejected, Sentiment, SystemEvent
-from rrr.storage.rows import last_bar_per_key
+from rrr.storage.rows import dead_letter_key, last_bar_per_key
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
@@ -144,7 +144,13 @@ def sentiment_row(s: Sentiment) -> dict[str, Any]:
 
 
 def dead_letter_row(r: Rejected) -> dict[str, Any]:
-    return {"kind": r.kind, "source": r.source, "reason": r.reason, "raw": r.raw}
+    return {
+        "kind": r.kind,
+        "source": r.source,
+        "reason": r.reason,
+        "raw": r.raw,
+        "dedupe_key": dead_letter_key(r),
+    }
 
 
 # -- backfill chunks --------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from rrr.models import Bar, Batch, Quote, Sentiment, SystemEvent, Trade
+from rrr.models import Bar, Batch, Quote, Rejected, Sentiment, SystemEvent, Trade
 from rrr.storage import Store, open_store
 
 T0 = 1_706_649_600_000  # 2024-01-30T21:20:00Z
@@ -268,3 +268,11 @@ def test_pruned_batch_ids_leave_natural_keys_to_dedupe(store: Store) -> None:
     again = store.apply_batch(old)
     assert (again.applied, again.stored) == (True, 0)
     assert store.count_rows("crypto_trades") == 2
+
+
+def test_a_dead_letter_written_twice_is_stored_once(store: Store) -> None:
+    letter = Rejected(raw='{"ev":"XZ"}', reason="unknown event 'XZ'", kind="event", source="p")
+    store.add_dead_letters([letter])
+    store.add_dead_letters([letter, letter])  # a redelivered task, and a repeat inside it
+    store.add_dead_letters([Rejected(raw='{"ev":"XZ"}', reason="another reason", kind="event")])
+    assert store.count_rows("dead_letters") == 2

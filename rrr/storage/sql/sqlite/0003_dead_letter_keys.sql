@@ -1,0 +1,4 @@
+-- A dead letter written outside a batch transaction (a redelivered task's) must not be written
+-- twice: its content key, set by the writer, is unique.
+ALTER TABLE dead_letters ADD COLUMN dedupe_key TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_dedupe ON dead_letters (dedupe_key);
