@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from rrr.config import Rate
 from rrr.errors import RrrError
@@ -106,6 +108,20 @@ class PlanProgress:
     bars_stored: int
     first_started_ms: int | None
     last_error: str | None  # newest error of a chunk not yet done
+
+    @classmethod
+    def from_status_rows(
+        cls, plan_id: str, rows: Sequence[Sequence[Any]], last_error: str | None
+    ) -> PlanProgress:
+        """From the SQL stores' ``GROUP BY status`` rows: (status, chunks, bars, first start)."""
+        started = [int(r[3]) for r in rows if r[3] is not None]
+        return cls(
+            plan_id,
+            {r[0]: int(r[1]) for r in rows},
+            sum(int(r[2]) for r in rows),
+            min(started, default=None),
+            last_error,
+        )
 
     @property
     def total(self) -> int:

@@ -419,14 +419,7 @@ class SqliteStore:
             " AND last_error IS NOT NULL ORDER BY updated_at DESC LIMIT 1",
             (plan_id,),
         )
-        started = [r[3] for r in rows if r[3] is not None]
-        return PlanProgress(
-            plan_id,
-            {r[0]: int(r[1]) for r in rows},
-            sum(int(r[2]) for r in rows),
-            min(started) if started else None,
-            errors[0][0] if errors else None,
-        )
+        return PlanProgress.from_status_rows(plan_id, rows, errors[0][0] if errors else None)
 
     def chunks_not_done(self, plan_id: str) -> list[str]:
         rows = self._query(

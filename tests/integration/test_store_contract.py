@@ -126,20 +126,17 @@ def test_a_bad_bar_goes_to_dead_letters_and_the_rest_of_the_page_lands(store: St
     assert store.count_rows("dead_letters") == 1
 
 
-def test_two_writers_of_overlapping_bars_lose_nothing(
-    store: Store, store_factory: Callable[[], Store]
+def write_at_once(
+    store_factory: Callable[[], Store], batches_of: Callable[[int], list[Batch]]
 ) -> None:
+    """Two writers, each on a store of its own, apply their batches at the same time."""
     errors: list[BaseException] = []
 
     def write(writer: int) -> None:
         s = store_factory()
         try:
-            for b in range(20):
-                # Both writers store the same 30 minutes of each range: whichever comes second
-                # finds the first one's bars (or races it) and replaces them.
-                rows = [bar(T0 + (b * 200 + i) * 60_000, 100.0 + writer) for i in range(30)]
-                rows += [bar(T0 + (b * 200 + writer * 30 + i) * 60_000, 1.0) for i in range(30)]
-                s.apply_batch(Batch(f"w{writer}-{b}", "bars", rows))
+            for batch in batches_of(writer):
+                s.apply_batch(batch)
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -151,6 +148,22 @@ def test_two_writers_of_overlapping_bars_lose_nothing(
     for t in threads:
         t.join(timeout=120)
     assert errors == []
+
+
+def test_two_writers_of_overlapping_bars_lose_nothing(
+    store: Store, store_factory: Callable[[], Store]
+) -> None:
+    def batches_of(writer: int) -> list[Batch]:
+        batches = []
+        for b in range(20):
+            # Both writers store the same 30 minutes of each range: whichever comes second
+            # finds the first one's bars (or races it) and replaces them.
+            rows = [bar(T0 + (b * 200 + i) * 60_000, 100.0 + writer) for i in range(30)]
+            rows += [bar(T0 + (b * 200 + writer * 30 + i) * 60_000, 1.0) for i in range(30)]
+            batches.append(Batch(f"w{writer}-{b}", "bars", rows))
+        return batches
+
+    write_at_once(store_factory, batches_of)
     assert store.count_rows("crypto_aggregates") == 20 * (30 + 2 * 30)
     assert store.count_rows("ingest_batches") == 40
 
@@ -165,27 +178,16 @@ def test_quotes_replay_is_a_no_op_but_distinct_states_are_kept(store: Store) -> 
 
 
 def test_two_writers_at_once_lose_nothing(store: Store, store_factory: Callable[[], Store]) -> None:
-    errors: list[BaseException] = []
+    def batches_of(writer: int) -> list[Batch]:
+        batches = []
+        for b in range(20):
+            rows = [trade(f"{writer}-{b}-{i}", ts=T0 + i) for i in range(100)]
+            # Half of each writer's batches overlap the other writer's trade ids.
+            rows += [trade(f"shared-{b}-{i}", ts=T0 + i) for i in range(50)]
+            batches.append(Batch(f"w{writer}-{b}", "trades", rows))
+        return batches
 
-    def write(writer: int) -> None:
-        s = store_factory()
-        try:
-            for b in range(20):
-                rows = [trade(f"{writer}-{b}-{i}", ts=T0 + i) for i in range(100)]
-                # Half of each writer's batches overlap the other writer's trade ids.
-                rows += [trade(f"shared-{b}-{i}", ts=T0 + i) for i in range(50)]
-                s.apply_batch(Batch(f"w{writer}-{b}", "trades", rows))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            s.close()
-
-    threads = [threading.Thread(target=write, args=(w,)) for w in (1, 2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert errors == []
+    write_at_once(store_factory, batches_of)
     assert store.count_rows("crypto_trades") == 2 * 20 * 100 + 20 * 50
     assert store.count_rows("ingest_batches") == 40
 
