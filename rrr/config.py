@@ -146,6 +146,19 @@ class Settings:
     # Longer than any task's hard time limit and retry countdown; also how long a batch a worker
     # held when Redis restarted waits before it is delivered again.
     visibility_timeout_s: int = 600
+    # Task time limits are their own settings, never derived from the visibility timeout (a
+    # short timeout in a test must not shrink the time a big batch may take). 300 s soft: a
+    # 300,000-row batch takes ~3 s on a healthy database, so a task still running after five
+    # minutes is stuck on its connection, and the soft limit makes it retry on a fresh one. The
+    # hard limit leaves 30 s for that clean-up. Keep both under the visibility timeout: a task
+    # that outlives it is delivered again while still running (harmless, the writes are
+    # idempotent, but wasted work). Tests shorten the timeout alone to see redeliveries sooner.
+    task_soft_time_limit_s: int = 300
+    task_time_limit_s: int = 330
+    # Worker processes for the `ingest` queue and for `backfill`+`default` (rrr run, Procfile):
+    # ingest has capacity of its own, so repairs and backfill can never stall the live inserts.
+    ingest_concurrency: int = 2
+    backfill_concurrency: int = 1
     # Set by `rrr run` for its children when it started the local simulator: the feed is
     # simulated even though a (simulator) key and URL are configured.
     simulator: bool = False
@@ -273,6 +286,14 @@ def _build(env: Mapping[str, str], home: Path) -> Settings:
     redis_raw = _blank_to_none(env.get("REDIS_URL"))
     supabase_raw = _blank_to_none(env.get("SUPABASE_URL"))
     rate_raw = _blank_to_none(env.get("POLYGON_RATE_LIMIT"))
+    soft_s = _int(env, "RRR_TASK_SOFT_TIME_LIMIT", 300)
+    hard_s = _int(env, "RRR_TASK_TIME_LIMIT", 330)
+    visibility_s = _int(env, "RRR_VISIBILITY_TIMEOUT", 600, minimum=5)
+    if not soft_s < hard_s:
+        raise ConfigError(
+            f"RRR_TASK_SOFT_TIME_LIMIT={soft_s} must be below RRR_TASK_TIME_LIMIT={hard_s}: the"
+            " soft limit is the task's chance to give its message back before the hard kill"
+        )
     return Settings(
         polygon_api_key=_secret(env, "POLYGON_API_KEY", "MASSIVE_API_KEY"),
         polygon_ws_url=_url(env, "POLYGON_WS_URL", DEFAULT_WS_URL, ("ws", "wss")),
@@ -304,7 +325,11 @@ def _build(env: Mapping[str, str], home: Path) -> Settings:
         batch_size=_int(env, "RRR_BATCH_SIZE", 1000),
         batch_max_age_ms=_int(env, "RRR_BATCH_MAX_AGE_MS", 20),
         spool_max_mb=_int(env, "RRR_SPOOL_MAX_MB", 512),
-        visibility_timeout_s=_int(env, "RRR_VISIBILITY_TIMEOUT", 600, minimum=5),
+        visibility_timeout_s=visibility_s,
+        task_soft_time_limit_s=soft_s,
+        task_time_limit_s=hard_s,
+        ingest_concurrency=_int(env, "RRR_INGEST_CONCURRENCY", 2),
+        backfill_concurrency=_int(env, "RRR_BACKFILL_CONCURRENCY", 1),
         simulator=_bool(env, "RRR_SIMULATOR", False),
     )
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,14 +21,14 @@ import psycopg
 import pytest
 import redis
 
-from rrr.runner import stop_process
-
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
-IN_CI = os.environ.get("CI", "").lower() == "true"
+# CI=true, CI=1, CI=yes ...: any value but an empty, "0", "false" or "no" one means CI.
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 PG_BASE_URL = os.environ.get("PG_TEST_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_BASE = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379")
 CLAIM_KEY = "rrr:test:claim"
+CLAIM_TTL_S = 900  # a test that runs longer fails its timeout (pyproject) long before
 
 if not (SHARED / "fixtures").is_dir():
     raise pytest.UsageError(
@@ -43,39 +44,72 @@ def _service_missing(what: str, exc: Exception) -> None:
     pytest.skip(f"{message}; start it to run this test")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis database number claimed by this test session and flushed before and after."""
+    """A Redis database number claimed by this test alone, flushed before and after.
+
+    Per test, not per session: a message one test leaves behind (a batch a killed worker held,
+    a repair nobody consumed) can never reach another test's worker. The claim (SET NX) keeps
+    parallel runs on one server apart too."""
     token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     for db in range(1, 16):
         client = redis.Redis.from_url(f"{REDIS_BASE}/{db}")
         try:
-            claimed = client.set(CLAIM_KEY, token, nx=True, ex=3600)
+            claimed = client.set(CLAIM_KEY, token, nx=True, ex=CLAIM_TTL_S)
         except redis.RedisError as exc:
             _service_missing(f"Redis at {REDIS_BASE}", exc)
         if claimed:
             client.flushdb()
-            client.set(CLAIM_KEY, token, ex=3600)
+            client.set(CLAIM_KEY, token, ex=CLAIM_TTL_S)
             try:
                 yield f"{REDIS_BASE}/{db}"
             finally:
-                client.flushdb()
+                client.flushdb()  # the claim goes with it: the database is free again
                 client.close()
             return
         client.close()
-    pytest.fail("every Redis test database 1-15 is claimed; stale claims expire within an hour")
+    pytest.fail("every Redis test database 1-15 is claimed; stale claims expire within 15 min")
 
 
 @pytest.fixture
-def clean_redis(redis_url: str) -> Iterator[str]:
-    """The session's Redis database, flushed for this test (the claim key is kept)."""
+def clean_redis(redis_url: str) -> str:
+    """The test's own Redis database, empty at the start (the claim key aside)."""
+    return redis_url
+
+
+# What a worker test must leave behind in its broker: nothing queued, nothing taken and unacked.
+BROKER_QUEUES = ("ingest", "backfill", "default")
+UNACKED_KEYS = ("unacked", "unacked_index")
+
+
+def broker_leftovers(redis_url: str) -> dict[str, int]:
+    """Messages still in the broker's queues or held unacked, by key (empty when drained)."""
     client = redis.Redis.from_url(redis_url)
-    token = client.get(CLAIM_KEY)
-    client.flushdb()
-    if token:
-        client.set(CLAIM_KEY, token, ex=3600)
-    yield redis_url
-    client.close()
+    try:
+        found = {q: int(client.llen(q)) for q in BROKER_QUEUES}
+        found["unacked"] = int(client.hlen("unacked"))
+        found["unacked_index"] = int(client.zcard("unacked_index"))
+    finally:
+        client.close()
+    return {key: n for key, n in found.items() if n}
+
+
+def wait_drained(redis_url: str, timeout_s: float, quiet_s: float = 2.0) -> None:
+    """Wait until the broker shows no message for ``quiet_s`` on end.
+
+    One empty look is not enough while a worker runs: a message it has just popped is in its
+    socket (a 15 MB batch takes a while to read) before kombu records it as unacked."""
+    deadline = time.monotonic() + timeout_s
+    quiet_since: float | None = None
+    while time.monotonic() < deadline:
+        if broker_leftovers(redis_url):
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"broker not drained in {timeout_s} s: {broker_leftovers(redis_url)}")
 
 
 @pytest.fixture
@@ -174,14 +208,51 @@ class WorkerProcess:
         )
         return [int(p) for p in out.stdout.split()]
 
-    def stop(self, timeout_s: float = 20) -> None:
-        stop_process(self.proc, timeout_s)
+    def stop(self, timeout_s: float = 60) -> None:
+        """Warm shutdown: SIGTERM to the main process only, which lets the pool finish the task
+        in hand and ack it (a TERM to the whole group kills the pool child before its ack, and
+        the message comes back later). Then prove nothing the worker started is alive."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+                raise AssertionError(
+                    f"worker did not stop within {timeout_s} s of SIGTERM:\n{self.log()}"
+                ) from None
         self._log.close()
+        deadline = time.monotonic() + 10
+        while group_alive(self.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # pool children exit right after their parent
+        if group_alive(self.proc.pid):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise AssertionError(f"worker {self.proc.pid} left processes behind")
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group (the worker and its pool children) still runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Zombies of our own children count as gone.
+    out = subprocess.run(
+        ["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True, text=True, check=False
+    )
+    return any(not stat.startswith("Z") for stat in out.stdout.split())
 
 
 @pytest.fixture
 def start_worker(tmp_path: Path, redis_url: str) -> Iterator[object]:
-    """start_worker(database_url, queues="ingest", **env) -> a running WorkerProcess."""
+    """start_worker(database_url, queues="ingest", **env) -> a running WorkerProcess.
+
+    At teardown every worker is stopped warmly and the test's broker must be drained: nothing
+    queued in ingest/backfill/default and nothing held unacked. A test that leaves messages on
+    purpose takes them out itself, after asserting on them."""
     workers: list[WorkerProcess] = []
 
     def start(
@@ -194,7 +265,14 @@ def start_worker(tmp_path: Path, redis_url: str) -> Iterator[object]:
         return worker
 
     yield start
+    errors = []
     for worker in workers:
-        worker.stop()
-        if worker.proc.poll() is None:
-            os.killpg(worker.proc.pid, 9)
+        try:
+            worker.stop()
+        except AssertionError as exc:
+            errors.append(str(exc))
+    leftovers = broker_leftovers(redis_url)
+    if leftovers:
+        errors.append(f"the test left messages in its broker: {leftovers}")
+    if errors:
+        pytest.fail("\n".join(errors), pytrace=False)

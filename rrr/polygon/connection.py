@@ -16,6 +16,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
@@ -55,6 +56,14 @@ def _frame(opcode: Opcode, payload: bytes) -> bytes:
     return Frame(opcode, payload).serialize(mask=True)
 
 
+@dataclass
+class KeepaliveCounts:
+    """Pings we sent and pongs that came back, over every connection of one stream."""
+
+    pings_sent: int = 0
+    pongs_received: int = 0
+
+
 class Connection:
     def __init__(
         self,
@@ -62,6 +71,7 @@ class Connection:
         options: StreamOptions,
         stopping: Callable[[], bool],
         ssl_context: ssl.SSLContext | None = None,
+        keepalive: KeepaliveCounts | None = None,
     ) -> None:
         self.url = url
         self.uri = parse_uri(url)
@@ -73,6 +83,7 @@ class Connection:
         self._ping_sent_at: float | None = None  # an unanswered keepalive ping
         self._fragments: list[bytes] | None = None  # a fragmented message being joined
         self._close_sent = False
+        self.keepalive = keepalive or KeepaliveCounts()
         self.sock = self._open_socket()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -210,6 +221,7 @@ class Connection:
                 else:
                     sock.sendall(_frame(Opcode.PING, os.urandom(4)))
                     self._ping_sent_at = now
+                    self.keepalive.pings_sent += 1
                 next_ping = now + min(opts.ping_interval_s, opts.ping_timeout_s)
         # stop(): a polite close follows (``close``); what the server still sends is not read.
 
@@ -224,6 +236,7 @@ class Connection:
             sock.sendall(_frame(Opcode.PONG, payload))
         elif opcode == OP_PONG:
             self._ping_sent_at = None
+            self.keepalive.pongs_received += 1
         elif opcode == OP_CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
             self._send_close(code if code not in (1005, 1006) else 1000, "")  # echo, as 5.5.1

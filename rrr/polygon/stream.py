@@ -34,7 +34,7 @@ from websockets.uri import parse_uri
 
 from rrr.config import Secret
 from rrr.errors import VendorAuthError, VendorUnavailable
-from rrr.polygon.connection import Closed, Connection
+from rrr.polygon.connection import Closed, Connection, KeepaliveCounts
 from rrr.polygon.frames import FrameError
 from rrr.symbols import ticker_to_pair
 
@@ -111,6 +111,7 @@ class PolygonStream:
         self.connected = False
         self._connected_at: float | None = None
         self.reconnects = 0  # connections lost after on_connected
+        self.keepalive = KeepaliveCounts()
 
     def stop(self) -> None:
         """Ask ``run`` to close and return; safe from a signal handler or another thread."""
@@ -146,7 +147,9 @@ class PolygonStream:
     # -- one connection ------------------------------------------------------------------------
 
     def _session(self, listener: StreamListener) -> None:
-        connection = Connection(self.url, self.options, lambda: self._stopping, self._ssl_context)
+        connection = Connection(
+            self.url, self.options, lambda: self._stopping, self._ssl_context, self.keepalive
+        )
         code, reason = 1000, "client stopping"
         try:
             connection.open_session(self._api_key, self.params)

@@ -18,6 +18,7 @@ from rrr.simulator.http import SimulatorHTTPServer
 from rrr.simulator.market import Market
 from rrr.simulator.rest import RestSimOptions, rest_routes
 from rrr.storage import Store, open_store
+from tests.conftest import wait_drained
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
@@ -128,6 +129,7 @@ def test_pages_429s_and_500s_end_with_every_bar_once(
 
 def test_sigkill_mid_backfill_then_rerun_finishes_exactly_without_refetching(
     pg_url: str,
+    redis_url: str,
     market: Market,
     simulator: Callable[..., tuple[str, RestSimOptions]],
     start_worker: Callable[..., object],
@@ -158,6 +160,9 @@ def test_sigkill_mid_backfill_then_rerun_finishes_exactly_without_refetching(
     for chunk in done_before:
         assert fetched.count(chunk_path(chunk)) == 1, f"done chunk {chunk} fetched again"
     assert len(fetched) <= len(plan.chunks) + 2  # at most the in-flight chunk(s) twice
+    # The killed worker's message comes back after the visibility timeout and must be a no-op.
+    wait_drained(redis_url, 60)
+    assert_complete(store, market, plan)
     store.close()
 
 

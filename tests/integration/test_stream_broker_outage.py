@@ -1,12 +1,12 @@
 """The broker stops for 20 s while the feed runs: the stream worker spools batches to disk,
 replays them in order when the broker is back, and every row arrives exactly once.
 
-The test runs its own redis-server (AOF on, in tmp_path) so it can stop and restart it; AOF
-keeps what was already queued across the restart, so only the spool is under test here."""
+The test runs its own server (valkey, the binary the project ships, so CI never skips; AOF on,
+in tmp_path) so it can stop and restart it; AOF keeps what was already queued across the
+restart, so only the spool is under test here."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from rrr.broker import free_port, is_up
+from rrr.broker import free_port, is_up, server_binary
 from rrr.clock import now_ms
 from rrr.stats import get_stats
 from tests.conftest import WorkerProcess, pipeline_env
@@ -32,7 +32,6 @@ pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 OUTAGE_S = 20.0
 RATE = 1000.0
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 class RedisServer:
@@ -45,7 +44,15 @@ class RedisServer:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
-                *(REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port), "--save", ""),
+                *(
+                    str(server_binary()),
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--save",
+                    "",
+                ),
                 *("--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)),
             ],
             stdout=subprocess.DEVNULL,
@@ -61,8 +68,6 @@ class RedisServer:
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    if not Path(REDIS_SERVER).exists():
-        pytest.skip("redis-server is not installed")
     (tmp_path / "redis").mkdir()
     server = RedisServer(tmp_path / "redis")
     server.start()

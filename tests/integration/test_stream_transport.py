@@ -46,6 +46,10 @@ def test_keepalive_pings_are_answered_and_stop_is_prompt() -> None:
         wait_until(lambda: listener.frames > 50, 10, "frames")
         time.sleep(1.5)  # seven ping intervals, three pong timeouts
         assert listener.connects == 1 and listener.disconnects == [] and stream.reconnects == 0
+        # Pings really went out over those intervals, and every one but the last came back.
+        pings, pongs = stream.keepalive.pings_sent, stream.keepalive.pongs_received
+        assert pings >= 3, f"only {pings} keepalive ping(s) sent in 1.5 s at a 0.2 s interval"
+        assert pongs >= pings - 1, f"{pings} pings sent, {pongs} pongs received"
         started = time.monotonic()
         stream.stop()
         thread.join(5)
