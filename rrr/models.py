@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+import orjson
+
 Kind = Literal["trades", "quotes", "bars"]
 KINDS: tuple[Kind, ...] = ("trades", "quotes", "bars")
 
@@ -100,6 +102,48 @@ class Rejected:
     reason: str
     kind: str = ""
     source: str = ""
+
+
+# orjson decodes 1,024 levels of nesting but encodes only 254; a rejected event nested deeper
+# is kept down to this depth, with a marker below it, rather than failing its whole frame.
+_RAW_DEPTH = 200
+_INT64 = (-(2**63), 2**64 - 1)  # what orjson encodes as an integer
+
+
+def raw_text(value: Any) -> str:
+    """The JSON text of input set aside (a dead letter's ``raw``), for any value: never raises,
+    and never holds a literal NUL (JSON escapes it), so every store can keep it."""
+    try:
+        return orjson.dumps(value, default=repr).decode()
+    except TypeError:  # orjson.JSONEncodeError: nested too deep, an int past 64 bits ...
+        return orjson.dumps(_encodable(value, _RAW_DEPTH)).decode()
+
+
+def _encodable(value: Any, depth: int) -> Any:
+    if isinstance(value, dict | list | tuple):
+        if depth == 0:
+            return f"<nested deeper than {_RAW_DEPTH} levels>"
+        if isinstance(value, dict):
+            return {str(k): _encodable(v, depth - 1) for k, v in value.items()}
+        return [_encodable(v, depth - 1) for v in value]
+    if value is None or type(value) in (str, float, bool):
+        return value
+    if type(value) is int and _INT64[0] <= value <= _INT64[1]:
+        return value
+    try:
+        return repr(value)
+    except Exception:  # a foreign object whose repr fails: its type still says something
+        return f"<{type(value).__name__}>"
+
+
+def shown(value: Any, limit: int = 100) -> str:
+    """``repr(value)`` for a reason text, cut at ``limit`` characters; never raises (the
+    repr of a deeply nested list does)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = raw_text(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 Severity = Literal["info", "warning", "error", "critical"]

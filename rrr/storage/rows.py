@@ -1,6 +1,9 @@
 """Model -> database row, pure. Also the last guard before a write: a row that cannot be
-stored (a NULL or non-positive price, a missing time) becomes a dead letter with its reason,
-so the rest of its batch still lands.
+stored (a NULL or non-positive price, a missing time, a time out of range, a NUL in its text)
+becomes a dead letter with its reason, so the rest of its batch still lands.
+
+Time bounds are ``rrr.bounds``'s. A caller that passes ``now_ms`` (when the rows were received)
+gets the "not more than a day ahead" check; without it only what a database can hold is checked.
 """
 
 from __future__ import annotations
@@ -11,9 +14,17 @@ from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
-import orjson
-
-from rrr.models import Bar, Kind, Quote, Rejected, Trade
+from rrr.bounds import (
+    EARLIEST_MS,
+    INT32_MAX,
+    LATEST_STORABLE_MS,
+    NUL,
+    SMALLINT_MAX,
+    latest_ms,
+    nul_problem,
+    time_range_problem,
+)
+from rrr.models import Bar, Kind, Quote, Rejected, Trade, raw_text, shown
 
 NUMBER = (int, float)
 
@@ -22,11 +33,11 @@ def _price_problem(name: str, value: Any) -> str | None:
     if value is None:
         return f"{name} is null"
     if type(value) not in NUMBER or type(value) is bool:
-        return f"{name} is not a number: {value!r}"
+        return f"{name} is not a number: {shown(value)}"
     if math.isnan(value) or math.isinf(value):
-        return f"{name} is not finite: {value!r}"
+        return f"{name} is not finite: {shown(value)}"
     if value <= 0:
-        return f"{name} must be positive: {value!r}"
+        return f"{name} must be positive: {shown(value)}"
     return None
 
 
@@ -34,31 +45,37 @@ def _size_problem(name: str, value: Any) -> str | None:
     if value is None:
         return f"{name} is null"
     if type(value) not in NUMBER or type(value) is bool:
-        return f"{name} is not a number: {value!r}"
+        return f"{name} is not a number: {shown(value)}"
     if math.isnan(value) or math.isinf(value) or value < 0:
-        return f"{name} must be a finite number >= 0: {value!r}"
+        return f"{name} must be a finite number >= 0: {shown(value)}"
     return None
 
 
-def _time_problem(name: str, value: Any) -> str | None:
+def _time_problem(name: str, value: Any, now_ms: int | None) -> str | None:
     if type(value) is not int:
-        return f"{name} must be integer milliseconds: {value!r}"
-    return None
+        return f"{name} must be integer milliseconds: {shown(value)}"
+    return time_range_problem(name, value, now_ms)
 
 
-INT32_MAX = 2**31 - 1
-SMALLINT_MAX = 2**15 - 1
+def _optional_time_problem(name: str, value: Any, now_ms: int | None) -> str | None:
+    if value is None:
+        return None
+    if type(value) is not int:
+        return f"{name} must be integer milliseconds or null: {shown(value)}"
+    return time_range_problem(name, value, now_ms)
 
 
-def _optional_time_problem(name: str, value: Any) -> str | None:
-    if value is not None and type(value) is not int:
-        return f"{name} must be integer milliseconds or null: {value!r}"
-    return None
+def _window_end_problem(value: Any) -> str | None:
+    # A bar's window end is derived, not observed: a month or year bar still open ends ahead of
+    # any clock. It only has to be storable.
+    if type(value) is not int:
+        return f"end_ms must be integer milliseconds: {shown(value)}"
+    return time_range_problem("end_ms", value, None)
 
 
 def _exchange_problem(value: Any) -> str | None:
     if type(value) is not int or not 0 <= value <= INT32_MAX:
-        return f"exchange_id must be a non-negative 32-bit integer: {value!r}"
+        return f"exchange_id must be a non-negative 32-bit integer: {shown(value)}"
     return None
 
 
@@ -66,7 +83,7 @@ def _conditions_problem(value: Any) -> str | None:
     if not isinstance(value, list | tuple) or not all(
         type(c) is int and 0 <= c <= SMALLINT_MAX for c in value
     ):
-        return f"conditions must be a list of small non-negative integers: {value!r}"
+        return f"conditions must be a list of small non-negative integers: {shown(value)}"
     return None
 
 
@@ -74,39 +91,45 @@ def _optional_number_problem(name: str, value: Any) -> str | None:
     if value is None:
         return None
     if type(value) not in NUMBER or math.isnan(value) or math.isinf(value) or value < 0:
-        return f"{name} must be a finite number >= 0 or null: {value!r}"
+        return f"{name} must be a finite number >= 0 or null: {shown(value)}"
     return None
 
 
 def _optional_count_problem(name: str, value: Any) -> str | None:
     if value is not None and (type(value) is not int or not 0 <= value <= INT32_MAX):
-        return f"{name} must be a non-negative integer or null: {value!r}"
+        return f"{name} must be a non-negative integer or null: {shown(value)}"
     return None
 
 
 def _text_problem(name: str, value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return f"{name} is missing"
-    return None
+    return nul_problem(name, value)
 
 
-def trade_problem(r: Sequence[Any]) -> str | None:
+def _trade_id_problem(value: Any) -> str | None:
+    if value is None or value == "":
+        return "trade_id is missing"
+    return nul_problem("trade_id", value)
+
+
+def trade_problem(r: Sequence[Any], now_ms: int | None = None) -> str | None:
     if len(r) != len(Trade._fields):
         return f"a trade has {len(Trade._fields)} fields, got {len(r)}"
     return (
         _text_problem("ticker", r[0])
         or _exchange_problem(r[1])
-        or (None if r[2] not in (None, "") else "trade_id is missing")
+        or _trade_id_problem(r[2])
         or _price_problem("price", r[3])
         or _size_problem("size", r[4])
         or _conditions_problem(r[5])
-        or _time_problem("ts_ms", r[6])
-        or _optional_time_problem("received_ms", r[7])
+        or _time_problem("ts_ms", r[6], now_ms)
+        or _optional_time_problem("received_ms", r[7], now_ms)
         or _text_problem("source", r[8])
     )
 
 
-def quote_problem(r: Sequence[Any]) -> str | None:
+def quote_problem(r: Sequence[Any], now_ms: int | None = None) -> str | None:
     if len(r) != len(Quote._fields):
         return f"a quote has {len(Quote._fields)} fields, got {len(r)}"
     return (
@@ -116,13 +139,13 @@ def quote_problem(r: Sequence[Any]) -> str | None:
         or _size_problem("bid_size", r[3])
         or _price_problem("ask_price", r[4])
         or _size_problem("ask_size", r[5])
-        or _time_problem("ts_ms", r[6])
-        or _optional_time_problem("received_ms", r[7])
+        or _time_problem("ts_ms", r[6], now_ms)
+        or _optional_time_problem("received_ms", r[7], now_ms)
         or _text_problem("source", r[8])
     )
 
 
-def bar_problem(r: Sequence[Any]) -> str | None:
+def bar_problem(r: Sequence[Any], now_ms: int | None = None) -> str | None:
     if len(r) != len(Bar._fields):
         return f"a bar has {len(Bar._fields)} fields, got {len(r)}"
     return (
@@ -135,8 +158,8 @@ def bar_problem(r: Sequence[Any]) -> str | None:
         or _size_problem("volume", r[6])
         or _optional_number_problem("vwap", r[7])
         or _optional_count_problem("trade_count", r[8])
-        or _time_problem("start_ms", r[9])
-        or _time_problem("end_ms", r[10])
+        or _time_problem("start_ms", r[9], now_ms)
+        or _window_end_problem(r[10])
         or _text_problem("source", r[11])
     )
 
@@ -144,28 +167,33 @@ def bar_problem(r: Sequence[Any]) -> str | None:
 _INF = math.inf
 
 
-def _trade_ok(r: Sequence[Any]) -> bool:
+def _trade_ok(r: Sequence[Any], latest: int) -> bool:
     """One-call fast path for the common case; `trade_problem` explains the rest.
-    NaN fails every comparison, so `0 < p < inf` rejects it too."""
+    NaN fails every comparison, so `0 < p < inf` rejects it too. ``latest``: the latest time
+    allowed (``rrr.bounds.latest_ms``)."""
     if len(r) != 9:
         return False
-    p, s = r[3], r[4]
-    x, conditions, received = r[1], r[5], r[7]
+    p, s, ts = r[3], r[4], r[6]
+    x, trade_id, conditions, received = r[1], r[2], r[5], r[7]
     return (
         type(r[0]) is str
         and r[0] != ""
+        and NUL not in r[0]
         and type(x) is int
         and 0 <= x <= INT32_MAX
-        and r[2] is not None
-        and r[2] != ""
+        and trade_id is not None
+        and trade_id != ""
+        and (type(trade_id) is not str or NUL not in trade_id)
         and (type(p) is float or type(p) is int)
         and 0 < p < _INF
         and (type(s) is float or type(s) is int)
         and 0 <= s < _INF
-        and type(r[6]) is int
-        and (received is None or type(received) is int)
+        and type(ts) is int
+        and EARLIEST_MS <= ts <= latest
+        and (received is None or (type(received) is int and EARLIEST_MS <= received <= latest))
         and type(r[8]) is str
         and r[8] != ""
+        and NUL not in r[8]
         # The usual conditions are [], [1] or [2]; anything else takes the careful path.
         and (type(conditions) is list or type(conditions) is tuple)
         and (
@@ -175,33 +203,37 @@ def _trade_ok(r: Sequence[Any]) -> bool:
     )
 
 
-ROW_OK: dict[str, Callable[[Sequence[Any]], bool]] = {"trades": _trade_ok}
+ROW_OK: dict[str, Callable[[Sequence[Any], int], bool]] = {"trades": _trade_ok}
 
-ROW_PROBLEMS: dict[str, Callable[[Sequence[Any]], str | None]] = {
+ROW_PROBLEMS: dict[str, Callable[[Sequence[Any], int | None], str | None]] = {
     "trades": trade_problem,
     "quotes": quote_problem,
     "bars": bar_problem,
 }
 
 
-def split_storable(kind: Kind, rows: Iterable[Sequence[Any]]) -> tuple[list[Any], list[Rejected]]:
-    """Rows that can be stored, and the rest as dead letters with the reason."""
+def split_storable(
+    kind: Kind, rows: Iterable[Sequence[Any]], now_ms: int | None = None
+) -> tuple[list[Any], list[Rejected]]:
+    """Rows that can be stored, and the rest as dead letters with the reason. ``now_ms``:
+    when the rows were received (see the module's docstring)."""
     if kind == "bars":
         rows = rows if isinstance(rows, list) else list(rows)
-        if bar_columns(rows) is not None:
+        if bar_columns(rows, now_ms) is not None:
             return list(rows), []
     problem_of = ROW_PROBLEMS[kind]
     is_ok = ROW_OK.get(kind)
+    latest = latest_ms(now_ms)
     good: list[Any] = []
     bad: list[Rejected] = []
     for r in rows:
-        if is_ok is not None and is_ok(r):
-            good.append(r)
-            continue
         try:
-            reason = problem_of(r)
+            if is_ok is not None and is_ok(r, latest):
+                good.append(r)
+                continue
+            reason = problem_of(r, now_ms)
         except Exception as exc:  # a row of the wrong shape entirely
-            reason = f"unreadable row: {exc}"
+            reason = f"unreadable row: {type(exc).__name__}: {shown(str(exc))}"
         if reason is None:
             good.append(r)
         else:
@@ -220,9 +252,10 @@ _BAR_VOLUME = 6  # finite, >= 0
 _BAR_VWAP = 7  # None, or finite and >= 0
 _BAR_TRADE_COUNT = 8  # None, or int in [0, INT32_MAX]
 _BAR_TIMES = (9, 10)  # start_ms, end_ms: int
+_BAR_START, _BAR_END = _BAR_TIMES  # start: in [EARLIEST_MS, latest]; end: storable
 
 
-def bar_columns(rows: list[Any]) -> list[list[Any]] | None:
+def bar_columns(rows: list[Any], now_ms: int | None = None) -> list[list[Any]] | None:
     """The bars column by column when ``bar_problem`` finds nothing in any of them (a page
     the REST parser accepted nearly always), else None: then the rows are checked one by one.
 
@@ -237,7 +270,13 @@ def bar_columns(rows: list[Any]) -> list[list[Any]] | None:
         columns = columns_of(rows, len(Bar._fields))
         if not (
             all(set(map(type, columns[i])) == {str} and "" not in columns[i] for i in _BAR_TEXT)
+            # Few distinct tickers, timeframes and sources: look for NUL in those only.
+            and not any(NUL in text for i in _BAR_TEXT for text in set(columns[i]))
             and all(set(map(type, columns[i])) == {int} for i in _BAR_TIMES)
+            and min(columns[_BAR_START]) >= EARLIEST_MS
+            and max(columns[_BAR_START]) <= latest_ms(now_ms)
+            and min(columns[_BAR_END]) >= EARLIEST_MS
+            and max(columns[_BAR_END]) <= LATEST_STORABLE_MS
             and all(_finite_numbers(columns[i]) for i in (*_BAR_PRICES, _BAR_VOLUME))
             and min(min(columns[i]) for i in _BAR_PRICES) > 0
             and min(columns[_BAR_VOLUME]) >= 0
@@ -274,10 +313,12 @@ def _present(column: list[Any]) -> list[Any]:
 
 
 def _source_of(r: Sequence[Any]) -> str:
+    """The row's source for its dead letter; "" when it has none a store could keep."""
     try:
-        return str(r[-1]) if isinstance(r[-1], str) else ""
+        source = r[-1]
     except Exception:
         return ""
+    return source if type(source) is str and NUL not in source else ""
 
 
 def dead_letter_key(r: Rejected) -> str:
@@ -288,7 +329,7 @@ def dead_letter_key(r: Rejected) -> str:
 
 
 def row_text(r: Any) -> str:
-    return orjson.dumps(list(r) if isinstance(r, tuple) else r, default=repr).decode()
+    return raw_text(list(r) if isinstance(r, tuple) else r)
 
 
 def last_bar_per_key(rows: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
