@@ -147,8 +147,9 @@ class StreamWorker:
         self._watching_since_ms = self._watching_since_ms or now
 
     def on_frame(self, frame: FrameData) -> None:
+        now = self._clock.now_ms()  # the receiving clock: no time may be a day past it
         try:
-            events = parse_frame(frame, self._source)
+            events = parse_frame(frame, self._source, now)
         except Exception as exc:  # a parser bug must cost one frame, not the stream
             log.exception("frame set aside: the parser failed on it")
             raw = bytes(frame).decode("utf-8", "replace")
@@ -156,7 +157,7 @@ class StreamWorker:
         stats = self.stats
         stats.frames += 1
         stats.messages += len(events)
-        stats.last_message_ms = now = self._clock.now_ms()
+        stats.last_message_ms = now
         others = self._others
         ready = self._batcher.add(events, now, others)
         if ready:

@@ -2,7 +2,12 @@
 
 A frame is a JSON array of events, several kinds mixed (spec 1.2). Each event is routed by its
 ``ev`` through ``EVENT_PARSERS``; a bad event becomes ``Rejected(raw, reason)`` and the rest of
-the frame still parses. The vendor's short field names live in this module only.
+the frame still parses, whatever is wrong with it (a field of the wrong type, a time out of
+range, a NUL in its text, nesting too deep to re-encode). Only a frame that is not JSON at all is
+rejected whole. The vendor's short field names live in this module only.
+
+Times must fall within ``rrr.bounds``: not before 2009-01-03, not more than a day after
+``now_ms``, the receiving clock the caller passes in.
 
 This is the stream worker's hot path (one call per frame, >= 200,000 events/s), so the parsers
 read fields with plain subscripts inside one ``try``, check types with ``type(x) is ...`` and
@@ -22,7 +27,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from rrr.models import Bar, Quote, Rejected, Trade
+from rrr.bounds import EARLIEST_MS, INT32_MAX, MAX_AHEAD_MS, NUL, SMALLINT_MAX, time_range_problem
+from rrr.models import Bar, Quote, Rejected, Trade, raw_text, shown
 from rrr.symbols import SymbolError, pair_to_ticker
 
 _INF = float("inf")
@@ -39,7 +45,8 @@ class Status(NamedTuple):
 
 
 Event = Trade | Quote | Bar | Status | Rejected
-EventParser = Callable[[dict[str, Any], str], Event]
+# (event, source, now_ms) -> a record, a status or a rejection.
+EventParser = Callable[[dict[str, Any], str, int], Event]
 
 # pair -> REST ticker; pairs are few, so a plain dict beats lru_cache's call on the hot path.
 _TICKERS: dict[str, str] = {}
@@ -62,7 +69,7 @@ def _ticker_of(pair: Any) -> str | None:
 # -- one parser per event type ----------------------------------------------------------------
 
 
-def parse_trade(e: dict[str, Any], source: str) -> Trade | Rejected:
+def parse_trade(e: dict[str, Any], source: str, now_ms: int) -> Trade | Rejected:
     """XT: one trade."""
     try:
         pair = e["pair"]  # WebSocket pair, BTC-USD
@@ -73,6 +80,7 @@ def parse_trade(e: dict[str, Any], source: str) -> Trade | Rejected:
         i = e["i"]  # trade id: an integer in the spec, a UUID string in captures
     except KeyError as missing:
         return _missing(e, missing, "trades", source)
+    latest = now_ms + MAX_AHEAD_MS
     c = e.get("c")  # conditions: 1 = sell side, 2 = buy side; absent or [] = none
     r = e.get("r")  # when the vendor received it, Unix ms (optional)
     ticker = _TICKERS.get(pair) if type(pair) is str else None
@@ -84,17 +92,18 @@ def parse_trade(e: dict[str, Any], source: str) -> Trade | Rejected:
         or not ((tp is float or tp is int) and 0 < p < _INF)
         or not ((ts is float or ts is int) and 0 <= s < _INF)
         or type(t) is not int
-        or t <= 0
+        or not EARLIEST_MS <= t <= latest
         or type(x) is not int
-        or not ((ti is str and i) or ti is int)
-        or not (r is None or type(r) is int)
+        or not 0 <= x <= INT32_MAX
+        or not ((ti is str and i and NUL not in i) or ti is int)
+        or not (r is None or (type(r) is int and EARLIEST_MS <= r <= latest))
         or not (c is None or type(c) is list)
     ):
-        return _invalid(e, "trades", source)
+        return _invalid(e, "trades", source, now_ms)
     if c:
         for v in c:
-            if type(v) is not int:
-                return _invalid(e, "trades", source)
+            if type(v) is not int or not 0 <= v <= SMALLINT_MAX:
+                return _invalid(e, "trades", source, now_ms)
         c = tuple(c)
     else:
         c = ()
@@ -114,7 +123,7 @@ def parse_trade(e: dict[str, Any], source: str) -> Trade | Rejected:
     )
 
 
-def parse_quote(e: dict[str, Any], source: str) -> Quote | Rejected:
+def parse_quote(e: dict[str, Any], source: str, now_ms: int) -> Quote | Rejected:
     """XQ: top of book on one exchange."""
     try:
         pair = e["pair"]  # WebSocket pair, BTC-USD
@@ -126,6 +135,7 @@ def parse_quote(e: dict[str, Any], source: str) -> Quote | Rejected:
         x = e["x"]  # crypto exchange id
     except KeyError as missing:
         return _missing(e, missing, "quotes", source)
+    latest = now_ms + MAX_AHEAD_MS
     r = e.get("r")  # when the vendor received it, Unix ms (optional); lp/ls are ignored
     ticker = _TICKERS.get(pair) if type(pair) is str else None
     if ticker is None:
@@ -138,11 +148,12 @@ def parse_quote(e: dict[str, Any], source: str) -> Quote | Rejected:
         or not ((tap is float or tap is int) and 0 < ap < _INF)
         or not ((tas is float or tas is int) and 0 <= az < _INF)
         or type(t) is not int
-        or t <= 0
+        or not EARLIEST_MS <= t <= latest
         or type(x) is not int
-        or not (r is None or type(r) is int)
+        or not 0 <= x <= INT32_MAX
+        or not (r is None or (type(r) is int and EARLIEST_MS <= r <= latest))
     ):
-        return _invalid(e, "quotes", source)
+        return _invalid(e, "quotes", source, now_ms)
     return _new(
         Quote,
         (
@@ -160,7 +171,7 @@ def parse_quote(e: dict[str, Any], source: str) -> Quote | Rejected:
 
 
 def _bar_parser(timeframe: str, window_ms: int) -> EventParser:
-    def parse_bar(e: dict[str, Any], source: str) -> Bar | Rejected:
+    def parse_bar(e: dict[str, Any], source: str, now_ms: int) -> Bar | Rejected:
         """XA (minute) / XAS (second) aggregate over a closed window."""
         try:
             pair = e["pair"]  # WebSocket pair, BTC-USD
@@ -187,9 +198,9 @@ def _bar_parser(timeframe: str, window_ms: int) -> EventParser:
             or not (vw is None or ((type(vw) is float or type(vw) is int) and 0 <= vw < _INF))
             or type(s) is not int
             or type(end) is not int
-            or not 0 < s < end
+            or not EARLIEST_MS <= s < end <= now_ms + MAX_AHEAD_MS
         ):
-            return _invalid(e, "bars", source)
+            return _invalid(e, "bars", source, now_ms)
         return _new(
             Bar,
             (
@@ -211,13 +222,19 @@ def _bar_parser(timeframe: str, window_ms: int) -> EventParser:
     return parse_bar
 
 
-def parse_status(e: dict[str, Any], source: str) -> Status | Rejected:
+def parse_status(e: dict[str, Any], source: str, now_ms: int) -> Status | Rejected:
     """status: connection, auth and subscription state (spec 1.4)."""
     status = e.get("status")  # connected, auth_success, auth_failed, success, ...
     message = e.get("message", "")  # free text, e.g. "subscribed to: XT.BTC-USD"
     if type(status) is not str or not status:
         return _reject(e, "status event without a 'status' text", "", source)
-    return _new(Status, (status, message if type(message) is str else str(message)))
+    if NUL in status:
+        return _reject(e, "field 'status' contains a NUL character", "", source)
+    if type(message) is not str:
+        message = shown(message, 500)
+    # The message is free text, logged and stored as a system event: a NUL is escaped rather
+    # than the status lost (an auth_success must still end the handshake).
+    return _new(Status, (status, message.replace(NUL, "\\u0000")))
 
 
 parse_minute_bar = _bar_parser("1m", 60_000)
@@ -238,10 +255,13 @@ EVENT_KINDS = {"XT": "trades", "XQ": "quotes", "XA": "bars", "XAS": "bars"}
 # -- frames -----------------------------------------------------------------------------------
 
 
-def parse_frame(frame: bytes | bytearray | memoryview | str, source: str) -> list[Event]:
+def parse_frame(
+    frame: bytes | bytearray | memoryview | str, source: str, now_ms: int
+) -> list[Event]:
     """Every event of one frame, in order: records, statuses and rejected events.
 
     ``source`` is stored on every record: ``"polygon"``, or ``"simulator"`` for simulated data.
+    ``now_ms`` is when the frame was received: no time in it may be more than a day later.
     """
     try:
         items = _loads(frame)
@@ -252,15 +272,15 @@ def parse_frame(frame: bytes | bytearray | memoryview | str, source: str) -> lis
     out: list[Event] = []
     for e in items:
         try:
-            out.append(EVENT_PARSERS[e["ev"]](e, source))
-        except (KeyError, TypeError):  # no ev, an unknown ev, or not an object
-            out.append(_unroutable(e, source))
+            out.append(EVENT_PARSERS[e["ev"]](e, source, now_ms))
+        except Exception as exc:  # no ev, an unknown ev, not an object, or a parser tripped
+            out.append(_unroutable(e, source, now_ms, exc))
     return out
 
 
 def parse_statuses(frame: bytes | bytearray | memoryview | str) -> list[Status]:
     """Only the status messages of a frame (the transport's view during the handshake)."""
-    return [e for e in parse_frame(frame, "") if type(e) is Status]
+    return [e for e in parse_frame(frame, "", 0) if type(e) is Status]  # statuses hold no time
 
 
 # -- the slow path: say exactly what is wrong ---------------------------------------------------
@@ -277,42 +297,56 @@ _NUMBERS = {
         ("vw", False, False),
     ),
 }
+# (field, required, what it is). An optional field may be absent, or null where the vendor
+# sends null for "none" (``r``); a bar's ``e`` may be absent (derived) but never null.
 _INTEGERS = {
-    "trades": (("t", True), ("x", True), ("r", False)),
-    "quotes": (("t", True), ("x", True), ("r", False)),
-    "bars": (("s", True), ("e", False)),
+    "trades": (("t", True, "time"), ("x", True, "id"), ("r", False, "time")),
+    "quotes": (("t", True, "time"), ("x", True, "id"), ("r", False, "time")),
+    "bars": (("s", True, "time"), ("e", False, "time")),
 }
+_NULLABLE = frozenset(("r", "vw"))
 
 
 def _reject(e: Any, reason: str, kind: str, source: str) -> Rejected:
-    return Rejected(
-        raw=orjson.dumps(e, default=repr).decode(), reason=reason, kind=kind, source=source
-    )
+    return Rejected(raw=raw_text(e), reason=reason, kind=kind, source=source)
 
 
 def _missing(e: dict[str, Any], missing: KeyError, kind: str, source: str) -> Rejected:
-    return _reject(e, f"missing field '{missing.args[0]}'", kind, source)
+    return _reject(e, f"missing field {shown(missing.args[0])}", kind, source)
 
 
-def _unroutable(e: Any, source: str) -> Rejected:
+def _unroutable(e: Any, source: str, now_ms: int, exc: Exception) -> Rejected:
+    """The event whose routing or parser raised: say why, and keep it, on its own."""
     if type(e) is not dict:
         return _reject(e, f"event is not a JSON object: {type(e).__name__}", "", source)
     ev = e.get("ev")
     if ev is None:
         return _reject(e, "missing field 'ev'", "", source)
-    if type(ev) is str and ev in EVENT_PARSERS:  # the parser itself raised: ill-typed field
-        return _invalid(e, EVENT_KINDS.get(ev, ""), source)
-    return _reject(e, f"unknown event {ev!r}", "", source)
+    if type(ev) is str and ev in EVENT_PARSERS:  # the parser itself raised
+        kind = EVENT_KINDS.get(ev, "")
+        reason = _problem(e, kind, now_ms) if kind else "invalid event"
+        if reason == "invalid event":
+            reason = f"malformed {ev} event: {type(exc).__name__}: {shown(str(exc))}"
+        return _reject(e, reason, kind, source)
+    return _reject(e, f"unknown event {shown(ev)}", "", source)
 
 
-def _invalid(e: dict[str, Any], kind: str, source: str) -> Rejected:
-    return _reject(e, _problem(e, kind), kind, source)
+def _invalid(e: dict[str, Any], kind: str, source: str, now_ms: int) -> Rejected:
+    return _reject(e, _problem(e, kind, now_ms), kind, source)
 
 
-def _problem(e: dict[str, Any], kind: str) -> str:
+def _problem(e: dict[str, Any], kind: str, now_ms: int) -> str:
+    """Why the fast path refused ``e``; never raises, whatever ``e`` holds."""
+    try:
+        return _first_problem(e, kind, now_ms) or "invalid event"
+    except Exception as exc:  # a check tripped on a value nobody foresaw: still one event
+        return f"invalid event ({type(exc).__name__}: {shown(str(exc))})"
+
+
+def _first_problem(e: dict[str, Any], kind: str, now_ms: int) -> str | None:
     pair = e.get("pair")
     if _ticker_of(pair) is None:
-        return f"bad pair {pair!r}: expected the WebSocket form like 'BTC-USD'"
+        return f"bad pair {shown(pair)}: expected the WebSocket form like 'BTC-USD'"
     for name, required, positive in _NUMBERS.get(kind, ()):
         value = e.get(name)
         if value is None and not required:
@@ -325,23 +359,31 @@ def _problem(e: dict[str, Any], kind: str) -> str:
             return f"field '{name}' must be positive, got {value!r}"
         if value < 0:
             return f"field '{name}' must not be negative, got {value!r}"
-    for name, required in _INTEGERS.get(kind, ()):
-        value = e.get(name)
-        if value is None and not required:
+    for name, required, what in _INTEGERS.get(kind, ()):
+        if not required and (name not in e or (name in _NULLABLE and e[name] is None)):
             continue
+        value = e.get(name)
         if type(value) is not int:
             return f"field '{name}' must be integer milliseconds or an id, got {_type_name(value)}"
-        if value <= 0:
-            return f"field '{name}' must be positive, got {value!r}"
+        if what == "time":
+            problem = time_range_problem(f"field '{name}'", value, now_ms)
+            if problem is not None:
+                return problem
+        elif not 0 <= value <= INT32_MAX:
+            return f"field '{name}' must be an id from 0 to {INT32_MAX}, got {value!r}"
     if kind == "trades":
         i, c = e.get("i"), e.get("c")
         if not (type(i) is int or (type(i) is str and i)):
-            return f"field 'i' must be a trade id (integer or non-empty text), got {i!r}"
-        if c is not None and (type(c) is not list or any(type(v) is not int for v in c)):
-            return f"field 'c' must be a list of integer conditions, got {c!r}"
+            return f"field 'i' must be a trade id (integer or non-empty text), got {shown(i)}"
+        if type(i) is str and NUL in i:
+            return "field 'i' contains a NUL character"
+        if c is not None and (
+            type(c) is not list or any(type(v) is not int or not 0 <= v <= SMALLINT_MAX for v in c)
+        ):
+            return f"field 'c' must be a list of integer conditions, got {shown(c)}"
     if kind == "bars" and "e" in e and e["e"] <= e["s"]:
         return f"window end 'e' ({e['e']!r}) must be after its start 's' ({e['s']!r})"
-    return "invalid event"
+    return None
 
 
 def _type_name(value: Any) -> str:
@@ -349,6 +391,7 @@ def _type_name(value: Any) -> str:
 
 
 def _frame_text(frame: bytes | bytearray | memoryview | str) -> str:
-    if isinstance(frame, str):
-        return frame
-    return bytes(frame).decode("utf-8", errors="replace")
+    """A frame that is not JSON, kept as text. A NUL in it is written as its JSON escape: the
+    frame is unreadable either way, and PostgreSQL could not store the dead letter."""
+    text = frame if isinstance(frame, str) else bytes(frame).decode("utf-8", errors="replace")
+    return text.replace(NUL, "\\u0000")
