@@ -7,7 +7,8 @@ Wire fields of ``/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{
 - ``o``, ``h``, ``l``, ``c``: open, high, low, close of the window (quote currency)
 - ``v``: volume in base units (fractional for crypto)
 - ``vw``: volume-weighted average price (optional)
-- ``t``: window **start**, Unix ms UTC (required)
+- ``t``: window **start**, Unix ms UTC (required); within ``rrr.bounds``: not before 2009-01-03,
+  not more than a day after the ``now_ms`` the caller passes in
 - ``n``: number of trades in the window (optional)
 
 An empty range is HTTP 200 with no ``results`` key at all (polygon-io/issues#186).
@@ -24,11 +25,12 @@ from datetime import UTC, datetime
 from functools import partial
 from itertools import repeat
 from operator import itemgetter, methodcaller
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import orjson
 
+from rrr.bounds import EARLIEST_MS, INT32_MAX, latest_ms, time_range_problem
 from rrr.errors import (
     ParseError,
     RateLimited,
@@ -36,7 +38,7 @@ from rrr.errors import (
     VendorError,
     VendorUnavailable,
 )
-from rrr.models import Bar, Rejected
+from rrr.models import Bar, Rejected, raw_text, shown
 
 SECOND_MS = 1_000
 MINUTE_MS = 60_000
@@ -127,21 +129,27 @@ def next_path(next_url: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def _problem(item: Mapping[str, Any]) -> str | None:
+def _problem(item: Mapping[str, Any], now_ms: int) -> str | None:
     for key in ("o", "h", "l", "c", "v"):
         value = item.get(key)
         if value is None:
             return f"aggregate without {key!r}"
         if type(value) not in _NUMBER:
-            return f"aggregate {key!r} is not a number: {value!r}"
-    if type(item.get("t")) is not int:
-        return f"aggregate 't' must be integer milliseconds: {item.get('t')!r}"
+            return f"aggregate {key!r} is not a number: {shown(value)}"
+    t = item.get("t")
+    if type(t) is not int:
+        return f"aggregate 't' must be integer milliseconds: {shown(t)}"
+    late = time_range_problem("aggregate 't'", t, now_ms)
+    if late is not None:
+        return late
     vw = item.get("vw")
     if vw is not None and type(vw) not in _NUMBER:
-        return f"aggregate 'vw' is not a number: {vw!r}"
+        return f"aggregate 'vw' is not a number: {shown(vw)}"
     n = item.get("n")
     if n is not None and type(n) is not int:
-        return f"aggregate 'n' is not an integer: {n!r}"
+        return f"aggregate 'n' is not an integer: {shown(n)}"
+    if n is not None and not 0 <= n <= INT32_MAX:
+        return f"aggregate 'n' must be a trade count from 0 to {INT32_MAX}: {n!r}"
     return None
 
 
@@ -152,11 +160,14 @@ def parse_aggs_page(
     multiplier: int,
     timespan: str,
     source: str,
+    now_ms: int,
 ) -> AggsPage:
     """A 200 aggregates body -> bars of ``timeframe(multiplier, timespan)`` for ``ticker``.
 
-    A result that lacks a required field or carries one of the wrong type becomes a
-    ``Rejected`` with the reason; the rest of the page is still used.
+    A result that lacks a required field, carries one of the wrong type or a start time out
+    of range (``now_ms``: when the page was received) becomes a ``Rejected`` with the reason;
+    the rest of the page is still used. Only a body that is no aggregates object at all is a
+    ``ParseError``.
     """
     payload = _load_object(body) if isinstance(body, bytes | bytearray) else body
     results = payload.get("results")
@@ -167,7 +178,7 @@ def parse_aggs_page(
     label = timeframe(multiplier, timespan)
     fixed = FIXED_TIMESPAN_MS.get(timespan)
     span = multiplier * fixed if fixed is not None else None
-    columns = _well_formed_columns(results)
+    columns = _well_formed_columns(results, now_ms)
     if columns is not None:
         return _page(
             payload,
@@ -178,10 +189,9 @@ def parse_aggs_page(
     bars: list[Bar] = []
     rejected: list[Rejected] = []
     for item in results:
-        reason = _problem(item) if isinstance(item, dict) else "aggregate is not an object"
+        reason = _problem(item, now_ms) if isinstance(item, dict) else "aggregate is not an object"
         if reason is not None:
-            raw = orjson.dumps(item, default=repr).decode()
-            rejected.append(Rejected(raw=raw, reason=reason, kind="bars", source=source))
+            rejected.append(Rejected(raw=raw_text(item), reason=reason, kind="bars", source=source))
             continue
         t = item["t"]
         bars.append(
@@ -218,7 +228,7 @@ def _page(
     )
 
 
-def _well_formed_columns(results: list[Any]) -> tuple[list[Any], ...] | None:
+def _well_formed_columns(results: list[Any], now_ms: int) -> tuple[list[Any], ...] | None:
     """The fields o, h, l, c, v, vw, n, t column by column when every result passes
     ``_problem`` (a vendor page nearly always does), else None and the caller checks result by
     result. Each pass (``map``, ``set``) loops in C: with the bars built, ~25 ms for a
@@ -236,11 +246,20 @@ def _well_formed_columns(results: list[Any]) -> tuple[list[Any], ...] | None:
     if (
         all(set(map(type, column)) <= _NUMBERS for column in (o, h, l, c, v))
         and set(map(type, t)) == {int}
+        and min(t) >= EARLIEST_MS
+        and max(t) <= latest_ms(now_ms)
         and set(map(type, vw)) <= _OPTIONAL_NUMBERS
         and set(map(type, n)) <= _OPTIONAL_INTS
+        and _counts_fit(n)
     ):
         return o, h, l, c, v, vw, n, t
     return None
+
+
+def _counts_fit(n: list[int | None]) -> bool:
+    """Every trade count fits PostgreSQL's INTEGER (checked only after the types are)."""
+    counts = [x for x in n if x is not None] if None in n else cast("list[int]", n)
+    return not counts or (min(counts) >= 0 and max(counts) <= INT32_MAX)
 
 
 def _bars_from_columns(

@@ -133,6 +133,7 @@ class PolygonRest:
                 multiplier=multiplier,
                 timespan=timespan,
                 source=self.source,
+                now_ms=time.time_ns() // 1_000_000,  # a bar may not start a day past this
             )
             inside = [b for b in page.bars if start_ms <= b.start_ms < end_ms]
             if len(inside) != len(page.bars):
