@@ -4,8 +4,24 @@ Contract (tests/integration/test_store_contract.py runs it against every store):
 - ``apply_batch(batch)`` is exactly-once in effect: the batch id is recorded in
   ``ingest_batches`` in the same transaction as its rows; applying it again changes nothing.
 - Natural keys dedupe overlapping sources: trades by (ticker, exchange_id, trade_id), quotes by
-  their whole top-of-book state, bars by (ticker, timeframe, start) with the later write winning.
+  their whole top-of-book state, bars by (ticker, timeframe, start).
+- Bar versions: a stored bar is replaced only by a version of itself at least as new, so a
+  retried batch, a second worker or a backfill page that lands after the vendor's correction
+  never puts the older version back. The version is ``apply_batch(..., version_ms=)``: when
+  the batch's bars were received from the vendor (the stream worker: when it cut the batch;
+  REST: when the page came back). Why that: the vendor serves one current version of a bar at
+  any moment (on the stream, possibly late; over REST, the state at the request), so the later
+  observation is the later version, whichever path it came by; and unlike arrival at the
+  database it travels with the batch through retries and redeliveries. A bar in one batch
+  several times: the last one is the newest (the vendor's order). Equal versions: the later
+  write wins. Without a version the time of the write stands in (the behaviour before versions,
+  last write wins); a bar stored before versions existed stands at its ``updated_at``. Clocks
+  of different machines order versions too, so they must agree to within the seconds, not the
+  minutes, that separate a bar from its correction (NTP does).
 - A row that cannot be stored goes to ``dead_letters`` with the reason; the rest still lands.
+- ``add_dead_letters`` stores every letter: text a database cannot hold (NUL, lone surrogates)
+  is escaped and marked, a letter refused anyway is kept as a marked substitute, and one letter
+  refused in every form never takes its companions with it (rrr/storage/dead_letters.py).
 - ``add_events`` dedupes on ``SystemEvent.dedupe_key``; ``add_sentiments`` on
   (asset, source, interval_start).
 """
@@ -57,9 +73,15 @@ class Store(Protocol):
         """Apply pending schema migrations; returns the versions applied (empty: up to date)."""
         ...
 
-    def apply_batch(self, batch: Batch) -> BatchResult: ...
+    def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
+        """``version_ms``: when the batch's bars were received from the vendor (see "Bar
+        versions" above); None: the time of the write. Only bars have versions."""
+        ...
 
-    def add_dead_letters(self, rejected: list[Rejected]) -> int: ...
+    def add_dead_letters(self, rejected: list[Rejected]) -> int:
+        """Returns how many were new. Raises PermanentStorageError only after storing every
+        letter it could, when some letter was refused in every form (see above)."""
+        ...
 
     def add_events(self, events: list[SystemEvent]) -> int:
         """Returns how many were new (events whose dedupe_key exists are skipped)."""
@@ -124,16 +146,24 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> Store:
-    """The store for a ``DATABASE_URL``: ``sqlite:///path`` or ``postgresql://...``."""
+def open_store(url: str, *, task_soft_time_limit_s: float | None = None) -> Store:
+    """The store for a ``DATABASE_URL``: ``sqlite:///path`` or ``postgresql://...``.
+    ``task_soft_time_limit_s`` sets PostgreSQL's statement timeout a little under it (see
+    rrr/storage/postgres_connect.py); None: the default limit's."""
     if url.startswith("sqlite:"):
         from rrr.storage.sqlite import SqliteStore
 
         return SqliteStore(url)
     if url.startswith(("postgresql:", "postgres:")):
         from rrr.storage.postgres import PostgresStore
+        from rrr.storage.postgres_connect import (
+            DEFAULT_STATEMENT_TIMEOUT_MS,
+            statement_timeout_ms,
+        )
 
-        return PostgresStore(url)
+        if task_soft_time_limit_s is None:
+            return PostgresStore(url, statement_timeout_ms=DEFAULT_STATEMENT_TIMEOUT_MS)
+        return PostgresStore(url, statement_timeout_ms=statement_timeout_ms(task_soft_time_limit_s))
     raise ConfigError(
         f"DATABASE_URL must start with sqlite:/// or postgresql:// (got {url.split(':')[0]}:...)"
     )
@@ -147,7 +177,10 @@ def open_store_from_settings(settings: Settings) -> Store:
     database_url_set = settings.database_url is not None
     url, key = settings.supabase_url, settings.supabase_service_key
     if database_url_set or (url is None and key is None):
-        return open_store(settings.resolved_database_url)
+        return open_store(
+            settings.resolved_database_url,
+            task_soft_time_limit_s=settings.task_soft_time_limit_s,
+        )
     if url is None or key is None:
         have, need = ("SUPABASE_URL", "SUPABASE_SERVICE_KEY")
         if url is None:

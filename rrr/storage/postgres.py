@@ -22,6 +22,7 @@ import orjson
 import pandas as pd
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
@@ -40,18 +41,24 @@ from rrr.storage.base import (
 )
 from rrr.storage.copy_text import bar_copy_text
 from rrr.storage.copy_text import escape as _text
-from rrr.storage.rows import bar_columns, bar_key_range, columns_of, dead_letter_key, split_storable
+from rrr.storage.dead_letters import LetterRow, Outcome, letter_row, store_each
+from rrr.storage.postgres_connect import DEFAULT_STATEMENT_TIMEOUT_MS, connect_options
+from rrr.storage.rows import bar_columns, bar_key_range, columns_of, split_storable
 
 log = logging.getLogger(__name__)
 
 TS = "('epoch'::timestamptz + {} * interval '1 millisecond')"
 MS = "(extract(epoch from {}) * 1000)::bigint"
 
+# The batch's version of its bars (see rrr.storage.base, "Bar versions"): the caller's
+# version_ms, else the time of this write.
+BAR_VERSION = f"coalesce({TS.format('%s::bigint')}, now())"
 INSERT_BARS = (
     "INSERT INTO crypto_aggregates (ticker, timeframe, open, high, low, close, volume, vwap,"
-    " trade_count, event_time, end_time, source) SELECT ticker, timeframe, open, high, low,"
-    f" close, volume, vwap, trade_count, {TS.format('start_ms')}, {TS.format('end_ms')},"
-    " source FROM stage_bars WHERE EXISTS (SELECT 1 FROM new_batch)"
+    " trade_count, event_time, end_time, source, version_time) SELECT ticker, timeframe, open,"
+    f" high, low, close, volume, vwap, trade_count, {TS.format('start_ms')},"
+    f" {TS.format('end_ms')}, source, {BAR_VERSION} FROM stage_bars"
+    " WHERE EXISTS (SELECT 1 FROM new_batch)"
 )
 
 STAGES = {
@@ -81,11 +88,15 @@ STAGES = {
         " vwap numeric, trade_count int, start_ms bigint, end_ms bigint, source text)"
         " ON COMMIT DELETE ROWS",
         "COPY stage_bars FROM STDIN",
+        # A stored bar is replaced only by a version at least as new; a row written before
+        # versions existed stands at its updated_at, the time it was written.
         INSERT_BARS + " ON CONFLICT (ticker, timeframe, event_time) DO UPDATE SET"
         " open = excluded.open, high = excluded.high, low = excluded.low,"
         " close = excluded.close, volume = excluded.volume, vwap = excluded.vwap,"
         " trade_count = excluded.trade_count, end_time = excluded.end_time,"
-        " source = excluded.source, updated_at = now()",
+        " source = excluded.source, version_time = excluded.version_time, updated_at = now()"
+        " WHERE excluded.version_time"
+        " >= coalesce(crypto_aggregates.version_time, crypto_aggregates.updated_at)",
     ),
 }
 
@@ -123,10 +134,34 @@ _TRANSIENT_PG = (
 )
 
 
+# Limits the data can never fit (class 54: a value or statement too large, too many columns or
+# arguments). psycopg files them under OperationalError, which is otherwise transient.
+_PERMANENT_PG = (
+    psycopg.IntegrityError,
+    psycopg.DataError,
+    psycopg.ProgrammingError,
+    pg_errors.ProgramLimitExceeded,
+    pg_errors.StatementTooComplex,
+    pg_errors.TooManyColumns,
+    pg_errors.TooManyArguments,
+)
+# What PostgreSQL refuses for good in a dead letter (text it cannot hold, too big, a
+# constraint); rrr.storage.dead_letters then tries the letter's other forms. UnicodeError:
+# psycopg cannot even encode a lone surrogate.
+_LETTER_REFUSALS = (
+    psycopg.IntegrityError,
+    psycopg.DataError,
+    pg_errors.ProgramLimitExceeded,
+    UnicodeError,
+)
+
+
 def map_pg_error(exc: psycopg.Error) -> StorageError:
-    # Integrity and data errors are permanent even though they subclass nothing transient;
-    # check them first because some (e.g. QueryCanceled) are OperationalError subclasses.
-    if isinstance(exc, psycopg.IntegrityError | psycopg.DataError | psycopg.ProgrammingError):
+    # Refusals of the data are permanent; check them first because some are OperationalError
+    # subclasses. The rest of OperationalError is transient: a lost connection, a statement
+    # timeout (QueryCanceled), and class 53 (a full disk, out of memory, too many connections:
+    # retried with backoff until the server has room again, never dead-lettered).
+    if isinstance(exc, _PERMANENT_PG):
         return PermanentStorageError(f"PostgreSQL refused the write: {exc}")
     if isinstance(exc, (*_TRANSIENT_PG, psycopg.InterfaceError)):
         return TransientStorageError(f"PostgreSQL unavailable or busy: {exc}")
@@ -208,16 +243,27 @@ COPY_LINES: dict[str, Callable[[list[Any]], str]] = {
 class PostgresStore:
     dialect = "postgres"
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, *, statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
+    ) -> None:
+        """``statement_timeout_ms``: a little under the task soft time limit (the default
+        is for the default limit); see rrr/storage/postgres_connect.py for every timeout."""
         self.url = url
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
+        try:
+            self._conninfo = make_conninfo(url, **connect_options(url, statement_timeout_ms))
+        except psycopg.Error:  # its text may quote the URL, password included: not shown
+            raise PermanentStorageError(
+                f"DATABASE_URL {redact_url(url)} is not a PostgreSQL URL libpq can read; see"
+                " https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING"
+            ) from None
         self._connect()
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             try:
-                self._conn = psycopg.connect(self.url, prepare_threshold=None, connect_timeout=10)
+                self._conn = psycopg.connect(self._conninfo, prepare_threshold=None)
             except psycopg.Error as exc:
                 raise connect_error(self.url, exc) from exc
         return self._conn
@@ -231,6 +277,8 @@ class PostgresStore:
                     return work(cur)
             except psycopg.Error as exc:
                 raise map_pg_error(exc) from exc
+            except UnicodeError as exc:  # a lone surrogate: no database text can hold it
+                raise PermanentStorageError(f"PostgreSQL cannot hold this text: {exc}") from exc
 
     # -- schema ---------------------------------------------------------------------------
     def migrate(self) -> list[str]:
@@ -254,11 +302,13 @@ class PostgresStore:
         return list(self._run(work))
 
     # -- writes ---------------------------------------------------------------------------
-    def apply_batch(self, batch: Batch) -> BatchResult:
+    def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
         payload, bad, key_range = _copy_payload(batch)
         create_stage, copy_sql, insert_sql = STAGES[batch.kind]
         apply_sql = APPLY_BATCH.format(insert=insert_sql)
-        params = (batch.id, batch.kind, len(batch.rows))
+        params: tuple[Any, ...] = (batch.id, batch.kind, len(batch.rows))
+        if batch.kind == "bars":
+            params += (version_ms,)
 
         def work(cur: psycopg.Cursor[Any], probe: tuple[str, str, int, int] | None) -> BatchResult:
             # Four round trips: stage table, COPY, the CTE above, COMMIT (in _run); five for
@@ -276,7 +326,9 @@ class PostgresStore:
             row = cur.fetchone()
             applied, stored = (bool(row[0]), int(row[1])) if row else (False, 0)
             if applied and bad:
-                _insert_dead_letters(cur, bad)
+                refused = _insert_dead_letters(cur, bad).refused
+                if refused:  # the batch would drop them: let the caller set it aside whole
+                    raise PermanentStorageError(_refused_text(len(bad), refused))
             return BatchResult(batch.id, applied, stored, len(bad) if applied else 0)
 
         try:
@@ -293,7 +345,10 @@ class PostgresStore:
     def add_dead_letters(self, rejected: list[Rejected]) -> int:
         if not rejected:
             return 0
-        return int(self._run(lambda cur: _insert_dead_letters(cur, rejected)))
+        outcome: Outcome = self._run(lambda cur: _insert_dead_letters(cur, rejected))
+        if outcome.refused:  # the others are stored; say which could not be, in no form at all
+            raise PermanentStorageError(_refused_text(len(rejected), outcome.refused))
+        return outcome.new
 
     def add_events(self, events: list[SystemEvent]) -> int:
         if not events:
@@ -561,16 +616,35 @@ def _copy_payload(
     return bar_copy_text(columns), bad, bar_key_range(columns)
 
 
-def _insert_dead_letters(cur: psycopg.Cursor[Any], rejected: list[Rejected]) -> int:
-    new = 0
-    for r in rejected:  # dead letters are rare: one statement each keeps the count exact
-        cur.execute(
-            "INSERT INTO dead_letters (kind, source, reason, raw, dedupe_key)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (dedupe_key) DO NOTHING",
-            (r.kind, r.source, r.reason, r.raw, dead_letter_key(r)),
-        )
-        new += cur.rowcount
-    return new
+INSERT_DEAD_LETTER = (
+    "INSERT INTO dead_letters (kind, source, reason, raw, text_encoding, dedupe_key)"
+    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (dedupe_key) DO NOTHING"
+)
+
+
+def _insert_dead_letters(cur: psycopg.Cursor[Any], rejected: list[Rejected]) -> Outcome:
+    """Inside an open transaction: every letter in a savepoint, or, when PostgreSQL refuses
+    one of them, each alone in a savepoint of its own (rrr.storage.dead_letters)."""
+    try:
+        with cur.connection.transaction():
+            new = 0
+            for r in rejected:  # dead letters are rare: one statement each keeps the count exact
+                cur.execute(INSERT_DEAD_LETTER, letter_row(r).params())
+                new += cur.rowcount
+            return Outcome(new, [])
+    except _LETTER_REFUSALS:
+        pass
+
+    def insert_one(row: LetterRow) -> int:
+        with cur.connection.transaction():
+            cur.execute(INSERT_DEAD_LETTER, row.params())
+            return int(cur.rowcount)
+
+    return store_each(rejected, insert_one, lambda exc: isinstance(exc, _LETTER_REFUSALS))
+
+
+def _refused_text(total: int, refused: list[str]) -> str:
+    return f"PostgreSQL refused {len(refused)} of {total} dead letters in every form: {refused[0]}"
 
 
 def _json(value: Any) -> str:

@@ -26,13 +26,8 @@ from rrr.storage.base import (
     frame,
     migrations,
 )
-from rrr.storage.rows import (
-    conditions_text,
-    dead_letter_key,
-    last_bar_per_key,
-    row_text,
-    split_storable,
-)
+from rrr.storage.dead_letters import LetterRow, Outcome, letter_row, store_each
+from rrr.storage.rows import conditions_text, last_bar_per_key, row_text, split_storable
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +41,29 @@ INSERT_QUOTES = (
     "INSERT OR IGNORE INTO crypto_quotes (ticker, exchange_id, bid_price, bid_size, ask_price,"
     " ask_size, event_time, received_time, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+# A bar is replaced only by a version of itself at least as new (rrr.storage.base, "Bar
+# versions"): the version is the caller's version_ms, else the time of this write; a row written
+# before versions existed stands at its updated_at, the time it was written.
 UPSERT_BARS = (
     "INSERT INTO crypto_aggregates (ticker, timeframe, open, high, low, close, volume, vwap,"
-    " trade_count, event_time, end_time, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (ticker, timeframe, event_time) DO UPDATE SET open = excluded.open,"
-    " high = excluded.high, low = excluded.low, close = excluded.close,"
+    " trade_count, event_time, end_time, source, version_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+    f" ?, ?, ?, ?, COALESCE(?, {NOW_MS})) ON CONFLICT (ticker, timeframe, event_time) DO UPDATE"
+    " SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,"
     " volume = excluded.volume, vwap = excluded.vwap, trade_count = excluded.trade_count,"
     " end_time = excluded.end_time, source = excluded.source,"
-    " updated_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+    f" version_time = excluded.version_time, updated_at = {NOW_MS}"
+    " WHERE excluded.version_time"
+    " >= COALESCE(crypto_aggregates.version_time, crypto_aggregates.updated_at)"
 )
-
 
 INSERT_DEAD_LETTER = (
-    "INSERT OR IGNORE INTO dead_letters (kind, source, reason, raw, dedupe_key)"
-    " VALUES (?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO dead_letters (kind, source, reason, raw, text_encoding, dedupe_key)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
-
-
-def _dead_letter_row(r: Rejected) -> tuple[str, str, str, str, str]:
-    return (r.kind, r.source, r.reason, r.raw, dead_letter_key(r))
+# What SQLite refuses for good in a dead letter (too big for SQLITE_LIMIT_LENGTH, a constraint,
+# text it cannot encode); rrr.storage.dead_letters tries the letter's other forms.
+_LETTER_REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, UnicodeError)
 
 
 def sqlite_path(url: str) -> Path:
@@ -74,12 +73,33 @@ def sqlite_path(url: str) -> Path:
     return Path(url[len("sqlite:///") :])
 
 
-def _map_error(exc: sqlite3.Error) -> StorageError:
+# SQLite result codes a retry can outlive (the primary code, the low byte of an extended one):
+# another writer holds the lock (BUSY, LOCKED), memory or the disk is full for now (NOMEM,
+# FULL: "database or disk is full"; space comes back when logs rotate or someone frees it),
+# an I/O error (IOERR), a WAL race (PROTOCOL). A full disk must be retried with backoff, never
+# dead-lettered: the dead letter would not fit either, and the rows are fine.
+_TRANSIENT_CODES = {
+    5: "busy",
+    6: "locked",
+    7: "out of memory",
+    10: "I/O error",
+    13: "disk or database full",
+    15: "locking protocol race",
+}
+# The same by message, for an error raised without a code.
+_TRANSIENT_TEXT = ("locked", "busy", "disk I/O", "database or disk is full", "out of memory")
+
+
+def map_sqlite_error(exc: sqlite3.Error | UnicodeError) -> StorageError:
     text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and (
-        "locked" in text or "busy" in text or "disk I/O" in text
-    ):
-        return TransientStorageError(f"SQLite is busy: {text}")
+    if isinstance(exc, UnicodeError):  # a lone surrogate: no database text can hold it
+        return PermanentStorageError(f"SQLite cannot hold this text: {text}")
+    code = getattr(exc, "sqlite_errorcode", None)
+    what = _TRANSIENT_CODES.get(code & 0xFF) if isinstance(code, int) else None
+    if what is None and any(t in text for t in _TRANSIENT_TEXT):
+        what = "busy"
+    if what is not None:
+        return TransientStorageError(f"SQLite {what}, retry later: {text}")
     return PermanentStorageError(f"SQLite refused the write: {text}")
 
 
@@ -118,7 +138,7 @@ class SqliteStore:
                     ).fetchone():
                         self._conn.execute("ROLLBACK")
                         continue
-                    for statement in _statements(sql):
+                    for statement in split_statements(sql):
                         self._conn.execute(statement)
                     self._conn.execute(
                         "INSERT INTO schema_migrations VALUES (?, CAST((julianday('now')"
@@ -128,12 +148,12 @@ class SqliteStore:
                     self._conn.execute("COMMIT")
                 except sqlite3.Error as exc:
                     self._conn.execute("ROLLBACK")
-                    raise _map_error(exc) from exc
+                    raise map_sqlite_error(exc) from exc
                 applied.append(version)
         return applied
 
     # -- writes ---------------------------------------------------------------------------
-    def apply_batch(self, batch: Batch) -> BatchResult:
+    def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
         good, bad = split_storable(batch.kind, batch.rows)
         with self._lock:
             try:
@@ -146,19 +166,21 @@ class SqliteStore:
                 if cur.rowcount == 0:
                     self._conn.execute("ROLLBACK")
                     return BatchResult(batch.id, applied=False, stored=0, rejected=0)
-                stored = self._write_rows(batch.kind, good)
-                self._insert_dead_letters(bad)
+                stored = self._write_rows(batch.kind, good, version_ms)
+                refused = self._insert_dead_letters(bad).refused
+                if refused:  # the batch would drop them: let the caller set it aside whole
+                    raise PermanentStorageError(_refused_text(len(bad), refused))
                 self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, UnicodeError) as exc:
                 self._rollback_quietly()
-                raise _map_error(exc) from exc
+                raise map_sqlite_error(exc) from exc
             except BaseException:
                 # Never leave the write lock held: the next batch would find a transaction open.
                 self._rollback_quietly()
                 raise
         return BatchResult(batch.id, applied=True, stored=stored, rejected=len(bad))
 
-    def _write_rows(self, kind: str, rows: list[Any]) -> int:
+    def _write_rows(self, kind: str, rows: list[Any], version_ms: int | None = None) -> int:
         if not rows:
             return 0
         before = self._conn.total_changes
@@ -173,12 +195,35 @@ class SqliteStore:
         elif kind == "quotes":
             self._conn.executemany(INSERT_QUOTES, rows)
         else:
-            self._conn.executemany(UPSERT_BARS, last_bar_per_key(rows))
+            self._conn.executemany(UPSERT_BARS, [(*r, version_ms) for r in last_bar_per_key(rows)])
         return self._conn.total_changes - before
 
-    def _insert_dead_letters(self, rejected: list[Rejected]) -> None:
-        if rejected:
-            self._conn.executemany(INSERT_DEAD_LETTER, [_dead_letter_row(r) for r in rejected])
+    def _insert_dead_letters(self, rejected: list[Rejected]) -> Outcome:
+        """Inside an open transaction: every letter, or each alone in a savepoint of its own
+        when the store refuses one of them (rrr.storage.dead_letters)."""
+        if not rejected:
+            return Outcome(0, [])
+        self._conn.execute("SAVEPOINT letters")
+        before = self._conn.total_changes
+        try:
+            self._conn.executemany(INSERT_DEAD_LETTER, [letter_row(r).params() for r in rejected])
+        except _LETTER_REFUSALS:
+            self._conn.execute("ROLLBACK TO letters")
+            self._conn.execute("RELEASE letters")
+            return store_each(rejected, self._insert_letter, _is_letter_refusal)
+        self._conn.execute("RELEASE letters")
+        return Outcome(self._conn.total_changes - before, [])
+
+    def _insert_letter(self, row: LetterRow) -> int:
+        self._conn.execute("SAVEPOINT letter")
+        try:
+            changed = self._conn.execute(INSERT_DEAD_LETTER, row.params()).rowcount
+        except BaseException:
+            self._conn.execute("ROLLBACK TO letter")
+            self._conn.execute("RELEASE letter")
+            raise
+        self._conn.execute("RELEASE letter")
+        return int(changed)
 
     def _rollback_quietly(self) -> None:
         try:
@@ -195,15 +240,30 @@ class SqliteStore:
                 changed = self._conn.total_changes - before
                 self._conn.execute("COMMIT")
                 return changed
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, UnicodeError) as exc:
                 self._rollback_quietly()
-                raise _map_error(exc) from exc
+                raise map_sqlite_error(exc) from exc
             except BaseException:
                 self._rollback_quietly()
                 raise
 
     def add_dead_letters(self, rejected: list[Rejected]) -> int:
-        return self._write(INSERT_DEAD_LETTER, [_dead_letter_row(r) for r in rejected])
+        if not rejected:
+            return 0
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                outcome = self._insert_dead_letters(rejected)
+                self._conn.execute("COMMIT")
+            except (sqlite3.Error, UnicodeError) as exc:
+                self._rollback_quietly()
+                raise map_sqlite_error(exc) from exc
+            except BaseException:
+                self._rollback_quietly()
+                raise
+        if outcome.refused:  # the others are stored; say which could not be, in no form at all
+            raise PermanentStorageError(_refused_text(len(rejected), outcome.refused))
+        return outcome.new
 
     def add_events(self, events: list[SystemEvent]) -> int:
         return self._write(
@@ -250,7 +310,7 @@ class SqliteStore:
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise _map_error(exc) from exc
+                raise map_sqlite_error(exc) from exc
 
     def read_trades(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame:
         rows = self._query(
@@ -340,7 +400,7 @@ class SqliteStore:
                 return rows
             except sqlite3.Error as exc:
                 self._rollback_quietly()
-                raise _map_error(exc) from exc
+                raise map_sqlite_error(exc) from exc
 
     def upsert_chunks(self, chunks: list[Chunk]) -> int:
         if not chunks:
@@ -363,7 +423,7 @@ class SqliteStore:
                 return new
             except sqlite3.Error as exc:
                 self._rollback_quietly()
-                raise _map_error(exc) from exc
+                raise map_sqlite_error(exc) from exc
 
     def get_chunk(self, chunk_id: str) -> ChunkState | None:
         rows = self._query(
@@ -434,7 +494,15 @@ class SqliteStore:
             self._conn.close()
 
 
-def _statements(sql: str) -> list[str]:
+def _is_letter_refusal(exc: BaseException) -> bool:
+    return isinstance(exc, _LETTER_REFUSALS)
+
+
+def _refused_text(total: int, refused: list[str]) -> str:
+    return f"SQLite refused {len(refused)} of {total} dead letters in every form: {refused[0]}"
+
+
+def split_statements(sql: str) -> list[str]:
     """Split a migration file into statements (our files keep ';' only at statement ends)."""
     body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
     return [s.strip() for s in body.split(";") if s.strip()]

@@ -50,6 +50,7 @@ from rrr.storage.base import (
     frame,
     migrations,
 )
+from rrr.storage.dead_letters import LetterRow, letter_row, store_each
 from rrr.storage.rows import split_storable
 from rrr.storage.supabase_errors import SCHEMA_HELP, RestConflict, rest_error
 from rrr.storage.supabase_wire import (
@@ -180,10 +181,11 @@ class SupabaseStore:
         return []
 
     # -- writes ---------------------------------------------------------------------------
-    def apply_batch(self, batch: Batch) -> BatchResult:
+    def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
         good, bad = split_storable(batch.kind, batch.rows)
         applied, stored, rejected = False, 0, 0
-        for payload in batch_payloads(batch, good, bad, self.max_rows_per_request):
+        parts = batch_payloads(batch, good, bad, self.max_rows_per_request, version_ms)
+        for payload in parts:
             result = self._rpc(
                 f"apply batch {payload['id']}", "rrr_apply_batch", {"batch": payload}
             )
@@ -218,8 +220,41 @@ class SupabaseStore:
             return sum(self._insert_chunk(table, [row], on_conflict) for row in rows)
 
     def add_dead_letters(self, rejected: list[Rejected]) -> int:
-        rows = [dead_letter_row(r) for r in rejected]
-        return self._insert_new("dead_letters", rows, on_conflict="dedupe_key")
+        step = self.max_rows_per_request
+        new, refused = 0, []
+        for part in (rejected[i : i + step] for i in range(0, len(rejected), step)):
+            rows = [dead_letter_row(letter_row(r)) for r in part]
+            try:
+                new += self._insert_chunk("dead_letters", rows, "dedupe_key")
+                continue
+            except PermanentStorageError as exc:
+                if not self._is_letter_refusal(exc):
+                    raise
+            # PostgreSQL refused one of them (the request was one transaction, so none is
+            # stored): each alone, in its other forms if need be (rrr.storage.dead_letters).
+            outcome = store_each(part, self._insert_letter, self._is_letter_refusal)
+            new += outcome.new
+            refused += outcome.refused
+        if refused:  # the others are stored; say which could not be, in no form at all
+            raise PermanentStorageError(
+                f"Supabase refused {len(refused)} of {len(rejected)} dead letters in every"
+                f" form: {refused[0]}"
+            )
+        return new
+
+    def _insert_letter(self, row: LetterRow) -> int:
+        return self._insert_chunk("dead_letters", [dead_letter_row(row)], "dedupe_key")
+
+    def _is_letter_refusal(self, exc: BaseException) -> bool:
+        """The last request was refused for its data: PostgREST answers 400 with the SQLSTATE
+        of a data or constraint error, a gateway 413 for a body too large. Not for the key
+        (401/403), nor the request or the schema (PostgREST's own PGRSTxxx codes), which no
+        other form of the letter can fix."""
+        return (
+            isinstance(exc, PermanentStorageError)
+            and self._last.status in (400, 413)
+            and "PGRST" not in str(exc)
+        )
 
     def add_events(self, events: list[SystemEvent]) -> int:
         rows = [event_row(e) for e in events]

@@ -19,7 +19,8 @@ import orjson
 
 from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
 from rrr.models import Batch, Rejected, Sentiment, SystemEvent
-from rrr.storage.rows import dead_letter_key, last_bar_per_key
+from rrr.storage.dead_letters import LetterRow, letter_row
+from rrr.storage.rows import last_bar_per_key
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
@@ -87,13 +88,18 @@ def wire_rows(kind: str, rows: list[Any]) -> list[Any]:
 
 
 def batch_payloads(
-    batch: Batch, good: list[Any], bad: list[Rejected], max_rows: int
+    batch: Batch,
+    good: list[Any],
+    bad: list[Rejected],
+    max_rows: int,
+    version_ms: int | None = None,
 ) -> list[dict[str, Any]]:
     """The rrr_apply_batch argument(s) for one batch: one, or parts ``<id>#<k>/<n>`` when the
     batch holds more than ``max_rows`` rows. Deterministic, so a redelivery makes the same parts
-    and each part is exactly-once by its own id; dead letters travel with the first part."""
+    and each part is exactly-once by its own id; dead letters travel with the first part, every
+    part carries the batch's bar version (null: the time of the write)."""
     rows = wire_rows(batch.kind, good)
-    letters = [{"kind": r.kind, "source": r.source, "reason": r.reason, "raw": r.raw} for r in bad]
+    letters = [_batch_letter(letter_row(r)) for r in bad]
     if len(rows) <= max_rows:
         return [
             {
@@ -102,6 +108,7 @@ def batch_payloads(
                 "row_count": len(batch.rows),
                 "rows": rows,
                 "dead_letters": letters,
+                "version_ms": version_ms,
             }
         ]
     chunks = [rows[i : i + max_rows] for i in range(0, len(rows), max_rows)]
@@ -112,9 +119,21 @@ def batch_payloads(
             "row_count": len(chunk) + (len(letters) if k == 0 else 0),
             "rows": chunk,
             "dead_letters": letters if k == 0 else [],
+            "version_ms": version_ms,
         }
         for k, chunk in enumerate(chunks)
     ]
+
+
+def _batch_letter(row: LetterRow) -> dict[str, Any]:
+    # Written in the batch's own transaction, once by the batch id: no dedupe_key needed.
+    return {
+        "kind": row.kind,
+        "source": row.source,
+        "reason": row.reason,
+        "raw": row.raw,
+        "text_encoding": row.text_encoding,
+    }
 
 
 def event_row(e: SystemEvent) -> dict[str, Any]:
@@ -143,14 +162,9 @@ def sentiment_row(s: Sentiment) -> dict[str, Any]:
     }
 
 
-def dead_letter_row(r: Rejected) -> dict[str, Any]:
-    return {
-        "kind": r.kind,
-        "source": r.source,
-        "reason": r.reason,
-        "raw": r.raw,
-        "dedupe_key": dead_letter_key(r),
-    }
+def dead_letter_row(row: LetterRow) -> dict[str, Any]:
+    """A ``dead_letters`` row as PostgREST inserts it (see rrr.storage.dead_letters)."""
+    return {**_batch_letter(row), "dedupe_key": row.dedupe_key}
 
 
 # -- backfill chunks --------------------------------------------------------------------------

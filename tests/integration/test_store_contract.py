@@ -1,15 +1,20 @@
-"""One contract, every store: exactly-once batches, natural-key dedupe, corrected bars,
-dead letters, concurrent writers, event and sentiment dedupe, read helpers."""
+"""One contract, every store: exactly-once batches, natural-key dedupe, corrected bars and bar
+versions, dead letters whatever their text, concurrent writers, event and sentiment dedupe,
+read helpers."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
 
+from rrr.errors import PermanentStorageError
 from rrr.models import Bar, Batch, Quote, Rejected, Sentiment, SystemEvent, Trade
 from rrr.storage import Store, open_store
+from rrr.storage.dead_letters import ESCAPED, KEPT_CHARS, original_text
 
 T0 = 1_706_649_600_000  # 2024-01-30T21:20:00Z
 
@@ -278,3 +283,148 @@ def test_a_dead_letter_written_twice_is_stored_once(store: Store) -> None:
     store.add_dead_letters([letter, letter])  # a redelivered task, and a repeat inside it
     store.add_dead_letters([Rejected(raw='{"ev":"XZ"}', reason="another reason", kind="event")])
     assert store.count_rows("dead_letters") == 2
+
+
+# -- bar versions: a bar is replaced only by a newer version of itself ------------------------
+V1 = T0 + 90_000  # when the first version of the bar at T0 was received
+V2 = T0 + 15 * 60_000  # when the vendor's correction was received, minutes later
+
+
+def closes(store: Store, minutes: int = 1) -> list[float]:
+    return list(store.read_bars("X:BTCUSD", T0, T0 + minutes * 60_000)["close"])
+
+
+def test_a_stale_bar_landing_after_its_correction_is_ignored(store: Store) -> None:
+    # A retried stream batch, a second worker or an old backfill page lands last.
+    corrected = store.apply_batch(Batch("fix", "bars", [bar(T0, 104.25)]), version_ms=V2)
+    stale = store.apply_batch(Batch("old", "bars", [bar(T0, 105.0)]), version_ms=V1)
+    assert (corrected.stored, stale.applied, stale.stored) == (1, True, 0)
+    assert closes(store) == [104.25]
+
+
+def test_a_correction_landing_after_the_stale_bar_replaces_it(store: Store) -> None:
+    store.apply_batch(Batch("old", "bars", [bar(T0, 105.0)]), version_ms=V1)
+    corrected = store.apply_batch(Batch("fix", "bars", [bar(T0, 104.25)]), version_ms=V2)
+    assert corrected.stored == 1
+    assert closes(store) == [104.25]
+
+
+def test_a_stale_page_over_corrections_adds_only_the_bars_it_is_first_with(store: Store) -> None:
+    # Three corrected bars are stored; a page fetched before them covers them and seven more.
+    fixes = [bar(T0 + i * 60_000, 200.0 + i) for i in (2, 5, 7)]
+    store.apply_batch(Batch("fixes", "bars", fixes), version_ms=V2)
+    page = [bar(T0 + i * 60_000, 100.0 + i) for i in range(10)]
+    result = store.apply_batch(Batch("page", "bars", page), version_ms=V1)
+    assert result.stored == 7
+    expected = [200.0 + i if i in (2, 5, 7) else 100.0 + i for i in range(10)]
+    assert closes(store, 10) == expected
+
+
+def test_equal_versions_the_later_write_wins(store: Store) -> None:
+    store.apply_batch(Batch("a", "bars", [bar(T0, 105.0)]), version_ms=V1)
+    store.apply_batch(Batch("b", "bars", [bar(T0, 106.0)]), version_ms=V1)
+    assert closes(store) == [106.0]
+
+
+def test_a_bar_without_a_version_is_versioned_by_its_write(store: Store) -> None:
+    # Without a version the time of the write stands in: later than any 2024 version here.
+    store.apply_batch(Batch("now", "bars", [bar(T0, 105.0)]))
+    assert store.apply_batch(Batch("old", "bars", [bar(T0, 1.0)]), version_ms=V2).stored == 0
+    far_future_ms = 4_102_444_800_000  # 2100-01-01
+    store.apply_batch(Batch("new", "bars", [bar(T0, 107.0)]), version_ms=far_future_ms)
+    assert closes(store) == [107.0]
+    store.apply_batch(Batch("now2", "bars", [bar(T0, 108.0)]))  # its write is before 2100
+    assert closes(store) == [107.0]
+
+
+# -- dead letters: every letter is stored, whatever its text ----------------------------------
+@pytest.fixture
+def letters_in_database(
+    store: Store, request: pytest.FixtureRequest
+) -> Callable[[], list[tuple[str, str, str, str, str | None]]]:
+    """Reads ``dead_letters`` straight from the database behind ``store``, as people and tools
+    will: (kind, source, reason, raw, text_encoding) in insertion order."""
+    query = "SELECT kind, source, reason, raw, text_encoding FROM dead_letters ORDER BY id"
+    if store.dialect == "sqlite":
+        path = store.path  # type: ignore[attr-defined]
+
+        def read_sqlite() -> list[tuple[str, str, str, str, str | None]]:
+            with sqlite3.connect(path) as conn:
+                return conn.execute(query).fetchall()
+
+        return read_sqlite
+    url = str(request.getfixturevalue("pg_url"))
+
+    def read_postgres() -> list[tuple[str, str, str, str, str | None]]:
+        with psycopg.connect(url) as conn:
+            return conn.execute(query).fetchall()
+
+    return read_postgres
+
+
+def test_every_dead_letter_is_stored_whatever_its_text(
+    store: Store, letters_in_database: Callable[[], list[tuple[str, str, str, str, str | None]]]
+) -> None:
+    huge = "x" * 3_000_000 + "\x00" + "é" * 1_000_000
+    letters = [
+        Rejected(raw='{"ev":"XT","i":"a\x00b"}', reason="trade_id holds a NUL", kind="trades"),
+        Rejected(raw="surrogate \ud800 and \udfff", reason="reason with NUL \x00", kind="event"),
+        Rejected(raw=b"\xff\xfe not UTF-8 \x00", reason="bytes", kind="raw", source="p\x00"),  # type: ignore[arg-type]
+        Rejected(raw=huge, reason="huge", kind="event"),
+        Rejected(raw='{"ev":"XZ"} \\u0000 as text', reason="plain, non-ASCII: é 中", kind="e"),
+    ]
+    assert store.add_dead_letters(letters) == len(letters)
+    assert store.add_dead_letters(letters) == 0  # a redelivery stores nothing twice
+    stored = letters_in_database()
+    assert len(stored) == len(letters)
+    as_sent = [
+        tuple(original_text(text, row[4]) for text in row[:4]) for row in stored
+    ]  # fmt: skip
+    expected = [(r.kind, r.source, r.reason, r.raw) for r in letters]
+    expected[2] = (
+        "raw",
+        "p\x00",
+        "bytes",
+        b"\xff\xfe not UTF-8 \x00".decode("utf-8", "surrogateescape"),
+    )
+    assert as_sent == expected
+    assert [row[4] for row in stored] == [ESCAPED, ESCAPED, ESCAPED, ESCAPED, None]
+    assert stored[4][3] == '{"ev":"XZ"} \\u0000 as text'  # a plain letter is stored as it is
+
+
+def refuse_letters(store: Store, request: pytest.FixtureRequest, constraint: str) -> None:
+    """Make the database behind ``store`` refuse dead letters matching ``constraint`` (an SQL
+    condition on the new row), as a limit or rule of a real database would."""
+    if store.dialect == "sqlite":
+        with sqlite3.connect(store.path) as conn:  # type: ignore[attr-defined]
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON dead_letters"
+                f" WHEN {constraint.replace('raw', 'NEW.raw').replace('reason', 'NEW.reason')}"
+                " BEGIN SELECT RAISE(ABORT, 'refused by a rule of this database'); END"
+            )
+        return
+    with psycopg.connect(str(request.getfixturevalue("pg_url")), autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE dead_letters ADD CONSTRAINT refuse CHECK (NOT ({constraint}))")
+
+
+def test_one_refused_letter_never_takes_its_companions_with_it(
+    store: Store,
+    request: pytest.FixtureRequest,
+    letters_in_database: Callable[[], list[tuple[str, str, str, str, str | None]]],
+) -> None:
+    refuse_letters(store, request, "reason LIKE '%poison%' OR length(raw) > 100000")
+    letters = [
+        Rejected(raw="first", reason="fine", kind="e"),
+        Rejected(raw="second", reason="poison in every form", kind="e"),
+        Rejected(raw="y" * 200_000, reason="too long for this database", kind="e"),
+        Rejected(raw="last", reason="fine too", kind="e"),
+    ]
+    with pytest.raises(PermanentStorageError, match="refused 1 of 4 dead letters"):
+        store.add_dead_letters(letters)
+    stored = letters_in_database()
+    assert [original_text(row[3], row[4])[:5] for row in stored] == ["first", "yyyyy", "last"]
+    cut = stored[1]
+    assert len(original_text(cut[3], cut[4])) == KEPT_CHARS
+    assert "cut to the first 65536 of 200000 characters" in original_text(cut[2], cut[4])
+    assert "Reason given: too long for this database" in original_text(cut[2], cut[4])
+    assert store.count_rows("dead_letters") == 3

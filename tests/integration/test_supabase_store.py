@@ -69,11 +69,16 @@ def test_a_big_batch_goes_in_parts_each_exactly_once(
     assert store.count_rows("ingest_batches") == 3  # big#1/3, big#2/3, big#3/3
 
 
-def test_a_batch_the_database_refuses_is_not_half_applied(store: SupabaseStore) -> None:
-    # A NUL character passes the row guard but PostgreSQL text cannot hold it: the whole call
-    # rolls back, batch id included, so a corrected redelivery still applies.
-    rows = [trade("1"), trade("2")._replace(trade_id="a\x00b"), trade("3")]
-    with pytest.raises(PermanentStorageError):
+def test_a_batch_the_database_refuses_is_not_half_applied(
+    store: SupabaseStore, pg_url: str
+) -> None:
+    # A row that passes every row check but that the database refuses (here a constraint of
+    # this test's own schema): the whole call rolls back, batch id included, so a corrected
+    # redelivery still applies.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE crypto_trades ADD CONSTRAINT not_two CHECK (trade_id <> '2')")
+    rows = [trade("1"), trade("2"), trade("3")]
+    with pytest.raises(PermanentStorageError, match="23514"):
         store.apply_batch(Batch("b", "trades", rows))
     assert store.count_rows("crypto_trades") == 0
     assert store.count_rows("ingest_batches") == 0
