@@ -383,6 +383,11 @@ def _first_problem(e: dict[str, Any], kind: str, now_ms: int) -> str | None:
             return f"field 'c' must be a list of integer conditions, got {shown(c)}"
     if kind == "bars" and "e" in e and e["e"] <= e["s"]:
         return f"window end 'e' ({e['e']!r}) must be after its start 's' ({e['s']!r})"
+    if kind == "bars" and "e" not in e:  # all else is fine: the end derived from 's' is late
+        return (
+            f"field 's' {e['s']!r}: its window ends more than a day ahead of the receiving"
+            f" clock ({now_ms})"
+        )
     return None
 
 

@@ -378,6 +378,11 @@ def _before(field: str, value: int) -> str:
         (BAR_EVENT | {"e": NOW_MS + 2 * DAY}, _ahead("e", NOW_MS + 2 * DAY)),
         (BAR_EVENT | {"s": 60_000, "e": 120_000}, _before("s", 60_000)),
         (BAR_EVENT | {"e": None}, "field 'e' must be integer milliseconds or an id, got null"),
+        (
+            {k: v for k, v in BAR_EVENT.items() if k != "e"} | {"s": NOW_MS + DAY - 1},
+            f"field 's' {NOW_MS + DAY - 1}: its window ends more than a day ahead of the"
+            f" receiving clock ({NOW_MS})",
+        ),
         (TRADE | {"x": 2**31}, "field 'x' must be an id from 0 to 2147483647, got 2147483648"),
         (QUOTE | {"x": -1}, "field 'x' must be an id from 0 to 2147483647, got -1"),
         (TRADE | {"c": [70000]}, "field 'c' must be a list of integer conditions, got [70000]"),
