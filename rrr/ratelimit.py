@@ -14,9 +14,11 @@ N (+1 at the window's closed edge).
 
 Reservation: a caller that finds the bucket empty takes a token "on credit" (the count goes
 negative) and sleeps until its token exists. Waiting callers are thus served in arrival order
-with one round trip each; nobody polls. A caller will not wait longer than ``max_wait_s``: the
-script then reserves nothing and ``acquire`` raises ``RateLimited`` with the wait, so a Celery
-task can give its worker slot back and come back later instead of sleeping for minutes.
+with one round trip each; nobody polls. A caller will not wait longer than ``max_wait_s``
+(default about a second): the script then reserves nothing and ``acquire`` raises
+``RateLimited`` (``status=None``, ``retry_after_s`` = when the next token exists), so a Celery
+task gives its worker process back and retries then (``come_back_in_s``) instead of sleeping
+for 12 s per request at the free tier's 5/min while inserts or other tasks wait for a process.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 import redis
 
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BUCKET = "polygon-rest"
 KEY_PREFIX = "rrr:ratelimit:"
+# The longest a caller sleeps in the bucket. About a second: at rates of 1/s and faster
+# requests still flow without retries, while at slow rates (5/min: 12 s a token) a worker
+# process is never parked for long; the caller is told when to come back instead.
+DEFAULT_MAX_WAIT_S = 1.0
 
 # KEYS[1] bucket hash {tokens, ts (server time, microseconds)}; KEYS[2] counter of grants.
 # ARGV[1] refill rate (tokens per second), ARGV[2] capacity (burst), ARGV[3] longest wait the
@@ -88,7 +94,7 @@ class RedisRateLimiter:
         *,
         name: str = DEFAULT_BUCKET,
         burst: int = 1,
-        max_wait_s: float = 30.0,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if burst < 1:
@@ -125,6 +131,19 @@ class RedisRateLimiter:
         if wait_s > 0:
             self._sleep(wait_s)
         return wait_s
+
+
+def is_limiter_wait(exc: BaseException) -> TypeGuard[RateLimited]:
+    """Our own bucket said "later" (``RateLimited`` without an HTTP status): waiting one's turn,
+    not a failure, so it never counts against a task's retries. A vendor 429 has a status."""
+    return isinstance(exc, RateLimited) and exc.status is None
+
+
+def come_back_in_s(wait_s: float, longest_s: float) -> float:
+    """When a caller the bucket turned away asks again: when its next token exists, but never
+    later than ``longest_s``. Asking early is harmless (the bucket names the wait again); a
+    Celery retry held longer than the broker's visibility timeout would be delivered twice."""
+    return min(max(0.0, wait_s), longest_s)
 
 
 def counter_key(name: str = DEFAULT_BUCKET) -> str:

@@ -6,6 +6,12 @@ validator). The logic lives in ``rrr.backfill``; these turn arguments into its c
 
 Per-process resources: one ``requests.Session`` and one limiter client per worker process,
 opened lazily and reopened after a fork (keyed by pid), like ``tasks.resources.store``.
+
+Rate limit: no task sleeps more than about a second in the shared limiter. Turned away, it
+retries (``self.retry``) when the limiter says its next token exists, giving its worker process
+back meanwhile: a backfill or a burst of gap repairs at 5/min never parks the processes that
+other tasks need. Such waits are one's turn, not failures: they never count against a task's
+error budget, and nothing is dropped for waiting.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from rrr.clock import SystemClock, now_ms
 from rrr.errors import ConfigError, RateLimited, RrrError, is_transient
 from rrr.models import SOURCE_POLYGON, SOURCE_SIMULATOR, SystemEvent
 from rrr.polygon.rest import PolygonRest, new_session
-from rrr.ratelimit import RedisRateLimiter
+from rrr.ratelimit import RedisRateLimiter, come_back_in_s, is_limiter_wait
 from rrr.storage import Store
 from tasks import app
 from tasks.resources import gc_paused, retry_countdown_s, settings, store
@@ -38,7 +44,9 @@ log = logging.getLogger(__name__)
 
 BACKFILL_QUEUE = "backfill"
 MAX_CHUNK_ERRORS = 8  # transient vendor/database errors per chunk before it is marked failed
-MAX_DEFERRALS = 1_000  # retries of any kind (incl. waiting for the rate limit or a lease)
+MAX_DEFERRALS = 1_000  # other retries (a held lease, a busy database); limiter waits never count
+MAX_REPAIR_ERRORS = 8  # transient vendor/database errors per repair; limiter waits never count
+LIMITER_MAX_WAIT_S = 1.0  # the longest a task sleeps in the limiter before it retries instead
 _CLOCK = SystemClock()
 
 _rest: PolygonRest | None = None
@@ -53,13 +61,20 @@ def rest() -> PolygonRest:
         client = redis.Redis.from_url(resolve_redis_url(s), socket_timeout=10)
         _rest = PolygonRest(
             new_session(),
-            RedisRateLimiter(client, s.polygon_rate_limit),
+            RedisRateLimiter(client, s.polygon_rate_limit, max_wait_s=LIMITER_MAX_WAIT_S),
             s.polygon_rest_url,
             s.polygon_api_key,
             source=SOURCE_SIMULATOR if s.simulated else SOURCE_POLYGON,
         )
         _rest_pid = os.getpid()
     return _rest
+
+
+def limiter_countdown_s(wait_s: float) -> float:
+    """The retry's countdown after the limiter turned a task away: when its next token exists,
+    capped at half the visibility timeout (a retry the worker holds longer than that would be
+    delivered a second time)."""
+    return come_back_in_s(wait_s, settings().visibility_timeout_s / 2)
 
 
 def default_lease_ms() -> int:
@@ -137,6 +152,11 @@ def fetch_chunk(
         raise self.retry(args=args, kwargs={**again, "resume": None}, countdown=1.0) from None
     except ChunkInterrupted as exc:
         where = exc.resume
+        if is_limiter_wait(exc.cause):  # our turn comes later: not a failure, never counted
+            countdown = limiter_countdown_s(exc.retry_after_s or 0.0)
+            log.debug("chunk %s: rate limit; again in %.1f s", chunk_id, countdown)
+            waiting = {**again, "deferrals": deferrals, "resume": where.to_dict()}
+            raise self.retry(args=args, kwargs=waiting, countdown=countdown) from None
         if where.errors > MAX_CHUNK_ERRORS or deferrals >= MAX_DEFERRALS:
             give_up(store(), chunk_id, str(exc.cause), now_ms())
             log.error("chunk %s failed for good: %s", chunk_id, exc.cause)
@@ -172,12 +192,19 @@ def fetch_chunk(
     return outcome.to_dict()
 
 
-@app.task(name="tasks.backfill.repair_gap", bind=True, max_retries=8)
+@app.task(name="tasks.backfill.repair_gap", bind=True, max_retries=None)
 def repair_gap(
-    self: Any, ticker: str, start_ms: int, end_ms: int, reason: str = "stream_gap"
+    self: Any,
+    ticker: str,
+    start_ms: int,
+    end_ms: int,
+    reason: str = "stream_gap",
+    errors: int = 0,
 ) -> dict[str, Any]:
     """Minute bars for [start_ms, end_ms) of ``ticker`` from REST, and a ``gap_repaired``
-    system event (deduped by ticker and window)."""
+    system event (deduped by ticker and window). ``errors``: transient failures so far (set by
+    the retries; waiting for the rate limit is not one)."""
+    request = {"ticker": ticker, "start_ms": start_ms, "end_ms": end_ms, "reason": reason}
     try:
         result = repair.repair_gap(
             store(), rest(), ticker, int(start_ms), int(end_ms), reason, now_ms()
@@ -186,10 +213,16 @@ def repair_gap(
         log.error("repair_gap(%s, %s, %s) refused: %s", ticker, start_ms, end_ms, exc)
         return {"error": str(exc)}
     except RrrError as exc:
-        if is_transient(exc) and self.request.retries < self.max_retries:
+        if is_limiter_wait(exc):  # our turn comes later; the request waits, whole
+            countdown = limiter_countdown_s(exc.retry_after_s or 0.0)
+            log.debug("repair %s: rate limit; again in %.1f s", ticker, countdown)
+            kwargs = {**request, "errors": errors}
+            raise self.retry(args=(), kwargs=kwargs, countdown=countdown) from None
+        if is_transient(exc) and errors < MAX_REPAIR_ERRORS:
             wait_s = exc.retry_after_s if isinstance(exc, RateLimited) else None
-            countdown = wait_s if wait_s is not None else retry_countdown_s(self.request.retries)
-            raise self.retry(countdown=countdown) from exc
+            countdown = wait_s if wait_s is not None else retry_countdown_s(errors)
+            kwargs = {**request, "errors": errors + 1}
+            raise self.retry(args=(), kwargs=kwargs, countdown=countdown) from exc
         log.error("repair_gap(%s, %s, %s) failed: %s", ticker, start_ms, end_ms, exc)
         store().add_events(
             [

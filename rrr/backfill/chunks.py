@@ -27,11 +27,12 @@ from rrr.clock import Clock
 from rrr.errors import RateLimited, RrrError, StorageError, is_transient
 from rrr.models import Batch
 from rrr.polygon.rest import PolygonRest
+from rrr.ratelimit import is_limiter_wait
 from rrr.storage.base import Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE_MS = 120_000  # > the longest page: 30 s limiter wait + 30 s read + the write
+DEFAULT_LEASE_MS = 120_000  # > the longest page: ~1 s limiter wait + 30 s read + the write
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,7 @@ def fetch_chunk(
     except RrrError as exc:
         message = str(exc)
         if is_transient(exc):
-            errors = resume.errors + (0 if _is_own_limiter_wait(exc) else 1)
+            errors = resume.errors + (0 if is_limiter_wait(exc) else 1)
             _release(store, chunk_id, message, clock.now_ms())
             raise ChunkInterrupted(chunk_id, exc, Resume(path, page, stored, errors)) from exc
         store.fail_chunk(chunk_id, message, clock.now_ms())
@@ -165,11 +166,6 @@ def _release(store: Store, chunk_id: str, message: str, now_ms: int) -> None:
         store.fail_chunk(chunk_id, message, now_ms, retry=True)
     except StorageError as exc:
         log.warning("chunk %s: could not release it (%s); its lease will", chunk_id, exc)
-
-
-def _is_own_limiter_wait(exc: RrrError) -> bool:
-    """Our own bucket said "later" (no HTTP status): waiting our turn is not a failure."""
-    return isinstance(exc, RateLimited) and exc.status is None
 
 
 def _not_claimed(store: Store, chunk_id: str, now_ms: int, lease_ms: int) -> ChunkOutcome:

@@ -13,7 +13,7 @@ import redis
 
 from rrr.config import Rate
 from rrr.errors import RateLimited, VendorUnavailable
-from rrr.ratelimit import RedisRateLimiter, max_grants, requests_granted
+from rrr.ratelimit import RedisRateLimiter, is_limiter_wait, max_grants, requests_granted
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.redis
@@ -108,3 +108,20 @@ def test_without_redis_no_request_is_allowed() -> None:
     dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     with pytest.raises(VendorUnavailable, match="rate limiter unavailable"):
         RedisRateLimiter(dead, Rate(5, 60.0)).acquire()
+
+
+def test_by_default_nobody_sleeps_in_the_bucket_for_more_than_a_second(clean_redis: str) -> None:
+    client = redis.Redis.from_url(clean_redis)
+    free_tier = RedisRateLimiter(client, Rate(5, 60.0), name="free")  # a token every 12 s
+    assert free_tier.acquire() == 0.0
+    started = time.monotonic()
+    with pytest.raises(RateLimited) as caught:
+        free_tier.acquire()
+    assert time.monotonic() - started < 1.0  # told when to come back, not parked for 12 s
+    assert is_limiter_wait(caught.value)
+    assert 11.0 < (caught.value.retry_after_s or 0) <= 12.0
+    # Rates of a few per second still flow without anyone being turned away.
+    paced = RedisRateLimiter(client, Rate(4, 1.0), name="paced")
+    waits = [paced.acquire() for _ in range(5)]
+    assert waits[0] == 0.0 and all(0.2 < w <= 0.25 for w in waits[1:])
+    assert requests_granted(client, "free") == 1 and requests_granted(client, "paced") == 5
