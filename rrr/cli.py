@@ -395,6 +395,28 @@ def run(
     raise typer.Exit(code)
 
 
+@app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(
+    ctx: typer.Context,
+    role: str = typer.Argument(..., help="ingest or backfill (backfill also takes default)."),
+) -> None:
+    """A Celery worker for one role (Procfile `ingest:` and `backfill:`): its queues and its
+    processes from RRR_INGEST_CONCURRENCY / RRR_BACKFILL_CONCURRENCY. Further options go to
+    `celery worker` as they are."""
+    import os
+
+    from rrr.broker import resolve_redis_url
+    from rrr.worker_roles import worker_argv
+
+    settings = load_settings()
+    try:
+        resolve_redis_url(settings)  # no broker: say how to get one before Celery's traceback
+        argv = worker_argv(settings, role, f"{role}-{os.getpid()}@%h", ctx.args)
+    except ConfigError as exc:
+        fail(str(exc))
+    os.execv(argv[0], argv)  # the same pid: honcho's and Heroku's signals reach Celery itself
+
+
 @app.command("stream")
 def stream(
     max_messages: int = typer.Option(None, "--max-messages", min=1, help="Stop after N events."),
@@ -404,10 +426,16 @@ def stream(
     var/spool while the broker is down). SIGTERM flushes the open batch and exits 0."""
     import importlib
 
+    from rrr.broker import resolve_redis_url
+    from rrr.broker_persistence import check_broker_persistence
     from rrr.errors import VendorAuthError
 
     settings = load_settings()
     configure_logging(settings)
+    try:
+        check_broker_persistence(resolve_redis_url(settings), "stream worker")
+    except ConfigError:
+        pass  # no broker at all: run_stream below says so, with the fix
     try:
         # rrr.cli composes (STYLE.md): imported by name, so the layering test over rrr/ holds.
         importlib.import_module("workers.stream_process").run_stream(
@@ -425,9 +453,11 @@ def status() -> None:
     from datetime import UTC, datetime
 
     import redis
+    from rich.markup import escape
     from rich.table import Table
 
     from rrr.broker import resolve_redis_url
+    from rrr.broker_persistence import probe_persistence
     from rrr.clock import now_ms
     from rrr.stats import get_stats
     from rrr.storage import open_store_from_settings
@@ -439,12 +469,17 @@ def status() -> None:
     table.add_column("what", style="bold")
     table.add_column("value")
     try:
-        client = redis.Redis.from_url(resolve_redis_url(settings), socket_timeout=2.0)
+        broker_url = resolve_redis_url(settings)
+        client = redis.Redis.from_url(broker_url, socket_timeout=2.0)
         s = get_stats(client, now_ms())
         queues = {q: int(client.llen(q)) for q in ("ingest", "backfill", "default")}
     except (ConfigError, redis.RedisError) as exc:
         s, queues = {}, {}
         table.add_row("broker", f"[red]unreachable[/]: {exc}")
+    else:
+        durability = probe_persistence(broker_url)
+        colour = "green" if durability.ok else ("yellow" if not durability.checked else "red")
+        table.add_row("broker", f"[{colour}]{escape(durability.summary())}[/]")
     if s:
         ws, batches, spool = s["websocket"], s.get("batches", {}), s.get("spool", {})
         state = "[green]connected[/]" if ws.get("connected") else "[red]not connected[/]"

@@ -1,7 +1,8 @@
 """`rrr run`: the whole pipeline as child processes with prefixed logs.
 
-Order: broker (embedded Redis when REDIS_URL is unset) -> schema migration -> simulator (when
-POLYGON_API_KEY is unset) -> Celery worker, beat, stream worker, Flower. Ctrl-C or SIGTERM
+Order: broker (embedded Redis when REDIS_URL is unset; its persistence checked) -> schema
+migration -> simulator (when POLYGON_API_KEY is unset) -> the ingest worker and the
+backfill/default worker (rrr.worker_roles), beat, stream worker, Flower. Ctrl-C or SIGTERM
 stops them in reverse order (SIGTERM, then SIGKILL after a grace period) and leaves none
 behind; children also get SIGTERM if this process dies (Linux parent-death signal).
 """
@@ -12,6 +13,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,9 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rrr.broker import ensure_broker, free_port
-from rrr.config import PROJECT_ROOT, Settings
+from rrr.broker_persistence import probe_persistence
+from rrr.config import PROJECT_ROOT, Settings, redact_url
 from rrr.errors import ConfigError
 from rrr.storage import Store, open_store_from_settings
+from rrr.worker_roles import worker_argv
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +43,21 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+# Celery's INFO line per task received, succeeded or retried: tens a second at full feed (each
+# insert batch; each repair waiting its turn at the rate limit), which would bury everything
+# else. `rrr run` leaves them off its console; every process still writes them to LOG_FILE.
+_PER_TASK_LINE = re.compile(r"\bINFO\s+\S+ celery\.(?:app\.trace|worker\.strategy): Task ")
+
+
+def shown_on_console(line: str) -> bool:
+    return _PER_TASK_LINE.search(line) is None
+
+
 @dataclass
 class RunOptions:
     with_sentiment: bool = True
     flower: bool = True
     flower_port: int = 5555
-    worker_concurrency: int = max(2, os.cpu_count() or 2)
     max_seconds: float | None = None
     status_every_s: float = 10.0
 
@@ -54,6 +67,8 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     reader: threading.Thread | None = None
+    ready_when: str | None = None  # a text its output prints once it is ready
+    ready: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -63,7 +78,9 @@ class Supervisor:
     emit: Callable[[str], None]
     children: list[Child] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str], ready_when: str | None = None
+    ) -> Child:
         proc = subprocess.Popen(
             argv,
             cwd=PROJECT_ROOT,
@@ -74,7 +91,7 @@ class Supervisor:
             start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
-        child = Child(name, proc)
+        child = Child(name, proc, ready_when=ready_when)
         child.reader = threading.Thread(target=self._pump, args=(child,), daemon=True)
         child.reader.start()
         self.children.append(child)
@@ -86,7 +103,20 @@ class Supervisor:
     def _pump(self, child: Child) -> None:
         assert child.proc.stdout is not None
         for raw in child.proc.stdout:
-            self.emit(f"{child.name:>9} | {raw.decode(errors='replace').rstrip()}")
+            line = raw.decode(errors="replace").rstrip()
+            if child.ready_when is not None and child.ready_when in line:
+                child.ready.set()
+            if shown_on_console(line):
+                self.emit(f"{child.name:>9} | {line}")
+
+    def wait_ready(self, child: Child, stop: threading.Event, timeout_s: float) -> bool:
+        """Until ``child`` says it is ready; False on timeout, on a stop, or when any child
+        exited (the watch loop then reports it)."""
+        deadline = time.monotonic() + timeout_s
+        while not child.ready.wait(0.1):
+            if stop.is_set() or self.exited() is not None or time.monotonic() > deadline:
+                return False
+        return True
 
     def exited(self) -> Child | None:
         return next((c for c in self.children if c.proc.poll() is not None), None)
@@ -97,13 +127,14 @@ class Supervisor:
 
 
 def stop_process(proc: subprocess.Popen[Any], grace_s: float = 20.0) -> None:
-    """SIGTERM the process's group (it was started in a session of its own), wait up to
-    ``grace_s`` for a clean exit, then SIGKILL whatever is left of the group."""
+    """SIGTERM the process itself, wait up to ``grace_s`` for a clean exit, then SIGKILL
+    whatever is left of its group (it was started in a session of its own).
+
+    The main process only: a Celery worker's warm shutdown lets its pool finish the task in
+    hand and ack it, whereas a TERM to the whole group kills the pool children mid-task (a
+    WorkerLostError, and the batch delivered again)."""
     if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:  # not a group leader after all: the process alone
-            proc.terminate()
+        proc.terminate()
     deadline = time.monotonic() + grace_s
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -165,6 +196,32 @@ def child_env(settings: Settings, redis_url: str, options: RunOptions) -> dict[s
     return env
 
 
+WORKER_READY = " ready."  # Celery's "<node name> ready." once it consumes
+READY_TIMEOUT_S = 60.0
+
+
+def worker(settings: Settings, role: str) -> list[str]:
+    """A worker of ``role`` for `rrr run`: all start together on one machine, so there are no
+    neighbours to sync with at start (mingle) nor to gossip with; both only slow the start."""
+    extra = ["--without-mingle", "--without-gossip"]
+    return worker_argv(settings, role, f"{role}-{os.getpid()}@%h", extra)
+
+
+def simulator_env(settings: Settings, ws_port: int, http_port: int) -> dict[str, str]:
+    """What every child needs to use the local simulator in place of the vendors."""
+    env = {
+        "RRR_SIMULATOR": "true",
+        "POLYGON_API_KEY": SIMULATOR_KEY,
+        "POLYGON_WS_URL": f"ws://127.0.0.1:{ws_port}/crypto",
+        "POLYGON_REST_URL": f"http://127.0.0.1:{http_port}",
+        "POLYGON_RATE_LIMIT": "off",
+    }
+    if settings.perplexity_api_key is None:
+        env["PERPLEXITY_API_KEY"] = SIMULATOR_KEY
+        env["PERPLEXITY_BASE_URL"] = f"http://127.0.0.1:{http_port}"
+    return env
+
+
 def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], None]) -> int:
     """Run until Ctrl-C, SIGTERM, --max-seconds or a child's exit; returns the exit code."""
     supervisor = Supervisor(emit)
@@ -177,71 +234,37 @@ def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], 
         if broker_proc is not None:
             supervisor.adopt("redis", broker_proc)
             emit(f"embedded Redis at {redis_url} (AOF on, data in {settings.var_dir / 'redis'})")
+        emit(f"broker {redact_url(redis_url)}: {probe_persistence(redis_url).summary()}")
         store = open_store_from_settings(settings)
         store.migrate()
         env = child_env(settings, redis_url, options)
         python = sys.executable
-        if settings.polygon_api_key is None:
-            ws_port, http_port = free_port(), free_port()
-            supervisor.start(
-                "simulator",
-                [
-                    python,
-                    "-m",
-                    "rrr.cli",
-                    "simulate",
-                    "--port",
-                    str(ws_port),
-                    "--http-port",
-                    str(http_port),
-                    "--tickers",
-                    *settings.tickers,
-                ],
-                env,
-            )
+        sim_ports = (free_port(), free_port()) if settings.polygon_api_key is None else None
+        if sim_ports is not None:
+            env.update(simulator_env(settings, *sim_ports))
+        # The path of live ticks first (ingest worker, simulator, stream), while the machine is
+        # otherwise idle: on two cores, five Pythons importing Celery at once would delay the
+        # first stored row by seconds. The rest starts once the ingest worker is ready.
+        ingest = supervisor.start("ingest", worker(settings, "ingest"), env, WORKER_READY)
+        if sim_ports is not None:
+            ws_port, http_port = sim_ports
+            simulate = ["-m", "rrr.cli", "simulate", "--port", str(ws_port)]
+            simulate += ["--http-port", str(http_port), "--tickers", *settings.tickers]
+            supervisor.start("simulator", [python, *simulate], env)
             # The simulator opens its HTTP port after its WebSocket server is up; probing the
             # WebSocket port with a bare TCP connect would log a failed handshake.
             if not wait_for_port(http_port):
                 raise RuntimeError("the simulator did not start; see its log lines above")
-            env.update(
-                RRR_SIMULATOR="true",
-                POLYGON_API_KEY=SIMULATOR_KEY,
-                POLYGON_WS_URL=f"ws://127.0.0.1:{ws_port}/crypto",
-                POLYGON_REST_URL=f"http://127.0.0.1:{http_port}",
-                POLYGON_RATE_LIMIT="off",
-            )
-            if settings.perplexity_api_key is None:
-                env.update(
-                    PERPLEXITY_API_KEY=SIMULATOR_KEY,
-                    PERPLEXITY_BASE_URL=f"http://127.0.0.1:{http_port}",
-                )
             emit("=" * 78)
             emit("NO POLYGON_API_KEY: streaming SIMULATED market data from the local simulator.")
             emit("Rows carry source='simulator'. Set POLYGON_API_KEY to stream the real market.")
             emit("=" * 78)
-        celery = [python, "-m", "celery", "-A", "tasks"]
-        supervisor.start(
-            "worker",
-            [
-                *celery,
-                "worker",
-                "-Q",
-                "ingest,backfill,default",
-                "-c",
-                str(options.worker_concurrency),
-                "--loglevel",
-                settings.log_level,
-                "-n",
-                f"rrr-{os.getpid()}@%h",
-            ],
-            env,
-        )
-        supervisor.start("beat", [*celery, "beat", "--loglevel", settings.log_level], env)
         supervisor.start("stream", [python, "-m", "rrr.cli", "stream"], env)
-        if options.flower:
-            argv, flower_env = flower_command(settings, "127.0.0.1", options.flower_port)
-            supervisor.start("flower", argv, {**flower_env, **env})
-            emit(f"Flower: http://127.0.0.1:{options.flower_port}")
+        ready = supervisor.wait_ready(ingest, stop, READY_TIMEOUT_S)
+        if ready or not (stop.is_set() or supervisor.exited()):  # else: the watch says why
+            if not ready:
+                emit(f"the ingest worker is not ready after {READY_TIMEOUT_S:g} s; going on")
+            _start_the_rest(supervisor, settings, options, env, emit)
         code = _watch(supervisor, store, options, stop, emit)
     except KeyboardInterrupt:
         emit("stopping (Ctrl-C) ...")
@@ -252,6 +275,24 @@ def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], 
             store.close()
         emit("all processes stopped")
     return code
+
+
+def _start_the_rest(
+    supervisor: Supervisor,
+    settings: Settings,
+    options: RunOptions,
+    env: dict[str, str],
+    emit: Callable[[str], None],
+) -> None:
+    """The backfill/default worker, beat and Flower: nothing live waits for them."""
+    supervisor.start("backfill", worker(settings, "backfill"), env)
+    beat = [sys.executable, "-m", "celery", "-A", "tasks", "beat"]
+    supervisor.start("beat", [*beat, "--loglevel", settings.log_level], env)
+    if options.flower:
+        argv, flower_env = flower_command(settings, "127.0.0.1", options.flower_port)
+        supervisor.start("flower", argv, {**flower_env, **env})
+        emit(f"Flower: http://127.0.0.1:{options.flower_port}")
+    emit(f"per-task log lines (received, succeeded, retry) go to {settings.log_path} only")
 
 
 def _watch(

@@ -14,8 +14,15 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    beat_init,
+    celeryd_after_setup,
+    setup_logging,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
+from rrr.broker_persistence import check_broker_persistence
 from rrr.config import Settings
 from rrr.logs import configure_logging
 from rrr.storage import Store, open_store_from_settings
@@ -66,6 +73,18 @@ def gc_paused() -> Iterator[None]:
 @setup_logging.connect
 def _configure_logging(**_: Any) -> None:
     configure_logging(settings())
+
+
+# Once per worker (its main process, after logging is set up) and once per beat: a broker that
+# would lose queued tasks on a restart is said loudly at start (rrr.broker_persistence).
+@celeryd_after_setup.connect
+def _check_broker_of_worker(sender: str, conf: Any, **_: Any) -> None:
+    check_broker_persistence(conf.broker_url, f"worker {sender}")
+
+
+@beat_init.connect
+def _check_broker_of_beat(sender: Any, **_: Any) -> None:
+    check_broker_persistence(sender.app.conf.broker_url, "beat")
 
 
 @worker_process_init.connect

@@ -1,5 +1,6 @@
-"""`rrr run` on a clean home: embedded Redis, simulator, worker, beat, stream and Flower; rows
-appear within 10 s and Ctrl-C leaves no process behind."""
+"""`rrr run` on a clean home: embedded Redis, simulator, the ingest and backfill workers, beat,
+stream and Flower; rows appear within 10 s, the console stays readable, and Ctrl-C leaves no
+process behind."""
 
 from __future__ import annotations
 
@@ -90,13 +91,24 @@ def test_rrr_run_streams_rows_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
             capture_output=True,
             text=True,
         ).stdout
-        for expected in ("valkey-server", "simulate", "worker", "beat", "stream", "flower"):
+        for expected in ("valkey-server", "simulate", "beat", "stream", "flower"):
             assert expected in names, f"{expected} is not running:\n{names}"
+        # Ingest has a worker of its own; backfill and default share the other (issue 10).
+        assert "worker -Q ingest -c 2 " in names, names
+        assert "worker -Q backfill,default -c 1 " in names, names
+        # The embedded broker was checked and found durable (AOF on, noeviction).
+        assert "durable (AOF on" in output and "NOT DURABLE" not in output
 
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert proc.wait(timeout=60) == 0
         time.sleep(0.5)
         assert [pid for pid in tree if alive(pid)] == []
+        output = (tmp_path / "run.log").read_text(errors="replace")
+        # A readable console: no line per insert task (they are in data_pipeline.log), and a
+        # warm stop: no pool process killed mid-task.
+        assert "tasks.ingest.insert_batch[" not in output
+        assert "tasks.ingest.insert_batch[" in (tmp_path / "data_pipeline.log").read_text()
+        assert "WorkerLostError" not in output, output[-4000:]
         with sqlite3.connect(db) as conn:
             sources = {r[0] for r in conn.execute("SELECT DISTINCT source FROM crypto_trades")}
         assert sources == {"simulator"}
