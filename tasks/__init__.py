@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from celery import Celery
 
-app = Celery("rrr")
+# Every task guards its message: stored, retried or set aside, never acked and lost.
+app = Celery("rrr", task_cls="tasks.delivery:ReliableTask")
 app.config_from_object("celeryconfig")
 
 # Import for side effects: signal handlers for logging and per-process resources.

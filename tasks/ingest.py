@@ -1,8 +1,11 @@
 """Ingest tasks, all thin: decode, one store call, and ``is_transient`` decides.
 
-Transient storage errors are retried with backoff until the database is back (never dropped);
-anything else sets the input aside in ``dead_letters`` with the reason, so no task ends with
-its data neither stored nor dead-lettered. The stream worker sends these by name.
+Transient storage errors (an outage, a full disk) are retried with backoff until the database
+is back, never dropped. Input that cannot be stored is set aside in ``dead_letters`` with the
+reason, one item at a time: an undecodable batch whole, a refused row alone
+(rrr.storage.isolate), a malformed event or letter alone (rrr.wire). What escapes all of that
+is the base class's affair (tasks.delivery): retried, and set aside as poison after
+``MAX_DELIVERIES``. The stream worker sends these by name.
 """
 
 from __future__ import annotations
@@ -11,18 +14,20 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import orjson
-from celery.exceptions import Retry
-
 from rrr.clock import now_ms
 from rrr.errors import StorageError, is_transient
-from rrr.models import Batch, Rejected, SystemEvent
+from rrr.models import Batch, Rejected, raw_text
+from rrr.storage.isolate import apply_isolating
+from rrr.wire import decode_dead_letters, decode_events
 from tasks import app
 from tasks.resources import retry_countdown_s, store
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# After this many retries in a row a transient error is logged as an error, not a warning: a
+# database that has been down or full for minutes needs a person (the retries go on).
+ALERT_AFTER_RETRIES = 5
 
 
 def _retrying(task: Any, what: str, write: Callable[[], T]) -> T:
@@ -32,16 +37,18 @@ def _retrying(task: Any, what: str, write: Callable[[], T]) -> T:
     except StorageError as exc:
         if not is_transient(exc):
             raise
-        countdown = retry_countdown_s(task.request.retries)
-        log.warning("%s: %s; retry %d in %.1f s", what, exc, task.request.retries + 1, countdown)
+        retries = task.request.retries
+        countdown = retry_countdown_s(retries)
+        level = logging.ERROR if retries >= ALERT_AFTER_RETRIES else logging.WARNING
+        log.log(level, "%s: %s; retry %d in %.1f s", what, exc, retries + 1, countdown)
         raise task.retry(exc=exc, countdown=countdown) from exc
 
 
-def _dead_letter(task: Any, message: Any, reason: str, kind: str = "") -> None:
-    raw = orjson.dumps(message, default=repr).decode()
-    rejected = [Rejected(raw=raw, reason=reason, kind=kind)]
-    _retrying(task, "dead letter", lambda: store().add_dead_letters(rejected))
-    log.error("dead-lettered: %s", reason)
+def _set_aside(task: Any, rejected: list[Rejected]) -> None:
+    if rejected:
+        _retrying(task, "dead letters", lambda: store().add_dead_letters(rejected))
+        for r in rejected:
+            log.error("dead-lettered: %s", r.reason)
 
 
 @app.task(
@@ -55,18 +62,10 @@ def insert_batch(self: Any, message: dict[str, Any]) -> dict[str, Any]:
     try:
         batch = Batch.from_message(message)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        _dead_letter(self, message, f"undecodable batch: {exc}")
+        letter = Rejected(raw=raw_text(message), reason=f"undecodable batch: {exc}", kind="batch")
+        _set_aside(self, [letter])
         return {"batch_id": None, "dead_lettered": True}
-    try:
-        result = _retrying(self, f"batch {batch.id}", lambda: store().apply_batch(batch))
-    except Retry:
-        raise
-    except Exception as exc:
-        # Permanent: the database refuses these rows for good, or a bug. Either way the batch
-        # is set aside with the reason; a failed task would be acked and its rows lost.
-        reason = f"batch {batch.id} could not be stored: {type(exc).__name__}: {exc}"
-        _dead_letter(self, message, reason, batch.kind)
-        return {"batch_id": batch.id, "dead_lettered": True}
+    result = _retrying(self, f"batch {batch.id}", lambda: apply_isolating(store(), batch))
     return {
         "batch_id": result.batch_id,
         "applied": result.applied,
@@ -76,16 +75,19 @@ def insert_batch(self: Any, message: dict[str, Any]) -> dict[str, Any]:
 
 
 @app.task(name="tasks.ingest.insert_dead_letters", bind=True, max_retries=None, ignore_result=True)
-def insert_dead_letters(self: Any, rows: list[list[str]]) -> int:
-    """Rejected input (``[raw, reason, kind, source]`` each) -> ``dead_letters``."""
-    rejected = [Rejected(*row) for row in rows]
-    return _retrying(self, "dead letters", lambda: store().add_dead_letters(rejected))
+def insert_dead_letters(self: Any, rows: Any) -> int:
+    """Rejected input (``[raw, reason, kind, source]`` each) -> ``dead_letters``; an item of
+    another shape is stored too, as itself, marked malformed."""
+    letters = decode_dead_letters(rows)
+    return _retrying(self, "dead letters", lambda: store().add_dead_letters(letters))
 
 
 @app.task(name="tasks.ingest.record_events", bind=True, max_retries=None, ignore_result=True)
-def record_events(self: Any, events: list[dict[str, Any]]) -> int:
-    """System events (``SystemEvent`` fields as a dict) -> ``system_events``, deduped by key."""
-    decoded = [SystemEvent(**e) for e in events]
+def record_events(self: Any, events: Any) -> int:
+    """System events (``SystemEvent`` fields as a dict) -> ``system_events``, deduped by key;
+    an item that is no valid event goes to ``dead_letters`` with the reason."""
+    decoded, malformed = decode_events(events, now_ms())
+    _set_aside(self, malformed)
     return _retrying(self, "system events", lambda: store().add_events(decoded))
 
 

@@ -1,0 +1,138 @@
+"""No message is acked unless its work is stored or set aside: the base class of every rrr task.
+
+Celery acks a failed task's message (``task_acks_on_failure_or_timeout``, on by default), and
+with that setting off it *rejects* it without requeue, which on Redis drops it just the same.
+So two guards, one per process:
+
+- In the pool process, ``ReliableTask.__call__`` turns every outcome into stored, retried or
+  set aside: a transient error or a soft time limit is a retry (the task's own, or here with
+  capped backoff), an unexpected error is a retry too, counted. Each delivery of a task id is
+  counted in Redis; a delivery that ends without an outcome (an unexpected error, the hard
+  time limit, a killed or OOM-killed pool process) leaves its count behind, and once
+  ``MAX_DELIVERIES`` deliveries in a row have, the message is a poison message: its payload
+  goes to ``dead_letters`` as kind ``poison`` with the last error, and the message is acked.
+- In the worker's main process, ``RequeueingRequest`` requeues whatever still escapes (a
+  failure of the guard itself) instead of dropping it, and the hard time limit requeues too
+  (``task_acks_on_failure_or_timeout = False``).
+
+A transient retry or a soft time limit does not count towards poison: a database that is down
+or slow for an hour must not dead-letter healthy batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.worker.request import Request
+
+from rrr.errors import StorageError, is_transient
+from rrr.models import Rejected, raw_text, shown
+from tasks.resources import retry_countdown_s, store
+
+log = logging.getLogger(__name__)
+
+# Deliveries in a row that may end with no outcome before the message is set aside. Five: a
+# crash that a restart or a fresh connection cures has had its chances, and a message that
+# kills its process every time (it runs out of memory) costs five restarts, not endless ones.
+MAX_DELIVERIES = 5
+DELIVERIES_KEY = "rrr:deliveries:{task_id}"
+# Kept well past the visibility timeout and any backoff, so a count survives between
+# deliveries; gone by itself after a week, like the batch ids (tasks.ingest).
+DELIVERIES_TTL_S = 7 * 86_400
+POISON_KIND = "poison"
+# Celery's retry count never ends these retries (its ``max_retries=None`` means "the task's
+# default", not "no limit"): the delivery count above is the limit for unexpected errors, and a
+# soft time limit or a store outage is retried for as long as it lasts.
+NO_RETRY_LIMIT = 2**31 - 1
+
+_redis: redis.Redis | None = None
+_redis_pid: int | None = None
+
+
+def _broker(url: str) -> redis.Redis:
+    global _redis, _redis_pid
+    if _redis is None or _redis_pid != os.getpid():  # never a connection across a fork
+        _redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        _redis_pid = os.getpid()
+    return _redis
+
+
+class RequeueingRequest(Request):
+    """A request whose message is never rejected into the void: on Redis a reject without
+    requeue deletes the message, and Celery rejects that way when a task fails with acks on
+    failure off. Requeued, it meets ``ReliableTask``'s delivery count again."""
+
+    def reject(self, requeue: bool = False) -> None:
+        if not requeue:
+            log.error("%s[%s]: failed outside its guard; requeued, not dropped", self.name, self.id)
+        super().reject(requeue=True)
+
+
+class ReliableTask(Task):  # type: ignore[misc]
+    Request = "tasks.delivery:RequeueingRequest"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        if request.called_directly:  # a plain function call (unit tests of task logic)
+            return self.run(*args, **kwargs)
+        counts = _broker(self.app.conf.broker_url)
+        key = DELIVERIES_KEY.format(task_id=request.id)
+        pipe = counts.pipeline()
+        pipe.hincrby(key, "n", 1).hget(key, "last_error").expire(key, DELIVERIES_TTL_S)
+        delivery, last_error, _ = pipe.execute()
+        if delivery > MAX_DELIVERIES:
+            how = (last_error or b"").decode(errors="replace") or (
+                "no error recorded: the process was killed (hard time limit, out of memory)"
+            )
+            reason = (
+                f"poison message: {delivery - 1} deliveries of {self.name} in a row ended"
+                f" without an outcome; the last: {how}"
+            )
+            self._set_aside(args, kwargs, reason)
+            counts.delete(key)
+            return {"poison": True}
+        try:
+            result = self.run(*args, **kwargs)
+        except Retry:
+            counts.delete(key)  # the task handed its message back on purpose (transient)
+            raise
+        except SoftTimeLimitExceeded as exc:
+            counts.delete(key)  # slow, not poison: retry on a fresh start
+            countdown = retry_countdown_s(request.retries)
+            log.warning(
+                "%s[%s]: soft time limit; retry in %.1f s", self.name, request.id, countdown
+            )
+            raise self.retry(exc=exc, countdown=countdown, max_retries=NO_RETRY_LIMIT) from exc
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {shown(str(exc), 2000)}"
+            counts.hset(key, "last_error", text)
+            countdown = retry_countdown_s(delivery)
+            log.error(
+                "%s[%s]: unexpected error on delivery %d of %d (%s); retry in %.1f s",
+                *(self.name, request.id, delivery, MAX_DELIVERIES, text, countdown),
+            )
+            raise self.retry(exc=exc, countdown=countdown, max_retries=NO_RETRY_LIMIT) from exc
+        counts.delete(key)
+        return result
+
+    def _set_aside(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> None:
+        """The payload as a dead letter no store refuses (rrr.storage.dead_letters); a store
+        outage retries, so the message is acked only once the letter is stored."""
+        payload = {"task": self.name, "id": self.request.id, "args": args, "kwargs": kwargs}
+        letter = Rejected(raw=raw_text(payload), reason=reason, kind=POISON_KIND, source=self.name)
+        try:
+            store().add_dead_letters([letter])
+        except StorageError as exc:
+            if not is_transient(exc):
+                raise
+            countdown = retry_countdown_s(self.request.retries)
+            log.warning(
+                "poison letter for %s: %s; retry in %.1f s", self.request.id, exc, countdown
+            )
+            raise self.retry(exc=exc, countdown=countdown, max_retries=NO_RETRY_LIMIT) from exc
+        log.error("%s[%s] set aside as a poison message: %s", self.name, self.request.id, reason)
