@@ -29,12 +29,13 @@ def sequential_ids(session: str | None = None) -> Callable[[], str]:
 
 
 class _Buffer:
-    __slots__ = ("kind", "opened_ms", "rows")
+    __slots__ = ("kind", "last_ms", "opened_ms", "rows")
 
     def __init__(self, kind: Kind) -> None:
         self.kind: Kind = kind
         self.rows: list[Any] = []
         self.opened_ms = 0  # now_ms when the first row of the open batch arrived
+        self.last_ms = 0  # now_ms when the latest row arrived: a bars batch's version
 
 
 class Batcher:
@@ -78,6 +79,7 @@ class Batcher:
                 if now_ms + self.max_age_ms < self.next_due_ms:
                     self.next_due_ms = now_ms + self.max_age_ms
             rows.append(e)
+            buffer.last_ms = now_ms
             if len(rows) >= size:
                 ready.append(self._cut(buffer))
         if now_ms >= self.next_due_ms:
@@ -101,7 +103,10 @@ class Batcher:
         return sum(len(b.rows) for b in self._buffers.values())
 
     def _cut(self, buffer: _Buffer) -> Batch:
-        batch = Batch(id=self.new_id(), kind=buffer.kind, rows=buffer.rows)
+        # A bars batch is versioned by when its newest bar arrived: later than every bar in it,
+        # earlier than any bar of the next batch, so a correction outranks what it corrects.
+        version = buffer.last_ms if buffer.kind == "bars" else None
+        batch = Batch(id=self.new_id(), kind=buffer.kind, rows=buffer.rows, version_ms=version)
         buffer.rows = []
         opened = [b.opened_ms for b in self._buffers.values() if b.rows]
         self.next_due_ms = min(opened) + self.max_age_ms if opened else _NEVER

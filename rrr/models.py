@@ -76,10 +76,16 @@ class Batch:
     id: str
     kind: Kind
     rows: list[Any]
+    # Bars only: when the batch's bars were received from the vendor, their version (see
+    # rrr/storage/base.py, "Bar versions"). None: the time of the write stands in.
+    version_ms: int | None = None
 
     def to_message(self) -> dict[str, Any]:
         """Plain data for a task argument: ids and lists, never live objects."""
-        return {"id": self.id, "kind": self.kind, "rows": self.rows}
+        message: dict[str, Any] = {"id": self.id, "kind": self.kind, "rows": self.rows}
+        if self.version_ms is not None:
+            message["version_ms"] = self.version_ms
+        return message
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Batch:
@@ -91,7 +97,10 @@ class Batch:
         rows = message["rows"]
         if not isinstance(rows, list):
             raise ValueError(f"batch rows must be a list, got {type(rows).__name__}")
-        return cls(id=str(message["id"]), kind=kind, rows=rows)
+        version = message.get("version_ms")
+        if version is not None and type(version) is not int:
+            raise ValueError(f"batch version_ms must be Unix ms or absent, got {version!r}")
+        return cls(id=str(message["id"]), kind=kind, rows=rows, version_ms=version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,8 +123,10 @@ def fetch_chunk(
             timer.fetch_s += time.monotonic() - mark
             path = requested
             mark = time.monotonic()
+            # Versioned by when the page came back: a stream bar received later is newer.
             result = store.apply_batch(
-                Batch(f"backfill:{chunk_id}:{attempt}:{page}", "bars", data.bars)
+                Batch(f"backfill:{chunk_id}:{attempt}:{page}", "bars", data.bars),
+                version_ms=clock.now_ms(),
             )
             if data.rejected:
                 store.add_dead_letters(data.rejected)

@@ -89,7 +89,8 @@ def repair_gap(
     if bars:
         # The repair time in the id: a repeated repair re-applies (the vendor may have
         # corrected a bar since); natural keys keep one row per minute.
-        store.apply_batch(Batch(f"repair:{ticker}:{start}:{end}:{now_ms}", "bars", bars))
+        batch_id = f"repair:{ticker}:{start}:{end}:{now_ms}"
+        store.apply_batch(Batch(batch_id, "bars", bars), version_ms=now_ms)
     after = len(store.read_bars(ticker, start, end, "1m")) if minutes else 0
     quiet = minutes - len(bars)
     event = SystemEvent(

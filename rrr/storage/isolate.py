@@ -32,7 +32,10 @@ class _Tally:
 
 def apply_isolating(store: Store, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
     """``store.apply_batch``, except that rows the database refuses for good are set aside
-    one by one instead of failing the batch. Transient errors propagate (retry the batch)."""
+    one by one instead of failing the batch. Transient errors propagate (retry the batch).
+    ``version_ms``: the bars' version; None: the batch's own."""
+    if version_ms is None:
+        version_ms = batch.version_ms
     try:
         return store.apply_batch(batch, version_ms=version_ms)
     except PermanentStorageError as exc:

@@ -26,6 +26,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
+from rrr.clock import now_ms  # the receiving clock of the row checks
 from rrr.config import redact_url
 from rrr.errors import PermanentStorageError, StorageError, TransientStorageError
 from rrr.models import Bar, Batch, Rejected, Sentiment, SystemEvent
@@ -604,12 +605,14 @@ def _copy_payload(
     """The COPY text of the batch's storable rows ("" if none), the rest as dead letters, and
     for bars of one ticker and timeframe the range of their keys (see APPLY_NEW_BARS)."""
     if batch.kind != "bars":
-        good, bad = split_storable(batch.kind, batch.rows)
+        good, bad = split_storable(batch.kind, batch.rows, now_ms())
         return (COPY_LINES[batch.kind](good) if good else ""), bad, None
     bad = []
-    columns = bar_columns(batch.rows)  # every bar storable, as a REST page nearly always is
+    columns = bar_columns(
+        batch.rows, now_ms()
+    )  # every bar storable, as a REST page nearly always is
     if columns is None:
-        good, bad = split_storable(batch.kind, batch.rows)
+        good, bad = split_storable(batch.kind, batch.rows, now_ms())
         if not good:
             return "", bad, None
         columns = columns_of(good, len(Bar._fields))

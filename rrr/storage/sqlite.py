@@ -14,6 +14,7 @@ import orjson
 import pandas as pd
 
 from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
+from rrr.clock import now_ms  # the receiving clock of the row checks
 from rrr.errors import PermanentStorageError, StorageError, TransientStorageError
 from rrr.models import Batch, Rejected, Sentiment, SystemEvent
 from rrr.storage.base import (
@@ -154,7 +155,7 @@ class SqliteStore:
 
     # -- writes ---------------------------------------------------------------------------
     def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
-        good, bad = split_storable(batch.kind, batch.rows)
+        good, bad = split_storable(batch.kind, batch.rows, now_ms())
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")

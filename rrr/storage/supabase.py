@@ -38,6 +38,7 @@ from postgrest import APIError, CountMethod, ReturnMethod
 from supabase import ClientOptions, SupabaseException, create_client
 
 from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
+from rrr.clock import now_ms  # the receiving clock of the row checks
 from rrr.config import Secret
 from rrr.errors import PermanentStorageError, TransientStorageError
 from rrr.models import Batch, Rejected, Sentiment, SystemEvent
@@ -182,7 +183,7 @@ class SupabaseStore:
 
     # -- writes ---------------------------------------------------------------------------
     def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
-        good, bad = split_storable(batch.kind, batch.rows)
+        good, bad = split_storable(batch.kind, batch.rows, now_ms())
         applied, stored, rejected = False, 0, 0
         parts = batch_payloads(batch, good, bad, self.max_rows_per_request, version_ms)
         for payload in parts:

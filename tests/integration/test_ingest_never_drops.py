@@ -20,7 +20,7 @@ import redis
 from celery import Celery
 
 from rrr.clock import now_ms
-from rrr.models import Batch, Trade
+from rrr.models import Bar, Batch, Trade
 from rrr.storage import Store, open_store
 from tests.conftest import IN_CI, WorkerProcess, wait_drained
 from tests.support.waiting import wait_for
@@ -237,4 +237,31 @@ def test_a_message_that_kills_its_process_becomes_poison_after_five_deliveries(
     send_batch(producer, Batch("after", "trades", trades("after", 10)))
     wait_drained(redis_url, 60)
     assert store.count_rows("crypto_trades") == 10
+    store.close()
+
+
+def bar_batch(batch_id: str, close: float, version_ms: int) -> Batch:
+    bar = Bar("X:BTCUSD", "1m", 100.0, 106.0, 99.0, close, 3.0, 101.0, 40, NOW - 120_000,
+              NOW - 60_000, "simulator")  # fmt: skip
+    return Batch(batch_id, "bars", [bar], version_ms=version_ms)
+
+
+@pytest.mark.parametrize("order", ["stale-last", "correction-last"])
+def test_a_stale_bar_never_overwrites_its_correction_through_a_worker(
+    order: str,
+    database_url: str,
+    redis_url: str,
+    start_worker: Callable[..., WorkerProcess],
+    producer: Celery,
+) -> None:
+    """The vendor corrected a bar (close 104.25, received later) after a first version (105.0);
+    whichever delivery lands last, the correction is what stays."""
+    store = migrated(database_url)
+    start_worker(database_url)
+    stale, correction = bar_batch("v1", 105.0, NOW - 50_000), bar_batch("v2", 104.25, NOW - 10_000)
+    for batch in [correction, stale] if order == "stale-last" else [stale, correction]:
+        send_batch(producer, batch)
+        wait_drained(redis_url, 60)
+    closes = [r[0] for r in query(database_url, "SELECT close FROM crypto_aggregates")]
+    assert [float(c) for c in closes] == [104.25]
     store.close()

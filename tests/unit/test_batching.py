@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from rrr.batching import Batcher, sequential_ids
-from rrr.models import Bar, Quote, Rejected, Trade
+from rrr.models import Bar, Batch, Quote, Rejected, Trade
 from rrr.polygon.gaps import Gap, GapTracker
 from rrr.polygon.messages import Status
 
@@ -138,3 +138,25 @@ def test_a_restart_opens_a_gap_from_before_the_last_event_seen() -> None:
     assert tracker.observe("trades", [trade]) == [Gap("X:BTCUSD", 940_000, 5_000_000)]
     assert tracker.open_gaps == {"X:ETHUSD": 1_940_000}
     assert tracker.observe("trades", [trade]) == []  # closed once
+
+
+def test_a_bars_batch_is_versioned_by_its_newest_bar_and_the_version_travels() -> None:
+    batcher = Batcher(size=3, max_age_ms=50)
+    assert batcher.add([BAR], 1_000) == []
+    (bars,) = batcher.add([BAR, BAR], 1_020)
+    assert bars.kind == "bars" and bars.version_ms == 1_020  # the newest bar's arrival
+    batcher.add([BAR], 1_030)
+    (later,) = batcher.flush()
+    assert later.version_ms == 1_030 > bars.version_ms  # a later batch outranks an earlier
+    assert Batch.from_message(bars.to_message()) == bars
+    trade = Trade("X:BTCUSD", 1, "t1", 1.0, 1.0, (), 1, 2, "simulator")
+    batcher.add([trade], 2_000)
+    (trades,) = batcher.flush()
+    assert trades.version_ms is None and "version_ms" not in trades.to_message()
+
+
+@pytest.mark.parametrize("version", ["1000", 1.5, True])
+def test_a_batch_version_that_is_not_ms_is_refused(version: object) -> None:
+    message = {"id": "b", "kind": "bars", "rows": [], "version_ms": version}
+    with pytest.raises(ValueError, match="version_ms must be Unix ms"):
+        Batch.from_message(message)
