@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import os
 import resource
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -18,9 +19,12 @@ from rich.table import Table
 PG_BASE_URL = os.environ.get("PG_TEST_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(description: str, flags: dict[str, str] | None = None) -> argparse.Namespace:
+    """``--quick`` and, for a bench that has them, its own on/off ``flags`` (name -> help)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a short run (< 60 s)")
+    for name, help_text in (flags or {}).items():
+        parser.add_argument(name, action="store_true", help=help_text)
     return parser.parse_args()
 
 
@@ -48,7 +52,8 @@ def print_table(title: str, columns: list[str], rows: list[list[object]]) -> Non
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(*(f"{v:,.0f}" if isinstance(v, float) and v > 100 else str(v) for v in row))
-    Console().print(table)
+    # Piped to a file, rich would assume 80 columns and cut figures short ("1500…").
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def print_figures(figures: dict[str, object]) -> None:
