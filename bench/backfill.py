@@ -6,7 +6,8 @@ measured run.
 Figures: bars/s into PostgreSQL (first chunk claimed -> last chunk done) and the command's
 wall time; where the time goes (per chunk: fetch = limiter + HTTP + parse, store =
 ``apply_batch`` + bookkeeping, from the workers' logs); ``apply_batch`` alone on one 34-day
-chunk; an exact check of the stored bars against the simulator's (missing, duplicated).
+chunk; an exact check of the stored bars against the simulator's, by key (missing,
+unexpected), and of the batch ledger (duplicated: bar deliveries applied twice).
 
 The simulator runs in this process, on the same 2 cores as the pipeline, and rendering a
 48,960-bar page (JSON, then gzip as the vendor sends it) costs it ~55 ms of CPU: ~0.8 s of a
@@ -35,6 +36,7 @@ import psycopg
 from celery import Celery
 
 from bench.common import parse_args, postgres_schema, print_figures, print_table
+from bench.counting import deliveries_applied_twice
 from rrr.backfill.plan import (
     BackfillRequest,
     estimate_duration_s,
@@ -46,6 +48,7 @@ from rrr.clock import now_ms
 from rrr.config import Rate
 from rrr.models import Bar, Batch
 from rrr.polygon.rest import aggs_path
+from rrr.runner import stop_process
 from rrr.simulator.http import Request, Routes, SimulatorHTTPServer
 from rrr.simulator.market import Market
 from rrr.simulator.rest import AGGS_PREFIX, RestSimOptions, rest_routes
@@ -84,7 +87,11 @@ def start_worker(env: dict, log_path: Path, concurrency: int) -> subprocess.Pope
     deadline = time.monotonic() + 60
     while b"ready." not in log_path.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"worker did not start:\n{log_path.read_text()[-3000:]}")
+            stop_process(proc, grace_s=0)  # never leave a worker (or its children) behind
+            raise SystemExit(
+                f"bench.backfill: the worker did not start within 60 s:\n"
+                f"{log_path.read_text()[-3000:]}"
+            )
         time.sleep(0.1)
     return proc
 
@@ -116,7 +123,11 @@ def chunk_window(database_url: str) -> tuple[dict[str, tuple[int, int]], float, 
 
 
 def verify(database_url: str, market: Market, window: dict[str, tuple[int, int]]) -> dict:
-    """Compare every stored bar time with the simulator's own: expected, missing, extra."""
+    """Count by key against the simulator's own bars: expected, stored, missing (expected keys
+    not stored), unexpected (stored keys not expected); and duplicated: bar deliveries applied
+    twice, from the batch ledger (``bench.counting``). The table is unique on its key, so a bar
+    written twice is only visible there: every page is one batch whose row count the ledger
+    keeps, and a page applied again (a re-fetch under a new attempt) counts its bars again."""
     expected = stored = missing = extra = 0
     with psycopg.connect(database_url) as conn:
         for ticker, (start, end) in window.items():
@@ -126,21 +137,24 @@ def verify(database_url: str, market: Market, window: dict[str, tuple[int, int]]
                 " WHERE ticker = %s AND timeframe = '1m'",
                 (ticker,),
             ).fetchall()
-            have = [r[0] for r in rows]
+            have = {r[0] for r in rows}
             expected += len(want)
             stored += len(have)
-            missing += len(want - set(have))
-            extra += len(set(have) - want)
-        dupes = conn.execute(
-            "SELECT count(*) - count(DISTINCT (ticker, timeframe, event_time))"
-            " FROM crypto_aggregates"
+            missing += len(want - have)
+            extra += len(have - want)
+        ledger = conn.execute(
+            "SELECT (SELECT coalesce(sum(row_count), 0) FROM ingest_batches WHERE kind = 'bars'),"
+            " (SELECT count(*) FROM crypto_aggregates), (SELECT count(*) FROM dead_letters)"
         ).fetchone()
+    assert ledger is not None
+    delivered, bars_in_table, dead_letters = (int(v) for v in ledger)
     return {
         "bars_expected": expected,
         "bars_stored": stored,
         "bars_missing": missing,
         "bars_unexpected": extra,
-        "bars_duplicated": int(dupes[0]) if dupes else -1,
+        "bars_duplicated": deliveries_applied_twice(delivered, bars_in_table, dead_letters),
+        "bars_delivered": delivered,
     }
 
 
@@ -316,6 +330,7 @@ def main() -> None:
         [
             ["bars expected / stored",
              f"{figures['bars_expected']:,} / {stored:,}"],
+            ["bars delivered (batch ledger)", f"{figures['bars_delivered']:,}"],
             ["missing / duplicated / unexpected",
              f"{figures['bars_missing']} / {figures['bars_duplicated']} / "
              f"{figures['bars_unexpected']}"],
