@@ -143,6 +143,11 @@ class Settings:
     batch_size: int = 1000
     batch_max_age_ms: int = 20  # measured: p99 exchange -> row 30 ms at 2,000 msg/s (50: 58)
     spool_max_mb: int = 512
+    # The stream worker's journal (workers/journal.py): 'off' leaves writeback to the kernel
+    # (a process death loses nothing, a power loss the last ~30 s not yet sent), 'batch' fsyncs
+    # every item. journal_enabled=False (RRR_JOURNAL=off) is for benchmarks only.
+    journal_fsync: str = "off"
+    journal_enabled: bool = True
     # Longer than any task's hard time limit and retry countdown; also how long a batch a worker
     # held when Redis restarted waits before it is delivered again.
     visibility_timeout_s: int = 600
@@ -254,6 +259,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} must be true or false")
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (_blank_to_none(env.get(name)) or default).lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of: {', '.join(choices)}")
+    return value
+
+
 def _secret(env: Mapping[str, str], *names: str) -> Secret | None:
     for name in names:
         value = _blank_to_none(env.get(name))
@@ -325,6 +337,8 @@ def _build(env: Mapping[str, str], home: Path) -> Settings:
         batch_size=_int(env, "RRR_BATCH_SIZE", 1000),
         batch_max_age_ms=_int(env, "RRR_BATCH_MAX_AGE_MS", 20),
         spool_max_mb=_int(env, "RRR_SPOOL_MAX_MB", 512),
+        journal_fsync=_choice(env, "RRR_JOURNAL_FSYNC", "off", ("off", "batch")),
+        journal_enabled=_bool(env, "RRR_JOURNAL", True),
         visibility_timeout_s=visibility_s,
         task_soft_time_limit_s=soft_s,
         task_time_limit_s=hard_s,

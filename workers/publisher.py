@@ -1,13 +1,20 @@
-"""The stream worker's publisher thread: the only place that waits on the broker.
+"""The stream worker's publisher: every outgoing item journaled on disk, then sent by one thread.
 
-The socket reader puts outgoing items on a bounded queue and goes back to reading. This thread
-sends each one (an ``insert_batch`` task, dead letters, system events, a gap repair request).
-When a send fails (broker unreachable), the item and everything after it go to the disk spool,
-in order; every ``probe_s`` the oldest spooled item is tried again and, once the broker
-answers, the spool is replayed in order before anything new is sent directly. Nothing is
-dropped: when the spool is full this thread stops taking from the queue, the queue fills, and
-the reader blocks, i.e. stops reading the socket (the vendor then buffers, and may drop us as a
-slow consumer; the reconnect's gap repair covers that).
+``put`` runs in the socket-reading thread: it appends the item to the journal
+(``workers.journal``) and queues it, so nothing the reader handed on lives only in memory. This
+thread sends each item (an ``insert_batch`` task, dead letters, system events, a gap repair
+request) and confirms it in the journal once the broker has accepted it.
+
+One mechanism for every reason an item is not confirmed: when a send fails (the broker is down
+or slow) or an earlier item is on disk only (left by the previous run, or dropped from the queue
+meanwhile), this thread stops sending from the queue and publishes from the journal, oldest
+first, retrying every ``probe_s``, until it has caught up with the last append. Nothing is
+dropped: when the journal is full ``put`` waits, i.e. the reader stops reading the socket (the
+vendor then buffers, and may drop us as a slow consumer; the reconnect's gap repair covers it).
+
+A send that fails for any other reason than an unreachable broker (a message the broker or its
+serializer refuses) is retried ``max_attempts`` times with a warning each time, then set aside
+as a dead letter (or, failing that, a file beside the journal), never dropped in silence.
 """
 
 from __future__ import annotations
@@ -19,187 +26,226 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
+import orjson
+import redis.exceptions
+from kombu.exceptions import OperationalError
 
-from rrr.models import Batch, Rejected, SystemEvent
+from rrr.models import Rejected
 from rrr.stats import StreamStats
-from workers.spool import Spool, SpoolFull
+from workers.items import BATCH, DEAD_LETTERS, cap_raw, decode_item, describe, encode_item
+from workers.journal import Journal, JournalFull
 
 log = logging.getLogger(__name__)
 
-# Outgoing item kinds and how each travels through the spool as plain data.
-BATCH, DEAD_LETTERS, EVENTS, REPAIR = "batch", "dead_letters", "events", "repair"
-Item = tuple[str, Any]
 Sender = Callable[[Any], None]
+Queued = tuple[int | None, str, Any]  # journal sequence number (None: no journal), kind, payload
+REMIND_EVERY_S = 30.0  # while the broker stays down, a warning this often
 
 
-def encode_item(kind: str, payload: Any) -> bytes:
-    if kind == BATCH:
-        plain: Any = payload.to_message()
-    elif kind == DEAD_LETTERS:
-        plain = [[r.raw, r.reason, r.kind, r.source] for r in payload]
-    elif kind == EVENTS:
-        plain = [
-            [e.component, e.event_type, e.severity, e.message, e.ts_ms, e.details, e.dedupe_key]
-            for e in payload
-        ]
-    else:
-        plain = payload
-    return msgpack.packb([kind, plain], use_bin_type=True)
-
-
-def decode_item(record: bytes) -> Item:
-    kind, plain = msgpack.unpackb(record, raw=False)
-    if kind == BATCH:
-        return kind, Batch.from_message(plain)
-    if kind == DEAD_LETTERS:
-        return kind, [Rejected(*r) for r in plain]
-    if kind == EVENTS:
-        return kind, [SystemEvent(*e) for e in plain]
-    return kind, plain
+def is_broker_unreachable(exc: BaseException) -> bool:
+    """Errors that mean "try again later", never "this message is bad": kombu wraps the Redis
+    client's connection errors in OperationalError; a raw socket error or timeout is the same."""
+    unreachable = (
+        OperationalError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+    )
+    return isinstance(exc, (*unreachable, OSError, EOFError))
 
 
 class Publisher:
     def __init__(
         self,
         senders: dict[str, Sender],
-        spool: Spool,
+        journal: Journal | None,
         stats: StreamStats,
         now_ms: Callable[[], int],
+        *,
         queue_size: int = 64,
         probe_s: float = 1.0,
         replay_burst: int = 64,
+        max_attempts: int = 5,
+        is_unreachable: Callable[[BaseException], bool] = is_broker_unreachable,
     ) -> None:
         self._senders = senders
-        self._spool = spool
+        self._journal = journal
         self._stats = stats
         self._now_ms = now_ms
-        self._queue: queue.Queue[Item | None] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[Queued] = queue.Queue(maxsize=queue_size)
         self._probe_s = probe_s
         self._replay_burst = replay_burst
-        self._spooling = len(spool) > 0  # an earlier run left records: replay them first
+        self._max_attempts = max_attempts
+        self._is_unreachable = is_unreachable
+        # An earlier run left unconfirmed items: publish them first.
+        self._behind = journal is not None and len(journal) > 0
         self._next_probe = 0.0
+        self._head_failures = 0  # failed sends of the oldest item, the broker being up
+        self._down_since: float | None = None  # when the broker stopped taking items
+        self._next_reminder = 0.0
+        self._gave_up = False  # stopping, and the broker did not take what was left
+        self._journal_full = False
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
-        stats.spool_bytes, stats.spool_max_bytes = spool.size_bytes, spool.max_bytes
+        stats.spool_max_bytes = journal.max_bytes if journal is not None else 0
+        stats.spool_bytes = journal.pending_bytes if journal is not None else 0
 
     def start(self) -> None:
         self._thread.start()
 
     def put(self, kind: str, payload: Any, abandon: Callable[[], bool] = lambda: False) -> bool:
-        """Queue an item; blocks while the queue is full (backpressure on the reader).
+        """Journal an item, then queue it for this thread. Blocks while the journal or the
+        queue is full (backpressure on the reader).
 
-        Returns False only if ``abandon()`` turned true while waiting (shutdown with a dead
-        publisher); the caller then keeps the item."""
-        item = (kind, payload)
+        Returns False only if ``abandon()`` turned true before the item reached the journal
+        (shutdown with a stuck publisher); the caller then keeps the item."""
+        seq = None
+        if self._journal is not None:
+            seq = self._append(encode_item(kind, payload), abandon)
+            if seq is None:
+                return False
+        item = (seq, kind, payload)
         while True:
             try:
                 self._queue.put(item, timeout=0.2)
                 return True
             except queue.Full:
                 if abandon() or not self._thread.is_alive():
-                    return False
+                    return seq is not None  # journaled: the next start publishes it
+
+    def _append(self, record: bytes, abandon: Callable[[], bool]) -> int | None:
+        assert self._journal is not None
+        while True:
+            try:
+                seq = self._journal.append(record)
+            except JournalFull as exc:
+                if not self._journal_full:
+                    self._journal_full = True
+                    log.error("%s; the stream worker stops reading the feed until it drains", exc)
+                if abandon() or not self._thread.is_alive():
+                    return None
+                time.sleep(0.05)
+                continue
+            if self._journal_full:
+                self._journal_full = False
+                log.warning("journal has room again: reading the feed")
+            return seq
 
     def close(self, timeout_s: float = 30.0) -> bool:
-        """Send or spool everything queued, then stop; True if it finished in time."""
-        self._queue.put(None)
+        """Publish what is queued or journaled while the broker takes it, then stop; what it
+        does not take stays in the journal for the next start. True if done in time."""
+        self._stop.set()
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
     @property
     def spooling(self) -> bool:
-        return self._spooling
+        """Publishing from the journal on disk (broker down, or catching up)."""
+        return self._behind
 
     # -- the thread --------------------------------------------------------------------------
 
     def _run(self) -> None:
-        stopping = False
-        while True:
-            item: Item | None
-            try:
-                item = self._queue.get(timeout=self._probe_s / 4 if self._spooling else 0.5)
-            except queue.Empty:
-                item = None
-            else:
-                if item is None:
-                    stopping = True
-            self._stats.publish_queue = self._queue.qsize()
-            if item is not None:
-                self._handle(item)
-            if self._spooling and time.monotonic() >= self._next_probe:
-                self._replay()
-            if stopping and self._queue.empty():
-                # Final attempt at the spool; whatever the broker does not take stays on disk.
-                if self._spooling:
-                    self._replay(final=True)
-                self._spool.close()
-                return
+        try:
+            while not self._may_stop():
+                if self._behind:
+                    self._discard_queued()
+                    if time.monotonic() >= self._next_probe:
+                        self._replay()
+                    else:
+                        self._stop.wait(min(0.05, self._probe_s))
+                else:
+                    self._take_one()
+                self._note_sizes()
+        finally:
+            self._finish()
 
-    def _handle(self, item: Item) -> None:
-        if not self._spooling:
-            error = self._send(item)
+    def _may_stop(self) -> bool:
+        if not self._stop.is_set():
+            return False
+        if self._gave_up:
+            return True
+        return self._queue.empty() and not (self._journal is not None and len(self._journal))
+
+    def _take_one(self) -> None:
+        try:
+            item = self._queue.get(timeout=0.05 if self._stop.is_set() else 0.5)
+        except queue.Empty:
+            if self._journal is not None and len(self._journal):
+                self._behind = True  # items on disk that the queue will not bring
+            return
+        self._stats.publish_queue = self._queue.qsize()
+        seq, kind, payload = item
+        if seq is not None:
+            assert self._journal is not None
+            first = self._journal.first_pending()
+            if first is None or seq < first:
+                return  # published from the journal already
+            if seq > first:  # an older item is on disk only: publish from there, in order
+                self._behind = True
+                self._count_spooled(kind)
+                return
+        while True:
+            error = self._send(kind, payload)
             if error is None:
+                if seq is not None:
+                    self._confirm(seq)
+                self._broker_back()
                 return
-            self._spooling = True
-            self._stats.broker_up = False
-            self._next_probe = time.monotonic() + self._probe_s
-            log.warning(
-                "could not publish (%s: %s): spooling to %s until the broker takes it again",
-                type(error).__name__,
-                error,
-                self._spool.directory,
-            )
-        self._to_spool(item)
+            if not self._failed(kind, payload, error, seq):
+                return  # set aside
+            if seq is not None:
+                self._behind = True  # it waits in the journal
+                self._count_spooled(kind)
+                return
+            if self._gave_up:
+                log.error("LOST: %s (no journal, and the broker is down)", describe(kind, payload))
+                return
+            self._stop.wait(self._probe_s)  # no journal (benchmarks only): hold it and retry
 
-    def _to_spool(self, item: Item) -> None:
-        record = encode_item(*item)
+    def _discard_queued(self) -> None:
+        """While publishing from disk, queued copies only take memory: drop them."""
+        assert self._journal is not None
         while True:
             try:
-                self._spool.append(record)
-                break
-            except SpoolFull as exc:
-                # Stop taking from the queue (the reader then blocks) rather than drop.
-                log.error("%s; the stream worker stops reading the feed until it drains", exc)
-                time.sleep(self._probe_s)
-                self._replay()
-        if item[0] == BATCH:
-            self._stats.batches_spooled += 1
-        self._stats.spool_bytes = self._spool.size_bytes
-
-    def _replay(self, final: bool = False) -> None:
-        """Hand spooled items on, oldest first; stop at the first failure."""
-        sent = 0
-        while final or sent < self._replay_burst:
-            record = self._spool.peek()
-            if record is None:
-                self._spooling = False
-                self._stats.broker_up = True
-                self._stats.spool_bytes = self._spool.size_bytes
-                log.warning("broker back: spool replayed, publishing directly again")
+                seq, kind, _ = self._queue.get_nowait()
+            except queue.Empty:
                 return
+            first = self._journal.first_pending()
+            if first is not None and seq is not None and seq >= first:
+                self._count_spooled(kind)
+
+    def _replay(self) -> None:
+        """Publish journaled items, oldest first, until caught up or a send fails."""
+        assert self._journal is not None
+        for _ in range(self._replay_burst):
+            head = self._journal.peek()
+            if head is None:
+                self._behind = False
+                self._broker_back()
+                return
+            seq, record = head
             try:
-                item = decode_item(record)
-            except Exception as exc:  # a record this version cannot read: keep it aside
-                self._set_aside(record, exc)
-                self._spool.advance()
+                kind, payload = decode_item(record)
+            except Exception as exc:  # a record this version cannot read
+                self._set_aside("record", record, f"unreadable journal record: {exc!r}")
+                self._confirm(seq)
                 continue
-            if self._send(item) is not None:
-                self._next_probe = time.monotonic() + self._probe_s
-                return
-            self._spool.advance()
-            self._stats.spool_bytes = self._spool.size_bytes
-            if item[0] == BATCH:
+            error = self._send(kind, payload)
+            if error is not None:
+                if self._failed(kind, payload, error, seq):
+                    return  # try again after probe_s
+                continue  # set aside and confirmed
+            self._confirm(seq)
+            if kind == BATCH:
                 self._stats.batches_replayed += 1
-            sent += 1
+            if self._down_since is not None:
+                self._broker_back()
 
-    def _send(self, item: Item) -> Exception | None:
-        """None when sent; else why not. Any failure keeps the item (spooled), since the usual
-        one is the broker (kombu/redis OperationalError, ConnectionError, timeouts); anything
-        else is a bug that must not lose data either, and its replay keeps failing loudly."""
-        kind, payload = item
+    def _send(self, kind: str, payload: Any) -> BaseException | None:
+        """None when the broker accepted it; else why not."""
         try:
             self._senders[kind](payload)
         except Exception as exc:
-            log.debug("send of %s failed: %r", kind, exc)
             return exc
         if kind == BATCH:
             self._stats.batches_published += 1
@@ -207,7 +253,114 @@ class Publisher:
             self._stats.sample_lag(payload.kind, payload.rows, self._now_ms())
         return None
 
-    def _set_aside(self, record: bytes, exc: Exception) -> None:
-        path = self._spool.directory / f"unreadable-{time.time_ns()}.bin"
-        path.write_bytes(record)
-        log.error("spool record unreadable (%s); kept in %s", exc, path)
+    def _failed(self, kind: str, payload: Any, error: BaseException, seq: int | None) -> bool:
+        """Note a failed send; True to try again later, False once the item was set aside."""
+        now = time.monotonic()
+        self._next_probe = now + self._probe_s
+        if self._is_unreachable(error):
+            if self._stop.is_set():
+                self._gave_up = True
+            if self._down_since is None:
+                self._down_since, self._next_reminder = now, now + REMIND_EVERY_S
+                self._stats.broker_up = False
+                log.warning(
+                    "could not publish (%s: %s): items wait in the journal%s until the broker "
+                    "takes them again",
+                    type(error).__name__,
+                    error,
+                    f" ({self._journal.directory})" if self._journal is not None else "",
+                )
+            elif now >= self._next_reminder:
+                self._next_reminder = now + REMIND_EVERY_S
+                log.warning(
+                    "broker still unreachable after %.0f s (%s): %d item(s), %.1f MB wait in "
+                    "the journal",
+                    now - self._down_since,
+                    error,
+                    len(self._journal) if self._journal is not None else 0,
+                    self._journal.pending_bytes / 1e6 if self._journal is not None else 0.0,
+                )
+            return True
+        self._head_failures += 1
+        log.warning(
+            "could not publish %s (attempt %d of %d): %r",
+            describe(kind, payload),
+            self._head_failures,
+            self._max_attempts,
+            error,
+        )
+        if self._head_failures < self._max_attempts:
+            return True
+        reason = f"could not be published after {self._head_failures} attempts: {error!r}"
+        self._set_aside(kind, payload, reason)
+        if seq is not None:
+            self._confirm(seq)
+        return False
+
+    def _set_aside(self, kind: str, payload: Any, reason: str) -> None:
+        """An item that can never be sent: a dead letter, or a file if even that fails."""
+        self._head_failures = 0
+        text = orjson.dumps([kind, _plain(payload)], default=repr).decode()
+        letter = Rejected(raw=cap_raw(text), reason=reason, kind=kind, source="stream_worker")
+        if kind != DEAD_LETTERS and self._send(DEAD_LETTERS, [letter]) is None:
+            log.error("set aside as a dead letter: %s; %s", describe_any(kind, payload), reason)
+            return
+        where = "no journal directory to keep it in"
+        if self._journal is not None:
+            path = self._journal.directory / f"unsendable-{time.time_ns()}.json"
+            path.write_text(text)
+            where = f"kept in {path}"
+        log.error("could not set aside %s as a dead letter; %s (%s)", kind, where, reason)
+
+    def _confirm(self, seq: int) -> None:
+        assert self._journal is not None
+        self._journal.confirm(seq)
+        self._head_failures = 0
+
+    def _broker_back(self) -> None:
+        if self._down_since is None:
+            return
+        log.warning(
+            "broker back after %.0f s: journaled items published in order, publishing directly "
+            "again",
+            time.monotonic() - self._down_since,
+        )
+        self._down_since = None
+        self._stats.broker_up = True
+
+    def _count_spooled(self, kind: str) -> None:
+        if kind == BATCH:
+            self._stats.batches_spooled += 1
+
+    def _note_sizes(self) -> None:
+        if self._journal is not None:
+            self._stats.spool_bytes = self._journal.pending_bytes
+
+    def _finish(self) -> None:
+        if self._journal is None:
+            return
+        left = len(self._journal)
+        if left:
+            log.warning(
+                "%d item(s), %.1f MB, not taken by the broker stay in the journal %s; the next "
+                "start publishes them first",
+                left,
+                self._journal.pending_bytes / 1e6,
+                self._journal.directory,
+            )
+        self._note_sizes()
+        self._journal.close()
+
+
+def _plain(payload: Any) -> Any:
+    if isinstance(payload, bytes):
+        return payload.hex()
+    to_message = getattr(payload, "to_message", None)
+    return to_message() if to_message is not None else payload
+
+
+def describe_any(kind: str, payload: Any) -> str:
+    try:
+        return describe(kind, payload)
+    except Exception:
+        return kind

@@ -2,8 +2,9 @@
 
 ``StreamWorker`` is the transport's listener. Its callbacks run in the socket-reading thread
 and never wait on the broker: batches, dead letters, system events and repair requests go to
-the ``Publisher`` queue (``workers.publisher``), which spools to disk while the broker is
-down. Collaborators are injected; ``workers.stream_process`` wires the production ones.
+the ``Publisher`` (``workers.publisher``), which journals each on disk before it is queued and
+confirms it once the broker has it. Collaborators are injected; ``workers.stream_process`` wires
+the production ones.
 
 Gap tracking: when a connection drops, every open buffer is flushed and each ticker's last
 event time noted; the first event per ticker after the reconnect closes its gap, which is
@@ -27,8 +28,9 @@ from rrr.polygon.gaps import Gap, GapTracker
 from rrr.polygon.messages import Status, parse_frame
 from rrr.polygon.stream import FrameData, StreamListener
 from rrr.stats import HEARTBEAT_INTERVAL_S, StreamStats
-from workers.publisher import BATCH, DEAD_LETTERS, EVENTS, REPAIR, Publisher
-from workers.spool import Spool
+from workers.items import BATCH, DEAD_LETTERS, EVENTS, REPAIR, capped
+from workers.journal import Journal
+from workers.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ REPAIR_TASK = "tasks.backfill.repair_gap"
 RESTART_MARGIN_MS = 60_000
 DEAD_LETTER_BATCH = 500  # rejected events are sent in groups of up to this many ...
 DEAD_LETTER_MAX_AGE_MS = 1000  # ... or once the oldest has waited this long
+DEAD_LETTER_MAX_CHARS = 1 << 20  # ... or once their raw text adds up to this much
 SHUTDOWN_PUT_WAIT_S = 10.0  # at shutdown, how long to wait for room in the publisher queue
 _ACK = "success"  # status of a subscription acknowledgement
 
@@ -60,7 +63,7 @@ class StreamWorker:
         send_dead_letters: Callable[[list[Rejected]], None],
         record_events: Callable[[list[SystemEvent]], None],
         request_repair: Callable[..., None],
-        spool: Spool,
+        journal: Journal | None,
         tickers: Sequence[str],
         source: str = "polygon",
         stats: StreamStats | None = None,
@@ -86,7 +89,7 @@ class StreamWorker:
                 EVENTS: record_events,
                 REPAIR: lambda request: request_repair(**request),
             },
-            spool,
+            journal,
             self.stats,
             clock.now_ms,
         )
@@ -100,6 +103,7 @@ class StreamWorker:
         self._watching_since_ms = 0
         self._others: list[Any] = []  # statuses and rejected events of the current frame
         self._rejected: list[Rejected] = []
+        self._rejected_chars = 0
         self._rejected_since_ms = 0
         self._stopping = False
         self._stopping_since = 0.0
@@ -133,7 +137,7 @@ class StreamWorker:
         self._emit(self._batcher.flush())
         self._send_dead_letters()
         if not self._publisher.close():
-            log.error("publisher did not finish in time; unsent items are in the spool or lost")
+            log.error("publisher did not finish in time; what it did not send is in the journal")
         self.stats.connected = False
         self.stats.stopped_ms = self._clock.now_ms()
         self._done.set()
@@ -198,6 +202,7 @@ class StreamWorker:
             self._publish(BATCH, batch)
         if self._rejected and (
             len(self._rejected) >= DEAD_LETTER_BATCH
+            or self._rejected_chars >= DEAD_LETTER_MAX_CHARS
             or self._clock.now_ms() - self._rejected_since_ms >= DEAD_LETTER_MAX_AGE_MS
         ):
             self._send_dead_letters()
@@ -207,7 +212,9 @@ class StreamWorker:
             if type(e) is Rejected:
                 if not self._rejected:
                     self._rejected_since_ms = now_ms
+                e = capped(e)
                 self._rejected.append(e)
+                self._rejected_chars += len(e.raw)
                 self.stats.rejected += 1
             elif type(e) is Status:
                 self.stats.statuses += 1
@@ -218,6 +225,11 @@ class StreamWorker:
                     details = {"status": e.status, "message": e.message}
                     self._event("vendor_status", "warning", f"{e.status}: {e.message}", details)
         others.clear()
+        if (
+            len(self._rejected) >= DEAD_LETTER_BATCH
+            or self._rejected_chars >= DEAD_LETTER_MAX_CHARS
+        ):
+            self._send_dead_letters()
 
     def _repair(self, gaps: list[Gap]) -> None:
         now = self._clock.now_ms()
@@ -250,7 +262,7 @@ class StreamWorker:
 
     def _send_dead_letters(self) -> None:
         if self._rejected:
-            rejected, self._rejected = self._rejected, []
+            rejected, self._rejected, self._rejected_chars = self._rejected, [], 0
             log.warning("%d event(s) rejected, e.g. %s", len(rejected), rejected[0].reason)
             self._publish(DEAD_LETTERS, rejected)
 

@@ -2,8 +2,10 @@
 
 Production wiring: batches as ``tasks.ingest.insert_batch`` tasks on the ``ingest`` queue, dead
 letters and system events as ``tasks.ingest`` tasks, gap repairs as ``tasks.backfill.repair_gap``
-on ``backfill``; heartbeat and stats in the broker's Redis; the spool under ``var/spool``.
-SIGTERM and SIGINT flush the open batch and exit 0.
+on ``backfill``; heartbeat and stats in the broker's Redis; the journal under ``var/journal``.
+SIGTERM and SIGINT drain: frames already read are delivered, the open batch is closed, what is
+queued is published (or stays journaled), the WebSocket close handshake is done, exit 0. A
+second signal exits at once; the journal still holds every item handed on.
 
 Every task is sent by name (``send_task``) through a Celery app configured from
 ``celeryconfig``, so this process never imports the task modules: they load the stores and
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 from types import FrameType
 from typing import Any
@@ -28,7 +31,7 @@ from rrr.errors import ConfigError
 from rrr.models import SOURCE_POLYGON, SOURCE_SIMULATOR, Batch, Rejected, SystemEvent
 from rrr.polygon.stream import PolygonStream
 from rrr.stats import StreamStats, load_last_seen, publish_stats, save_last_seen
-from workers.spool import Spool
+from workers.journal import Journal, adopt_spool
 from workers.stream import REPAIR_TASK, StreamWorker
 
 log = logging.getLogger(__name__)
@@ -126,7 +129,7 @@ def build_worker(
         send_dead_letters=outbox.send_dead_letters,
         record_events=outbox.record_events,
         request_repair=outbox.request_repair,
-        spool=Spool(settings.var_dir / "spool", settings.spool_max_mb * 1_000_000),
+        journal=open_journal(settings),
         tickers=settings.tickers,
         source=source,
         stats=StreamStats(url=settings.polygon_ws_url, started_ms=clock.now_ms()),
@@ -136,6 +139,21 @@ def build_worker(
         max_messages=max_messages,
         max_seconds=max_seconds,
     )
+
+
+def open_journal(settings: Settings) -> Journal | None:
+    """The journal under var/journal (with what an older version's var/spool still held), or
+    None with RRR_JOURNAL=off: for benchmarks only, a kill then loses what was in memory."""
+    if not settings.journal_enabled:
+        log.warning("RRR_JOURNAL=off: nothing is journaled; a kill or a broker outage loses data")
+        return None
+    journal = Journal(
+        settings.var_dir / "journal",
+        settings.spool_max_mb * 1_000_000,
+        fsync=settings.journal_fsync,
+    )
+    adopt_spool(settings.var_dir / "spool", journal)
+    return journal
 
 
 def previous_last_seen(client: redis.Redis) -> dict[str, int]:
@@ -162,8 +180,17 @@ def run_stream(
     """Run until SIGTERM/SIGINT or a bound; raises VendorAuthError on a refused key."""
     worker = build_worker(settings, max_messages, max_seconds)
 
+    signalled: list[int] = []
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s: flushing the open batch and stopping", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if signalled:
+            # Everything handed on is in the journal already; the next start publishes it.
+            log.warning("second signal (%s): exiting now, unconfirmed items stay journaled", name)
+            logging.shutdown()
+            os._exit(128 + signum)
+        signalled.append(signum)
+        log.info("%s: draining (frames read, open batch, queue), then stopping", name)
         worker.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -178,7 +205,7 @@ def run_stream(
     )
     worker.run()
     log.info(
-        "stream worker stopped: %d messages, %d batches published, %d spooled",
+        "stream worker stopped: %d messages, %d batches published, %d waited in the journal",
         worker.stats.messages,
         worker.stats.batches_published,
         worker.stats.batches_spooled,

@@ -1,5 +1,5 @@
 """StreamWorker with injected collaborators: a scripted transport (what httpx calls a mock
-transport), ``list.append`` for every sender, a frozen clock and a spool in tmp_path."""
+transport), ``list.append`` for every sender, a frozen clock and a journal in tmp_path."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from rrr.clock import FrozenClock
 from rrr.errors import VendorAuthError
 from rrr.models import Batch, Rejected, SystemEvent, Trade
 from rrr.polygon.stream import StreamListener
-from workers.spool import Spool
+from workers.items import RAW_CAP_CHARS
+from workers.journal import Journal
 from workers.stream import StreamWorker
 
 T0 = 1_700_000_000_000
@@ -66,7 +67,7 @@ class Harness:
             send_dead_letters=self.dead.append,
             record_events=self.events.extend,
             request_repair=lambda **request: self.repairs.append(request),
-            spool=Spool(tmp_path / "spool", 1_000_000),
+            journal=Journal(tmp_path / "journal", 1_000_000),
             tickers=["X:BTCUSD", "X:ETHUSD"],
             source="simulator",
             **options,
@@ -169,3 +170,28 @@ def test_a_refused_key_is_recorded_and_raised(tmp_path: Path) -> None:
     with pytest.raises(VendorAuthError):
         h.worker.run()
     assert [(e.event_type, e.severity) for e in h.events] == [("auth_failed", "critical")]
+
+
+def test_a_huge_rejected_frame_becomes_a_capped_dead_letter(tmp_path: Path) -> None:
+    """Edge case (b): a dead letter's raw text is capped (its length noted), so one 2 MB frame
+    the parser refuses can never outgrow the journal and wedge the publisher."""
+    huge = {"ev": "XZ", "junk": "x" * 2_000_000}
+    h = Harness(tmp_path, [lambda listener: listener.on_connected(), frame(huge, xt(1))])
+    h.stream.script.append(lambda _: h.worker.stop())
+    h.worker.run()
+    ((letter,),) = h.dead
+    assert letter.reason == "unknown event 'XZ'"
+    assert len(letter.raw) < RAW_CAP_CHARS + 100
+    assert letter.raw.startswith('{"ev":"XZ","junk":"xxx')
+    assert letter.raw.endswith("[truncated: 2,000,021 characters in all]")
+    assert len(h.rows()) == 1
+
+
+def test_everything_handed_on_is_confirmed_in_the_journal(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [lambda listener: listener.on_connected()], size=2)
+    h.stream.script += [frame(xt(n)) for n in range(7)] + [lambda _: h.worker.stop()]
+    h.worker.run()
+    assert len(h.rows()) == 7
+    journal = Journal(tmp_path / "journal", 1_000_000)  # the worker closed and unlocked it
+    assert len(journal) == 0 and not list((tmp_path / "journal").glob("*.seg"))
+    journal.close()
