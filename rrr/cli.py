@@ -207,6 +207,8 @@ def quality(
         table.add_row(severity, i.check, i.ticker, window, i.message)
     out = Console()
     out.print(table if issues else "no issues found")
+    for ticker, minutes in validator.minute_counts.items():
+        out.print(f"missing minutes {ticker}: {minutes.describe()}")
     counts = {s: sum(i.severity == s for i in issues) for s in colours}
     out.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "all checks passed")
     if counts["critical"]:
@@ -459,9 +461,10 @@ def status() -> None:
     from rrr.broker import resolve_redis_url
     from rrr.broker_persistence import probe_persistence
     from rrr.clock import now_ms
+    from rrr.quality.validator import DataQualityValidator
     from rrr.stats import get_stats
     from rrr.storage import open_store_from_settings
-    from rrr.storage.base import TABLES
+    from rrr.storage.base import POISON_KIND, TABLES
 
     settings = load_settings()
     configure_logging(settings, to_file=False)
@@ -513,6 +516,15 @@ def status() -> None:
         store = open_store_from_settings(settings)
         for name in TABLES:
             table.add_row(f"rows {name}", f"{store.count_rows(name):,}")
+        quality = DataQualityValidator(store, settings)
+        quality.validate_recent_data(lookback_hours=24)
+        for ticker, minutes in quality.minute_counts.items():
+            table.add_row(f"missing minutes 24h {ticker}", minutes.describe())
+        poison = store.count_dead_letters(POISON_KIND)
+        colour = "red" if poison else "green"
+        table.add_row(
+            "poison messages", f"[{colour}]{poison:,}[/] (set aside after every delivery failed)"
+        )
         store.close()
     except RrrError as exc:
         table.add_row("database", f"[red]unreachable[/]: {exc}")

@@ -32,6 +32,7 @@ from celery.worker.request import Request
 
 from rrr.errors import StorageError, is_transient
 from rrr.models import Rejected, raw_text, shown
+from rrr.storage.base import POISON_KIND
 from tasks.resources import retry_countdown_s, store
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ DELIVERIES_KEY = "rrr:deliveries:{task_id}"
 # Kept well past the visibility timeout and any backoff, so a count survives between
 # deliveries; gone by itself after a week, like the batch ids (tasks.ingest).
 DELIVERIES_TTL_S = 7 * 86_400
-POISON_KIND = "poison"
 # Celery's retry count never ends these retries (its ``max_retries=None`` means "the task's
 # default", not "no limit"): the delivery count above is the limit for unexpected errors, and a
 # soft time limit or a store outage is retried for as long as it lasts.

@@ -57,6 +57,11 @@ KIND_TABLES = {
 }
 
 
+# The dead-letter kind of a message set aside after MAX_DELIVERIES failed deliveries
+# (tasks/delivery.py); rrr status counts them.
+POISON_KIND = "poison"
+
+
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     batch_id: str
@@ -106,6 +111,11 @@ class Store(Protocol):
         ...
 
     def count_rows(self, table: str) -> int: ...
+
+    def count_dead_letters(self, kind: str) -> int:
+        """Dead letters of one kind (``poison``: messages set aside after every delivery failed,
+        tasks/delivery.py), for ``rrr status``."""
+        ...
 
     def prune_ingest_batches(self, older_than_ms: int) -> int | None:
         """Forget batch ids applied before ``older_than_ms`` (how many, when the store can

@@ -493,6 +493,9 @@ class PostgresStore:
     def count_rows(self, table: str) -> int:
         return int(self._query(f"SELECT COUNT(*) FROM {check_table(table)}")[0][0])
 
+    def count_dead_letters(self, kind: str) -> int:
+        return int(self._query("SELECT COUNT(*) FROM dead_letters WHERE kind = %s", (kind,))[0][0])
+
     # -- backfill chunks (rrr/backfill/chunks.py) ------------------------------------------
     # One statement per change: a claim is a single UPDATE, so under READ COMMITTED the
     # second of two concurrent claims re-checks the row after the first commits and loses.

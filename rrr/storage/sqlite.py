@@ -389,6 +389,9 @@ class SqliteStore:
     def count_rows(self, table: str) -> int:
         return int(self._query(f"SELECT COUNT(*) FROM {check_table(table)}")[0][0])
 
+    def count_dead_letters(self, kind: str) -> int:
+        return int(self._query("SELECT COUNT(*) FROM dead_letters WHERE kind = ?", (kind,))[0][0])
+
     # -- backfill chunks (rrr/backfill/chunks.py) ------------------------------------------
     # Times are INTEGER ms here. Each change is one statement in its own IMMEDIATE
     # transaction, so a claim is atomic across processes: one UPDATE decides the winner.

@@ -343,6 +343,10 @@ class SupabaseStore:
         query = self._rest.from_(check_table(table)).select("*", count=CountMethod.exact, head=True)
         return int(self._execute(f"count {table}", query).count or 0)
 
+    def count_dead_letters(self, kind: str) -> int:
+        query = self._rest.from_("dead_letters").select("*", count=CountMethod.exact, head=True)
+        return int(self._execute("count dead letters", query.eq("kind", kind)).count or 0)
+
     # -- backfill chunks (rrr/backfill/chunks.py) ------------------------------------------
     def upsert_chunks(self, chunks: list[Chunk]) -> int:
         step = self.max_rows_per_request

@@ -7,9 +7,11 @@ and counts what ends up in the tables and what is left in the broker."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from celery import Celery
 from rrr.clock import now_ms
 from rrr.models import Bar, Batch, Trade
 from rrr.storage import Store, open_store
-from tests.conftest import IN_CI, WorkerProcess, wait_drained
+from tests.conftest import IN_CI, ROOT, WorkerProcess, pipeline_env, wait_drained
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
@@ -212,7 +214,11 @@ def test_a_soft_time_limit_is_retried_never_dead_lettered(
 
 
 def test_a_message_that_kills_its_process_becomes_poison_after_five_deliveries(
-    pg_url: str, redis_url: str, start_worker: Callable[..., WorkerProcess], producer: Celery
+    tmp_path: Path,
+    pg_url: str,
+    redis_url: str,
+    start_worker: Callable[..., WorkerProcess],
+    producer: Celery,
 ) -> None:
     """The pool process is killed (as the OOM killer would) in each of five deliveries: the
     sixth sets the message aside as poison, whole, and acks it; the next batch is stored."""
@@ -234,6 +240,16 @@ def test_a_message_that_kills_its_process_becomes_poison_after_five_deliveries(
     (raw,) = query(pg_url, "SELECT raw FROM dead_letters")[0]
     assert '"id":"killer"' in raw.replace(" ", "") and task_id in raw
     assert client.exists(key) == 0
+    status = subprocess.run(
+        [sys.executable, "-m", "rrr.cli", "status"],
+        cwd=ROOT,
+        env={**pipeline_env(tmp_path, redis_url, pg_url), "COLUMNS": "300"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    assert re.search(r"poison messages[\s│]+1 \(set aside", status.stdout), status.stdout
     send_batch(producer, Batch("after", "trades", trades("after", 10)))
     wait_drained(redis_url, 60)
     assert store.count_rows("crypto_trades") == 10

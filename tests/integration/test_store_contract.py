@@ -428,3 +428,13 @@ def test_one_refused_letter_never_takes_its_companions_with_it(
     assert "cut to the first 65536 of 200000 characters" in original_text(cut[2], cut[4])
     assert "Reason given: too long for this database" in original_text(cut[2], cut[4])
     assert store.count_rows("dead_letters") == 3
+
+
+def test_dead_letters_are_counted_by_kind(store: Store) -> None:
+    from rrr.models import Rejected
+
+    letters = [Rejected("{}", f"poison {n}", "poison") for n in range(2)]
+    store.add_dead_letters([*letters, Rejected("{}", "a bad trade", "trades")])
+    assert store.count_dead_letters("poison") == 2
+    assert store.count_dead_letters("trades") == 1
+    assert store.count_dead_letters("quotes") == 0
