@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rrr.quality.gaps import check_stale_feed, find_gaps
+from rrr.quality.gaps import (
+    check_stale_feed,
+    classify_missing,
+    find_gaps,
+    gap_issues,
+    unverified_issues,
+)
 from rrr.quality.integrity import check_crossed_quotes, check_duplicate_bars, check_nulls
 from rrr.quality.issues import (
     CHECK_SEVERITY,
@@ -217,16 +223,23 @@ def run_all_checks(
     last_data_ms: int | None = None,
     stream_connected: bool | None = None,
     disconnects: Sequence[tuple[int, int]] = (),
+    rest_answered: Sequence[tuple[int, int]] = (),
     thresholds: QualityThresholds = DEFAULT_THRESHOLDS,
 ) -> list[QualityIssue]:
     """Every check over one ticker's window [start_ms, now_ms).
 
     ``bars`` may start up to ``thresholds.warmup_ms`` earlier (history for the first bars'
     previous close and volume average); only bars from ``start_ms`` are reported.
+    ``rest_answered``: windows a REST repair covered after they closed (their missing minutes
+    are confirmed quiet; any other missing minute without evidence is unverified).
     """
     window = (start_ms, now_ms)
     in_window = bars[bars["start_ms"] >= start_ms]
     unique = ordered_bars(bars)
+    missing = classify_missing(
+        bars, trades, start_ms, now_ms - thresholds.settle_ms, disconnects, rest_answered,
+        thresholds,
+    )  # fmt: skip
     issues = [
         *check_nulls(ticker, "bars", in_window, window, thresholds),
         *check_nulls(ticker, "trades", trades, window, thresholds),
@@ -237,9 +250,8 @@ def run_all_checks(
         *check_volume_spikes(ticker, unique, thresholds, since_ms=start_ms),
         *check_return_zscores(ticker, unique, thresholds, since_ms=start_ms),
         *check_crossed_quotes(ticker, quotes, thresholds),
-        *find_gaps(
-            ticker, bars, trades, start_ms, now_ms - thresholds.settle_ms, disconnects, thresholds
-        ),
+        *gap_issues(ticker, missing),
+        *unverified_issues(ticker, missing),
         *check_stale_feed(ticker, last_data_ms, now_ms, stream_connected, thresholds),
     ]
     return issues

@@ -1,19 +1,24 @@
-"""Findings <-> system events, pure: the dedupe key, the event a finding becomes, and which
-findings a store already holds."""
+"""Findings <-> system events, pure: the dedupe key, the event a finding becomes, which
+findings a store already holds, and the notes on unverified minutes sent to REST."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import pandas as pd
 
 from rrr.models import SystemEvent
 from rrr.quality.issues import GAP, QualityIssue
+from rrr.quality.verify import VerifyRequest
 
 COMPONENT = "data_quality_validator"
 REPAIR_REQUESTED = "repair_requested"
 GAP_REPAIRED = "gap_repaired"
+VERIFY_REQUESTED = "verify_requested"  # unverified minutes sent to REST (via repair_gap)
+MINUTES_VERIFIED = "minutes_verified"  # REST answered: repaired or confirmed quiet
+FOLLOW_UPS = frozenset({REPAIR_REQUESTED, GAP_REPAIRED, VERIFY_REQUESTED, MINUTES_VERIFIED})
 
 
 def issue_key(issue: QualityIssue) -> str:
@@ -112,3 +117,84 @@ def follow_up_event(
         },
         dedupe_key=f"{event_type}:{gap_key}",
     )
+
+
+def request_key(event_type: str, ticker: str, window: tuple[int, int]) -> str:
+    """One event per (ticker, window): asking again, or confirming again, stores nothing."""
+    return f"{event_type}:{ticker}:{window[0]}:{window[1]}"
+
+
+def verify_requested_event(request: VerifyRequest, now_ms: int) -> SystemEvent:
+    """REST was asked about ``request``'s unverified minutes (through ``repair_gap``)."""
+    s, e = request.window
+    return SystemEvent(
+        component=COMPONENT,
+        event_type=VERIFY_REQUESTED,
+        severity="info",
+        message=f"{request.ticker}: {request.minutes} unverified minute(s) sent to REST "
+        f"in one request of {(e - s) // 60_000} min",
+        ts_ms=now_ms,
+        details={
+            "ticker": request.ticker,
+            "window_start_ms": s,
+            "window_end_ms": e,
+            "runs": [list(run) for run in request.runs],
+            "unverified_minutes": request.minutes,
+        },
+        dedupe_key=request_key(VERIFY_REQUESTED, request.ticker, request.window),
+    )
+
+
+def minutes_verified_event(
+    request: VerifyRequest, repaired: int, answer: dict[str, Any], now_ms: int
+) -> SystemEvent:
+    """REST answered ``request``: ``repaired`` of its minutes have bars now, the rest had none
+    at the vendor (confirmed quiet). Counts the repair reported (bars, trades) are kept."""
+    s, e = request.window
+    quiet = request.minutes - repaired
+    counts = {
+        k: v
+        for k, v in answer.items()
+        if isinstance(v, int) and not isinstance(v, bool) and not k.endswith("_ms")
+    }
+    return SystemEvent(
+        component=COMPONENT,
+        event_type=MINUTES_VERIFIED,
+        severity="info",
+        message=f"{request.ticker}: REST answered for {request.minutes} unverified minute(s): "
+        f"{repaired} repaired, {quiet} confirmed quiet",
+        ts_ms=now_ms,
+        details={
+            "ticker": request.ticker,
+            "window_start_ms": s,
+            "window_end_ms": e,
+            "runs": [list(run) for run in request.runs],
+            "repaired_minutes": repaired,
+            "quiet_minutes": quiet,
+            "repair": counts,
+        },
+        dedupe_key=request_key(MINUTES_VERIFIED, request.ticker, request.window),
+    )
+
+
+def recorded_requests(events: pd.DataFrame) -> dict[str, list[VerifyRequest]]:
+    """{ticker: [VerifyRequest]} from the ``verify_requested`` events in ``events``."""
+    out: dict[str, list[VerifyRequest]] = {}
+    if events.empty:
+        return out
+    for details in events[events["event_type"] == VERIFY_REQUESTED]["details"].tolist():
+        try:
+            ticker = str(details["ticker"])
+            window = (int(details["window_start_ms"]), int(details["window_end_ms"]))
+            runs = tuple((int(s), int(e)) for s, e in details["runs"])
+        except (KeyError, TypeError, ValueError):
+            continue  # not one of ours: it asks nothing
+        out.setdefault(ticker, []).append(VerifyRequest(ticker, window, runs))
+    return out
+
+
+def recorded_verdicts(events: pd.DataFrame) -> set[str]:
+    """Dedupe keys of the ``minutes_verified`` events in ``events``."""
+    if events.empty:
+        return set()
+    return set(events[events["event_type"] == MINUTES_VERIFIED]["dedupe_key"].tolist())

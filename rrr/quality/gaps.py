@@ -1,20 +1,34 @@
 """Missing data: gaps in 1-minute bars, told apart from quiet minutes, and a stale feed. Pure.
 
 Venue fact: Polygon/Massive sends no minute aggregate for a minute without trades, so a missing
-bar alone proves nothing. A missing minute is a *gap* only with evidence that data existed:
-trades stored for that minute, or the stream was disconnected then (the stream worker's
-system_events). Otherwise it is *quiet* and not an issue.
+bar alone proves nothing either way. Each missing minute is one of:
+
+- a *gap*: evidence that data existed (trades stored for that minute, or the stream was
+  disconnected then, from the stream worker's system_events);
+- *confirmed quiet*: REST was asked about the minute after it closed and had no bar for it
+  (a ``gap_repaired`` answer covering it);
+- *unverified*: neither. A missing minute is never called quiet without that REST answer: a
+  2-hour hole while the stream said "connected" and no trades were stored looks exactly like
+  two quiet hours until the vendor is asked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from rrr.quality.issues import CHECK_SEVERITY, GAP, STALE_FEED, QualityIssue, QualityThresholds
+from rrr.quality.issues import (
+    CHECK_SEVERITY,
+    GAP,
+    STALE_FEED,
+    UNVERIFIED,
+    QualityIssue,
+    QualityThresholds,
+)
 from rrr.symbols import SymbolError, pair_to_ticker
 
 DEFAULT_THRESHOLDS = QualityThresholds()
@@ -61,6 +75,124 @@ def missing_minute_runs(
     return [((first + a) * bar_ms, (first + b) * bar_ms) for a, b in true_runs(~present)]
 
 
+def window_mask(windows: Sequence[tuple[int, int]], first: int, n: int, bar_ms: int) -> np.ndarray:
+    """True for each of the n minutes from minute ``first`` that a [start_ms, end_ms) window
+    touches (a handful of windows, not rows)."""
+    mask = np.zeros(n, dtype=bool)
+    for start_ms, end_ms in windows:
+        lo = max(start_ms // bar_ms - first, 0)
+        hi = min(-(-end_ms // bar_ms) - first, n)  # every minute the window touches
+        if hi > lo:
+            mask[lo:hi] = True
+    return mask
+
+
+@dataclass(frozen=True, slots=True)
+class MissingMinutes:
+    """Per-minute facts over minutes [first, first + n) (minute numbers: epoch ms // bar_ms)."""
+
+    first: int
+    bar_ms: int
+    present: np.ndarray  # a bar is stored
+    traded: np.ndarray  # trades are stored
+    disconnected: np.ndarray  # the stream was down during (part of) the minute
+    rest_answered: np.ndarray  # a REST repair covered the minute after it closed
+
+    @property
+    def gap(self) -> np.ndarray:
+        return ~self.present & (self.traded | self.disconnected)
+
+    @property
+    def confirmed_quiet(self) -> np.ndarray:
+        return ~self.present & ~(self.traded | self.disconnected) & self.rest_answered
+
+    @property
+    def unverified(self) -> np.ndarray:
+        return ~self.present & ~(self.traded | self.disconnected) & ~self.rest_answered
+
+    def window(self, a: int, b: int) -> tuple[int, int]:
+        """Index range [a, b) as [start_ms, end_ms)."""
+        return (self.first + a) * self.bar_ms, (self.first + b) * self.bar_ms
+
+
+def classify_missing(
+    bars: pd.DataFrame,
+    trades: pd.DataFrame,
+    start_ms: int,
+    end_ms: int,
+    disconnects: Sequence[tuple[int, int]] = (),
+    rest_answered: Sequence[tuple[int, int]] = (),
+    thresholds: QualityThresholds = DEFAULT_THRESHOLDS,
+) -> MissingMinutes:
+    """The whole minutes of [start_ms, end_ms), each with what is known about it.
+
+    ``disconnects`` are [(start_ms, end_ms)] windows when the stream was down; ``rest_answered``
+    the windows a REST repair fetched after they had closed (minutes it left without a bar had
+    none at the vendor).
+    """
+    bar_ms = thresholds.bar_ms
+    first, stop = _minute_span(start_ms, end_ms, bar_ms)
+    n = max(stop - first, 0)
+    return MissingMinutes(
+        first=first,
+        bar_ms=bar_ms,
+        present=_minute_mask(bars["start_ms"], first, n, bar_ms),
+        traded=_minute_mask(trades["ts_ms"], first, n, bar_ms),
+        disconnected=window_mask(disconnects, first, n, bar_ms),
+        rest_answered=window_mask(rest_answered, first, n, bar_ms),
+    )
+
+
+def gap_issues(ticker: str, minutes: MissingMinutes) -> list[QualityIssue]:
+    """One ``gap`` issue per run of consecutive missing minutes with evidence of data."""
+    issues = []
+    for a, b in true_runs(minutes.gap):
+        evidence = [
+            name
+            for name, mask in (("trades", minutes.traded), ("disconnected", minutes.disconnected))
+            if mask[a:b].any()
+        ]
+        start, end = minutes.window(a, b)
+        issues.append(
+            QualityIssue(
+                check=GAP,
+                severity=CHECK_SEVERITY[GAP],
+                ticker=ticker,
+                window_start_ms=start,
+                window_end_ms=end,
+                message=f"{b - a} minute bar(s) missing; "
+                + " and ".join(EVIDENCE_TEXT[e] for e in evidence),
+                details={
+                    "missing_minutes": b - a,
+                    "minutes_with_trades": int(minutes.traded[a:b].sum()),
+                    "evidence": evidence,
+                },
+            )
+        )
+    return issues
+
+
+def unverified_issues(ticker: str, minutes: MissingMinutes) -> list[QualityIssue]:
+    """One ``unverified_minutes`` issue per run of missing minutes with no evidence either way:
+    not a proven gap, not yet confirmed quiet by REST."""
+    issues = []
+    for a, b in true_runs(minutes.unverified):
+        start, end = minutes.window(a, b)
+        issues.append(
+            QualityIssue(
+                check=UNVERIFIED,
+                severity=CHECK_SEVERITY[UNVERIFIED],
+                ticker=ticker,
+                window_start_ms=start,
+                window_end_ms=end,
+                message=f"{b - a} minute bar(s) missing, no trades stored and no disconnect "
+                "recorded: gap or quiet is unverified until REST answers",
+                details={"missing_minutes": b - a},
+            )
+        )
+    return issues
+
+
 def find_gaps(
     ticker: str,
     bars: pd.DataFrame,
@@ -75,45 +207,8 @@ def find_gaps(
     ``end_ms`` should be ``now_ms - thresholds.settle_ms``: the newest minutes may still be on
     their way. ``disconnects`` are [(start_ms, end_ms)] windows when the stream was down.
     """
-    bar_ms = thresholds.bar_ms
-    first, stop = _minute_span(start_ms, end_ms, bar_ms)
-    n = stop - first
-    if n <= 0:
-        return []
-    present = _minute_mask(bars["start_ms"], first, n, bar_ms)
-    traded = _minute_mask(trades["ts_ms"], first, n, bar_ms)
-    disconnected = np.zeros(n, dtype=bool)
-    for down_ms, up_ms in disconnects:  # a handful of windows, not rows
-        lo = max(down_ms // bar_ms - first, 0)
-        hi = min(-(-up_ms // bar_ms) - first, n)  # every minute the window touches
-        if hi > lo:
-            disconnected[lo:hi] = True
-    gap = ~present & (traded | disconnected)
-    issues = []
-    for a, b in true_runs(gap):
-        evidence = [
-            name
-            for name, mask in (("trades", traded), ("disconnected", disconnected))
-            if mask[a:b].any()
-        ]
-        minutes = b - a
-        issues.append(
-            QualityIssue(
-                check=GAP,
-                severity=CHECK_SEVERITY[GAP],
-                ticker=ticker,
-                window_start_ms=(first + a) * bar_ms,
-                window_end_ms=(first + b) * bar_ms,
-                message=f"{minutes} minute bar(s) missing; "
-                + " and ".join(EVIDENCE_TEXT[e] for e in evidence),
-                details={
-                    "missing_minutes": minutes,
-                    "minutes_with_trades": int(traded[a:b].sum()),
-                    "evidence": evidence,
-                },
-            )
-        )
-    return issues
+    minutes = classify_missing(bars, trades, start_ms, end_ms, disconnects, (), thresholds)
+    return gap_issues(ticker, minutes)
 
 
 def check_stale_feed(

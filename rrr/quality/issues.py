@@ -19,6 +19,9 @@ CROSSED_QUOTE = "crossed_quote"
 STALE_FEED = "stale_feed"
 DUPLICATE_BAR = "duplicate_bar"
 NULL_FIELD = "null_field"
+# Missing minutes with no evidence either way (see rrr.quality.gaps): reported, and checked
+# against REST, never recorded as a finding of their own.
+UNVERIFIED = "unverified_minutes"
 
 # Critical: data an algorithm would trade on and lose money (a fake 40% move, an impossible bar),
 # or a live feed silently dead. Error: wrong or missing data that is not obviously tradeable
@@ -34,6 +37,7 @@ CHECK_SEVERITY: dict[str, Severity] = {
     STALE_FEED: "critical",
     DUPLICATE_BAR: "error",
     NULL_FIELD: "error",
+    UNVERIFIED: "warning",  # maybe a gap, maybe a quiet spell: REST will tell
 }
 CHECKS: tuple[str, ...] = tuple(CHECK_SEVERITY)
 SEVERITY_ORDER: dict[str, int] = {"critical": 0, "error": 1, "warning": 2, "info": 3}
@@ -55,6 +59,12 @@ class QualityThresholds:
     # A minute's bar arrives a few seconds after the minute closes; minutes newer than this are
     # not judged missing yet.
     settle_ms: int = 2 * 60_000
+    # Unverified minutes go to REST in as few requests as a page allows: one aggregates page
+    # holds 50,000 minute bars. Runs closer than ``repair_merge_ms`` share a request; farther
+    # apart, the bars (and, since repairs fetch them too, trades) between them would cost more
+    # pages than a second request.
+    repair_page_minutes: int = 50_000
+    repair_merge_ms: int = 60 * 60_000
 
     @property
     def warmup_ms(self) -> int:

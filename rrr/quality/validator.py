@@ -1,5 +1,6 @@
 """DataQualityValidator: the checks over a store's recent data, each finding recorded once as a
-system event, gap repairs requested once, and repaired gaps noted.
+system event, gap repairs requested once, repaired gaps noted, and unverified minutes sent to
+REST (through ``repair_gap``) once, their answer recorded (rrr.quality.verify).
 
 The original system's usage keeps working::
 
@@ -7,7 +8,8 @@ The original system's usage keeps working::
 
 Repairs are requested through an injected ``enqueue_repair(ticker, start_ms, end_ms)`` callable
 (the Celery task passes one that sends ``tasks.backfill.repair_gap``), so this module knows
-nothing of Celery.
+nothing of Celery. After each validation, ``minute_counts`` holds each ticker's missing minutes
+by what is known of them: confirmed quiet, repaired, open (unverified or awaiting repair).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -26,14 +28,36 @@ from rrr.quality.checks import run_all_checks
 from rrr.quality.events import (
     COMPONENT,
     GAP_REPAIRED,
+    MINUTES_VERIFIED,
     REPAIR_REQUESTED,
     follow_up_event,
     issue_event,
     known_windows,
+    minutes_verified_event,
+    recorded_requests,
+    recorded_verdicts,
+    request_key,
+    subtract_windows,
     unrecorded,
+    verify_requested_event,
 )
-from rrr.quality.gaps import disconnect_windows, missing_minute_runs, stream_connected_from_events
-from rrr.quality.issues import GAP, SEVERITY_ORDER, QualityIssue, QualityThresholds
+from rrr.quality.gaps import (
+    classify_missing,
+    disconnect_windows,
+    missing_minute_runs,
+    stream_connected_from_events,
+)
+from rrr.quality.issues import GAP, SEVERITY_ORDER, UNVERIFIED, QualityIssue, QualityThresholds
+from rrr.quality.verify import (
+    REPAIR_COMPONENT,
+    MinuteCounts,
+    VerifyRequest,
+    answer_for,
+    answered_windows,
+    coalesce_runs,
+    count_minutes,
+    minutes_with_bars,
+)
 from rrr.storage import Store
 
 log = logging.getLogger(__name__)
@@ -57,6 +81,9 @@ class QualityRun:
     repairs_requested: list[tuple[str, int, int]] = field(default_factory=list)
     repair_failures: int = 0
     gaps_repaired: list[tuple[str, int, int]] = field(default_factory=list)
+    verifications_requested: list[VerifyRequest] = field(default_factory=list)
+    verified: list[VerifyRequest] = field(default_factory=list)  # REST answered, recorded now
+    minutes: dict[str, MinuteCounts] = field(default_factory=dict)  # per ticker
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -68,6 +95,9 @@ class QualityRun:
             "repairs_requested": len(self.repairs_requested),
             "repair_failures": self.repair_failures,
             "gaps_repaired": len(self.gaps_repaired),
+            "verifications_requested": len(self.verifications_requested),
+            "verified": len(self.verified),
+            "minutes": sum(self.minutes.values(), MinuteCounts()).to_dict(),
         }
 
 
@@ -94,6 +124,10 @@ class DataQualityValidator:
         self.stream_connected = stream_connected
         self.tickers = tuple(tickers or settings.tickers)
         self._bars: dict[str, pd.DataFrame] = {}  # the last validation's bars, per ticker
+        self.minute_counts: dict[str, MinuteCounts] = {}  # the last validation's, per ticker
+        # What the last validation read of earlier requests to REST and its answers.
+        self._quality_events = pd.DataFrame()
+        self._repair_events = pd.DataFrame()
 
     def validate_recent_data(self, lookback_hours: float = 24.0) -> list[QualityIssue]:
         """Every finding over the last ``lookback_hours``, most severe first; stores nothing."""
@@ -113,23 +147,38 @@ class DataQualityValidator:
         if connected is None:
             connected = stream_connected_from_events(stream_events)
         latest = self.store.latest_event_times()
+        # Requests and answers are recorded after the minutes they cover: since start is enough.
+        self._quality_events = self.store.read_events(COMPONENT, since_ms=start_ms)
+        self._repair_events = self.store.read_events(REPAIR_COMPONENT, since_ms=start_ms)
+        requests = recorded_requests(self._quality_events)
+        gap_windows = known_windows(self._quality_events)
         issues: list[QualityIssue] = []
-        self._bars = {}
+        self._bars, self.minute_counts = {}, {}
         for ticker in self.tickers:
             bars = self.store.read_bars(ticker, start_ms - th.warmup_ms, now_ms)
             self._bars[ticker] = bars
+            trades = self._trades_where_bars_missing(ticker, bars, start_ms, now_ms)
+            disconnects = disconnect_windows(stream_events, ticker, now_ms)
+            answered = answered_windows(self._repair_events, ticker)
             issues += run_all_checks(
                 ticker,
                 bars=bars,
-                trades=self._trades_where_bars_missing(ticker, bars, start_ms, now_ms),
+                trades=trades,
                 quotes=self.store.read_quotes(ticker, start_ms, now_ms),
                 start_ms=start_ms,
                 now_ms=now_ms,
                 last_data_ms=_last_data_ms(latest, ticker, th.bar_ms),
                 stream_connected=connected,
-                disconnects=disconnect_windows(stream_events, ticker, now_ms),
+                disconnects=disconnects,
+                rest_answered=answered,
                 thresholds=th,
             )
+            minutes = classify_missing(
+                bars, trades, start_ms, now_ms - th.settle_ms, disconnects, answered, th
+            )
+            asked = [run for r in requests.get(ticker, []) for run in r.runs]
+            once_missing = [*gap_windows.get((GAP, ticker), []), *asked]
+            self.minute_counts[ticker] = count_minutes(minutes, once_missing, asked)
         return sorted(issues, key=lambda i: (SEVERITY_ORDER[i.severity], i.ticker, i.check))
 
     def _trades_where_bars_missing(
@@ -149,7 +198,9 @@ class DataQualityValidator:
     def record(
         self, issues: Sequence[QualityIssue], now_ms: int | None = None
     ) -> list[QualityIssue]:
-        """Store the findings not recorded before as system events; returns those."""
+        """Store the findings not recorded before as system events; returns those. Unverified
+        minutes are not findings of their own: their record is the request to REST."""
+        issues = [i for i in issues if i.check != UNVERIFIED]
         if not issues:
             return []
         detected_ms = self.now() if now_ms is None else now_ms
@@ -167,12 +218,17 @@ class DataQualityValidator:
     def run(
         self, lookback_hours: float = 24.0, enqueue_repair: EnqueueRepair | None = None
     ) -> QualityRun:
-        """Validate, record new findings, note repaired gaps and (with ``enqueue_repair``)
-        request a repair for each recorded gap once."""
+        """Validate, record new findings, note repaired gaps and REST's answers about unverified
+        minutes, and (with ``enqueue_repair``) request a repair for each recorded gap once and
+        send unverified minutes to REST once."""
         now_ms = self.now()
         result = QualityRun(now_ms=now_ms, issues=self._validate(now_ms, lookback_hours))
         result.recorded = self.record(result.issues, now_ms)
         self._follow_up_gaps(result, self._window_start(now_ms, lookback_hours), enqueue_repair)
+        self._record_verdicts(result)
+        if enqueue_repair is not None:
+            self._request_verification(result, enqueue_repair)
+        result.minutes = dict(self.minute_counts)
         log.info("data quality: %s", result.summary())
         return result
 
@@ -207,6 +263,49 @@ class DataQualityValidator:
                     [follow_up_event(REPAIR_REQUESTED, key, ticker, s, e, now_ms)]
                 )
                 result.repairs_requested.append((ticker, s, e))
+
+    def _record_verdicts(self, result: QualityRun) -> None:
+        """One ``minutes_verified`` event per request REST has answered: how many of its
+        minutes have bars now (repaired) and how many had none (confirmed quiet)."""
+        done = recorded_verdicts(self._quality_events)
+        notes = []
+        for ticker, requests in recorded_requests(self._quality_events).items():
+            for request in requests:
+                if request_key(MINUTES_VERIFIED, ticker, request.window) in done:
+                    continue
+                answer = answer_for(request, self._repair_events)
+                if answer is None or ticker not in self.tickers:
+                    continue
+                bars = self.store.read_bars(ticker, *request.window)
+                repaired = minutes_with_bars(bars, request.runs, self.thresholds.bar_ms)
+                notes.append(minutes_verified_event(request, repaired, answer, result.now_ms))
+                result.verified.append(request)
+        if notes:
+            self.store.add_events(notes)
+
+    def _request_verification(self, result: QualityRun, enqueue_repair: EnqueueRepair) -> None:
+        """Each ticker's unverified minutes not yet sent to REST, coalesced into as few
+        ``repair_gap`` requests as pages allow, each recorded once it is enqueued."""
+        requests = recorded_requests(self._quality_events)
+        for ticker in self.tickers:
+            asked = [run for r in requests.get(ticker, []) for run in r.runs]
+            fresh = [
+                piece
+                for i in result.issues
+                if i.check == UNVERIFIED and i.ticker == ticker
+                for piece in subtract_windows(i.window_start_ms, i.window_end_ms, asked)
+            ]
+            for request in coalesce_runs(ticker, sorted(fresh), self.thresholds):
+                try:  # enqueue first, then record: a crash between asks twice, never zero times
+                    enqueue_repair(ticker, *request.window)
+                except Exception:
+                    log.exception("could not send %s %s to REST", ticker, request.window)
+                    result.repair_failures += 1
+                    continue
+                self.store.add_events([verify_requested_event(request, result.now_ms)])
+                result.verifications_requested.append(request)
+                counts = self.minute_counts[ticker]
+                self.minute_counts[ticker] = replace(counts, asked=counts.asked + request.minutes)
 
     def _bars_present(self, ticker: str, start_ms: int, end_ms: int) -> bool:
         bars = self._bars.get(ticker)

@@ -13,7 +13,7 @@ import pytest
 
 from rrr.config import Settings
 from rrr.models import Bar, Batch, Quote, SystemEvent, Trade
-from rrr.quality.events import COMPONENT, GAP_REPAIRED, REPAIR_REQUESTED
+from rrr.quality.events import COMPONENT, FOLLOW_UPS, GAP_REPAIRED, REPAIR_REQUESTED
 from rrr.quality.validator import DataQualityValidator
 from rrr.storage import Store, open_store
 
@@ -29,6 +29,8 @@ class Scenario:
 
     m: dict[str, int] = field(default_factory=dict)
     expected: set[tuple[str, str, int]] = field(default_factory=set)  # (check, ticker, start)
+    # reported, sent to REST, never recorded as findings: (ticker, start, end)
+    unverified: set[tuple[str, int, int]] = field(default_factory=set)
     missing_bars: dict[str, list[Bar]] = field(default_factory=dict)  # held back, per gap
 
 
@@ -50,7 +52,9 @@ def clean_bars(ticker: str, first_ms: int, count: int) -> list[Bar]:
 def plant_faulty_market(store: Store, now_ms: int) -> Scenario:
     """Three hours of BTC bars ending with the last complete minute, with one fault of every
     kind a SQL store can hold (its keys forbid duplicate bars and its NOT NULLs nulls); ETH
-    clean but silent for 30 minutes while the stream worker reports connected."""
+    clean but silent for 30 minutes while the stream worker reports connected. Minutes without
+    bars and without evidence (before the three hours, the quiet minute, ETH's silence) are
+    unverified over a 24-hour lookback."""
     s = Scenario()
     current = now_ms - now_ms % M
     first = current - 180 * M
@@ -109,12 +113,21 @@ def plant_faulty_market(store: Store, now_ms: int) -> Scenario:
         ("crossed_quote", BTC, s.m["crossed"]),
         ("stale_feed", ETH, s.m["eth_last_end"]),
     }
+    lookback_start = now_ms - 24 * HOUR_MS
+    lookback_start -= lookback_start % M
+    judged_until = (now_ms - 2 * M) // M * M  # the settle time
+    s.unverified = {
+        (BTC, lookback_start, first),
+        (BTC, s.m["quiet"], s.m["quiet"] + M),
+        (ETH, lookback_start, first),
+        (ETH, s.m["eth_last_end"], judged_until),
+    }
     return s
 
 
 def found(events: pd.DataFrame) -> set[tuple[str, str, int]]:
     """(check, ticker, window start) of the stored findings (follow-up notes left out)."""
-    findings = events[~events["event_type"].isin([REPAIR_REQUESTED, GAP_REPAIRED])]
+    findings = events[~events["event_type"].isin(FOLLOW_UPS)]
     return {
         (t, d["ticker"], d["window_start_ms"])
         for t, d in zip(findings["event_type"], findings["details"], strict=True)
@@ -136,11 +149,17 @@ def validator(store: Store, now_ms: int) -> DataQualityValidator:
 def test_planted_faults_found_and_nothing_else(store: Store) -> None:
     scenario = plant_faulty_market(store, T_NOW)
     issues = validator(store, T_NOW).validate_recent_data(lookback_hours=24)
-    assert {(i.check, i.ticker, i.window_start_ms) for i in issues} == scenario.expected
+    findings = [i for i in issues if i.check != "unverified_minutes"]
+    assert {(i.check, i.ticker, i.window_start_ms) for i in findings} == scenario.expected
+    unverified = {(i.ticker, i.window_start_ms, i.window_end_ms) for i in issues} - {
+        (i.ticker, i.window_start_ms, i.window_end_ms) for i in findings
+    }
+    assert unverified == scenario.unverified
     assert issues[0].severity == "critical"  # most severe first
     assert store.read_events(COMPONENT).empty  # validate_recent_data stores nothing
     gaps = {i.window_start_ms: i for i in issues if i.check == "gap"}
-    assert scenario.m["quiet"] not in gaps  # a missing minute without trades is quiet
+    assert scenario.m["quiet"] not in gaps  # a missing minute without trades is no gap...
+    assert (BTC, scenario.m["quiet"], scenario.m["quiet"] + M) in unverified  # ...nor quiet yet
     assert gaps[scenario.m["traded_gap"]].details["evidence"] == ["trades"]
     assert gaps[scenario.m["down"]].window_end_ms == scenario.m["down"] + 3 * M
 
@@ -171,8 +190,13 @@ def test_repair_requested_once_per_gap_then_repaired_noted(store: Store) -> None
     traded_gap = (BTC, scenario.m["traded_gap"], scenario.m["traded_gap"] + M)
     down_gap = (BTC, scenario.m["down"], scenario.m["down"] + 3 * M)
     validator(store, T_NOW).run(24, enqueue_repair=enqueue)
+    # a minute later ETH's silence is one minute longer: only that minute is asked about
     validator(store, T_NOW + M).run(24, enqueue_repair=enqueue)
-    assert sorted(asked) == sorted([traded_gap, down_gap])
+    eth_silence_end = max(end for ticker, _, end in scenario.unverified if ticker == ETH)
+    assert sorted(asked) == sorted(
+        [traded_gap, down_gap, *scenario.unverified, (ETH, eth_silence_end, eth_silence_end + M)]
+    )
+    asked.clear()
     # the repair lands (for one gap only) -> noted once, the other stays open
     store.apply_batch(Batch("repair-1", "bars", scenario.missing_bars["traded_gap"]))
     third = validator(store, T_NOW + 2 * M).run(24, enqueue_repair=enqueue)
@@ -185,7 +209,9 @@ def test_repair_requested_once_per_gap_then_repaired_noted(store: Store) -> None
         (REPAIR_REQUESTED, "info"),
         (REPAIR_REQUESTED, "info"),
     ]
-    assert len(asked) == 2
+    # later asks: only minutes newly missing at the newest end, never a gap again
+    assert asked and all(end - start == M for _, start, end in asked)
+    assert not {traded_gap, down_gap} & set(asked)
 
 
 def test_no_repair_requests_without_enqueue_and_failures_retry(store: Store) -> None:
@@ -196,7 +222,10 @@ def test_no_repair_requests_without_enqueue_and_failures_retry(store: Store) -> 
         raise ConnectionError("broker down")
 
     failed = validator(store, T_NOW + M).run(24, enqueue_repair=broker_down)
-    assert failed.repair_failures == 2 and failed.repairs_requested == []
+    assert failed.repair_failures == 2 + 4  # two gaps, four runs of unverified minutes
+    assert failed.repairs_requested == [] == failed.verifications_requested
+    assert store.read_events(COMPONENT, since_ms=T_NOW + M).empty  # nothing recorded as asked
     asked: list[tuple[str, int, int]] = []
     retry = validator(store, T_NOW + 2 * M).run(24, enqueue_repair=lambda *a: asked.append(a))
-    assert len(retry.repairs_requested) == 2 == len(asked)
+    assert len(retry.repairs_requested) == 2 and len(retry.verifications_requested) == 4
+    assert len(asked) == 6

@@ -252,7 +252,7 @@ def test_missing_minute_with_trades_is_a_gap() -> None:
     assert gap.details["evidence"] == ["trades"] and gap.severity == "error"
 
 
-def test_missing_minute_without_trades_is_quiet() -> None:
+def test_missing_minute_without_trades_is_no_gap() -> None:  # unverified: test_quality_verify
     bars = five_bars_without_the_third()
     assert find_gaps(T, bars, trades_at(), T0, T0 + 5 * M) == []
     # trades in the minutes around it (a trade at the next minute's first ms) prove nothing
