@@ -12,6 +12,21 @@ Wire fields of ``/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{
 - ``n``: number of trades in the window (optional)
 
 An empty range is HTTP 200 with no ``results`` key at all (polygon-io/issues#186).
+
+Wire fields of ``/v3/trades/{cryptoTicker}`` results (spec §2.3), parsed by
+``parse_trades_page``; required by the spec: ``exchange``, ``price``, ``size``, ``id``:
+
+- ``exchange``: crypto exchange id, the stream's ``x`` (``/v3/reference/exchanges``)
+- ``id``: trade id, text (the stream's ``i``, which may come as an integer there)
+- ``price``: quote currency per unit, the stream's ``p``
+- ``size``: base units, fractional, the stream's ``s``
+- ``participant_timestamp``: when the exchange made the trade, Unix **nanoseconds** (the
+  stream's ``t`` is ms). Optional in the spec, required here: a trade without a time cannot
+  be stored. Same ``rrr.bounds`` as above once divided down to ms.
+- ``conditions``: int[]; 1 = sell side, 2 = buy side, as the stream's ``c`` (optional)
+
+(ticker, ``exchange``, ``id``) is the natural key the streamed trade has too, so a trade the
+stream did get and a repair fetches again is stored once.
 """
 
 from __future__ import annotations
@@ -30,7 +45,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from rrr.bounds import EARLIEST_MS, INT32_MAX, latest_ms, time_range_problem
+from rrr.bounds import (
+    EARLIEST_MS,
+    INT32_MAX,
+    NUL,
+    SMALLINT_MAX,
+    latest_ms,
+    time_range_problem,
+)
 from rrr.errors import (
     ParseError,
     RateLimited,
@@ -38,10 +60,11 @@ from rrr.errors import (
     VendorError,
     VendorUnavailable,
 )
-from rrr.models import Bar, Rejected, raw_text, shown
+from rrr.models import Bar, Rejected, Trade, raw_text, shown
 
 SECOND_MS = 1_000
 MINUTE_MS = 60_000
+NS_PER_MS = 1_000_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 
@@ -69,6 +92,7 @@ FIXED_TIMESPAN_MS: dict[str, int] = {
 _CALENDAR_MONTHS = {"month": 1, "quarter": 3, "year": 12}
 
 _NUMBER = (int, float)
+_INF = float("inf")
 # The fast path's type sets (bool is its own type, so True is no number here either).
 _NUMBERS = frozenset(_NUMBER)
 _OPTIONAL_NUMBERS = frozenset((int, float, type(None)))
@@ -284,14 +308,111 @@ def _bars_from_columns(
 _new_bar = partial(tuple.__new__, Bar)
 
 
-def _load_object(body: bytes | bytearray) -> dict[str, Any]:
+def _load_object(body: bytes | bytearray, what: str = "aggregates") -> dict[str, Any]:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ParseError(f"aggregates answer is not JSON: {error_text(bytes(body))!r}") from exc
+        raise ParseError(f"{what} answer is not JSON: {error_text(bytes(body))!r}") from exc
     if not isinstance(payload, dict):
-        raise ParseError(f"aggregates answer is not a JSON object: {type(payload).__name__}")
+        raise ParseError(f"{what} answer is not a JSON object: {type(payload).__name__}")
     return payload
+
+
+@dataclass(frozen=True, slots=True)
+class TradesPage:
+    """One page of a ``/v3/trades`` answer, parsed."""
+
+    trades: list[Trade]
+    rejected: list[Rejected] = field(default_factory=list)
+    next_url: str | None = None
+    request_id: str | None = None
+    results_count: int = 0  # results the vendor sent (before our checks)
+
+    @property
+    def next_path(self) -> str | None:
+        return next_path(self.next_url) if self.next_url else None
+
+
+def _number_problem(item: Mapping[str, Any], key: str, positive: bool) -> str | None:
+    value = item.get(key)
+    if value is None:
+        return f"trade without {key!r}"
+    if type(value) not in _NUMBER or value != value or value in (_INF, -_INF):
+        return f"trade {key!r} is not a finite number: {shown(value)}"
+    if positive and value <= 0:
+        return f"trade {key!r} must be positive: {value!r}"
+    if value < 0:
+        return f"trade {key!r} must not be negative: {value!r}"
+    return None
+
+
+def _trade_problem(item: Mapping[str, Any], now_ms: int) -> str | None:
+    """Why one ``/v3/trades`` result cannot be a ``Trade``, or None."""
+    exchange = item.get("exchange")
+    if type(exchange) is not int or not 0 <= exchange <= INT32_MAX:
+        return f"trade 'exchange' must be an exchange id from 0 to {INT32_MAX}: {shown(exchange)}"
+    trade_id = item.get("id")
+    if not ((type(trade_id) is str and trade_id) or type(trade_id) is int):
+        return f"trade 'id' must be a trade id (non-empty text): {shown(trade_id)}"
+    if type(trade_id) is str and NUL in trade_id:
+        return "trade 'id' contains a NUL character"
+    problem = _number_problem(item, "price", True) or _number_problem(item, "size", False)
+    if problem is not None:
+        return problem
+    ts_ns = item.get("participant_timestamp")
+    if type(ts_ns) is not int:
+        return f"trade 'participant_timestamp' must be integer nanoseconds: {shown(ts_ns)}"
+    late = time_range_problem("trade 'participant_timestamp' (as ms)", ts_ns // NS_PER_MS, now_ms)
+    if late is not None:
+        return late.replace("(Unix ms expected)", "(Unix ns expected)")
+    conditions = item.get("conditions")
+    if conditions is not None and (
+        type(conditions) is not list
+        or any(type(c) is not int or not 0 <= c <= SMALLINT_MAX for c in conditions)
+    ):
+        return f"trade 'conditions' must be a list of integer codes: {shown(conditions)}"
+    return None
+
+
+def parse_trades_page(
+    body: bytes | Mapping[str, Any], *, ticker: str, source: str, now_ms: int
+) -> TradesPage:
+    """A 200 ``/v3/trades`` body -> trades of ``ticker`` (the ``X:BTCUSD`` form: results do
+    not name their ticker). A result with a field missing, of the wrong type or out of range
+    (``now_ms``: when the page was received) becomes a ``Rejected`` with the reason; the rest
+    of the page is still used. Only a body that is no JSON object, or whose ``results`` is no
+    list, is a ``ParseError``."""
+    payload = _load_object(body, "trades") if isinstance(body, bytes | bytearray) else body
+    results = payload.get("results")
+    if results is None:
+        results = []  # an empty window, as aggregates answer it (no "results" at all)
+    if not isinstance(results, list):
+        raise ParseError(f"trades 'results' is not a list: {type(results).__name__}")
+    trades: list[Trade] = []
+    rejected: list[Rejected] = []
+    for item in results:
+        reason = (
+            _trade_problem(item, now_ms) if isinstance(item, dict) else "trade is not an object"
+        )
+        if reason is not None:
+            rejected.append(Rejected(raw_text(item), reason, kind="trades", source=source))
+            continue
+        price, size = item["price"], item["size"]
+        trades.append(
+            Trade(
+                ticker,
+                item["exchange"],
+                str(item["id"]),
+                float(price),
+                float(size),
+                tuple(item.get("conditions") or ()),
+                item["participant_timestamp"] // NS_PER_MS,
+                None,  # the vendor's receive time: the stream has it (r), REST does not
+                source,
+            )
+        )
+    page = _page(payload, [], [], len(results))
+    return TradesPage(trades, rejected, page.next_url, page.request_id, page.results_count)
 
 
 _TAGS = re.compile(r"<[^>]+>")

@@ -1,4 +1,4 @@
-"""Polygon/Massive REST I/O: aggregates, page by page, over one ``requests.Session``.
+"""Polygon/Massive REST I/O: aggregates and trades, page by page, over one ``requests.Session``.
 
 Collaborators are injected (``PolygonRest(session, limiter, base_url, api_key)``): the
 session is the process's one connection pool; the limiter is the shared Redis bucket, asked
@@ -23,8 +23,16 @@ import requests
 from rrr.config import Secret
 from rrr.errors import ParseError, VendorError, VendorUnavailable
 from rrr.models import SOURCE_POLYGON, Bar
-from rrr.polygon.responses import AggsPage, error_for_status, parse_aggs_page
+from rrr.polygon.responses import (
+    NS_PER_MS,
+    AggsPage,
+    TradesPage,
+    error_for_status,
+    parse_aggs_page,
+    parse_trades_page,
+)
 from rrr.ratelimit import RateLimiter
+from rrr.symbols import ticker_to_pair, validate_ticker
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,17 @@ def aggs_path(ticker: str, multiplier: int, timespan: str, start_ms: int, end_ms
     return (
         f"/v2/aggs/ticker/{quote(ticker, safe=':')}/range/{multiplier}/{timespan}/"
         f"{start_ms}/{end_ms - 1}?adjusted=true&sort=asc&limit={MAX_LIMIT}"
+    )
+
+
+def trades_path(ticker: str, start_ms: int, end_ms: int) -> str:
+    """The first request for trades made in [start_ms, end_ms), oldest first. The v3 endpoint
+    takes the dashed ticker (``X:BTC-USD``, spec §0.3) and nanosecond bounds; ``timestamp.lt``
+    is exclusive, so neighbouring windows never ask for the same trade."""
+    dashed = "X:" + ticker_to_pair(validate_ticker(ticker))
+    return (
+        f"/v3/trades/{quote(dashed, safe=':')}?timestamp.gte={start_ms * NS_PER_MS}"
+        f"&timestamp.lt={end_ms * NS_PER_MS}&order=asc&sort=timestamp&limit={MAX_LIMIT}"
     )
 
 
@@ -146,6 +165,37 @@ class PolygonRest:
             yield path, page
             path = page.next_path
         raise ParseError(f"{ticker}: more than {MAX_PAGES} pages for one range; giving up")
+
+    def trades_pages(
+        self, ticker: str, start_ms: int, end_ms: int, *, resume_path: str | None = None
+    ) -> Iterator[tuple[str, TradesPage]]:
+        """(path requested, page) for each page of ``ticker``'s trades made in [start_ms,
+        end_ms), oldest first, following the ``next_url`` cursor. ``resume_path`` continues an
+        interrupted walk at the page that failed. A plan without trades raises
+        ``VendorAuthError`` (status 403) on the first page."""
+        path: str | None = resume_path or trades_path(ticker, start_ms, end_ms)
+        for _ in range(MAX_PAGES):
+            if path is None:
+                return
+            page = parse_trades_page(
+                self.get(path),
+                ticker=validate_ticker(ticker),
+                source=self.source,
+                now_ms=time.time_ns() // 1_000_000,  # a trade may not be a day past this
+            )
+            inside = [t for t in page.trades if start_ms <= t.ts_ms < end_ms]
+            if len(inside) != len(page.trades):
+                log.debug(
+                    "%s: dropped %d trades outside the range",
+                    ticker,
+                    len(page.trades) - len(inside),
+                )
+                page = TradesPage(
+                    inside, page.rejected, page.next_url, page.request_id, page.results_count
+                )
+            yield path, page
+            path = page.next_path
+        raise ParseError(f"{ticker}: more than {MAX_PAGES} trade pages for one range; giving up")
 
     def aggs(
         self, ticker: str, multiplier: int, timespan: str, start_ms: int, end_ms: int

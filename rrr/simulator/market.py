@@ -11,6 +11,7 @@ Public API (stable; other modules build on it)::
     market.minute_bars("X:BTCUSD", start_ms, end_ms)     # REST shape: o h l c v vw t n
     market.minute_bar_arrays("X:BTCUSD", start_ms, end_ms)  # the same as numpy columns
     market.expected_bar_count("X:BTCUSD", start_ms, end_ms)
+    market.trade_tape("X:BTCUSD").between(start_ms, end_ms)  # every live trade made, sent or not
 
 Events are wire-shaped dicts with every field of the vendor's crypto feed:
 XT ``ev pair p s t c i x r``, XQ ``ev pair bp bs ap as t x r``, XA/XAS ``ev pair o h l c v vw z
@@ -21,6 +22,11 @@ latency can be measured from ``t``).
 Trade ids are unique per exchange: an integer counter per exchange offset by
 ``trade_id_base(id_epoch_s)`` (so a restarted simulator does not reuse the ids already stored),
 except on exchange 23, which sends UUID-like strings as the real feed does there.
+
+Trades: every live trade of a streamed pair is also noted on its ``TradeTape``
+(``rrr.simulator.tape``), whether a client was connected to get it or not, so the REST trades
+endpoint serves the same trades (same ids, exchanges, prices, sizes, times) a client missed
+while it was away. Minutes before the stream went live have bars but no trades.
 
 Bars are built from the trades this market produced: o = first, h = max, l = min, c = last,
 v = sum of sizes, vw = VWAP, z = mean size, s = window start, e = s + 60000 (XA) or + 1000 (XAS).
@@ -48,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from rrr.simulator.history import MINUTE_MS, PriceHistory, arrays_to_bars
+from rrr.simulator.tape import DEFAULT_MAX_TRADES, TradeTape
 from rrr.symbols import split_ticker, ticker_to_pair
 
 Event = dict[str, Any]
@@ -151,6 +158,7 @@ class Market:
         second_bars: bool = False,
         quiet_ratio: float = 0.0,
         id_epoch_s: int = 0,
+        max_tape_trades: int = DEFAULT_MAX_TRADES,
     ) -> None:
         if not tickers:
             raise ValueError("Market needs at least one ticker")
@@ -172,6 +180,7 @@ class Market:
         self._live_from_ms: int | None = None  # start of the first live minute
         self._closed_until_ms: int | None = None  # every live minute before this is closed
         self._live_bars: dict[str, dict[int, tuple[float, ...]]] = {t: {} for t in self.tickers}
+        self._tapes = {t: TradeTape(self._trade_id, max_tape_trades) for t in self.tickers}
 
     # -- live stream ---------------------------------------------------------------------------
 
@@ -239,13 +248,10 @@ class Market:
         exchange = self.exchanges[int(rng.random() * len(self.exchanges))]
         self._trade_counters[exchange] += 1
         n = self._trade_counters[exchange]
-        trade_id: int | str = (
-            f"{self.id_epoch_s & 0xFFFFFFFF:08x}-{self.seed & 0xFFFF:04x}-4000-8000-{n:012x}"
-            if exchange == UUID_ID_EXCHANGE
-            else self._id_base + n
-        )
+        trade_id = self._trade_id(exchange, n)
         self._add_to_bars(p, now_ms, price, size)
         side = 1 if rng.random() < 0.5 else 2  # 1 = sell side, 2 = buy side
+        self._tapes[p.ticker].append(now_ms, exchange, n, price, size, side)
         return {
             "ev": "XT",
             "pair": p.pair,
@@ -257,6 +263,16 @@ class Market:
             "x": exchange,
             "r": now_ms,
         }
+
+    def _trade_id(self, exchange: int, n: int) -> int | str:
+        """The id of the ``n``-th trade on ``exchange`` (the stream's ``i``)."""
+        if exchange == UUID_ID_EXCHANGE:
+            return f"{self.id_epoch_s & 0xFFFFFFFF:08x}-{self.seed & 0xFFFF:04x}-4000-8000-{n:012x}"
+        return self._id_base + n
+
+    def trade_tape(self, ticker: str) -> TradeTape | None:
+        """The live trades of a streamed ticker (None for any other ticker)."""
+        return self._tapes.get(ticker)
 
     def _quote(self, p: _Pair, now_ms: int) -> Event:
         rng = self._rng

@@ -1,4 +1,6 @@
-"""The simulator's Polygon/Massive REST aggregates endpoint, consistent with its stream.
+"""The simulator's Polygon/Massive REST endpoints, consistent with its stream: aggregates here,
+trades (``GET /v3/trades/{cryptoTicker}``) in ``rrr.simulator.rest_trades``, both behind the
+same key check, rate limit, injected failures and request log.
 
 ``rest_routes(market, options)`` serves ``GET /v2/aggs/ticker/{ticker}/range/{multiplier}/
 {timespan}/{from}/{to}`` from ``Market.minute_bar_arrays`` (the same bars the stream sent as XA
@@ -13,10 +15,12 @@ minute still counts: simpler than the vendor, which counts bars that exist) and 
 bars; ``next_url`` is this server's base + the path with ``from`` (asc) or ``to`` (desc) moved,
 and ``cursor`` = unpadded base64url of the remaining query, never the key.
 
-Test hooks (``RestSimOptions``): a small page size, failures injected on chosen request numbers
-or every Nth request (429 JSON with an optional Retry-After, 5xx as an nginx HTML page), the
-free tier's limit enforced, a delay, and a ``RequestLog`` of every request, readable in-process
-(``options.log``) or at ``GET /_sim/rest/stats`` and ``GET /_sim/rest/log``.
+Test hooks (``RestSimOptions``): a small page size (base bars, and trades, per page), failures
+injected on chosen request numbers or every Nth request (429 JSON with an optional Retry-After,
+5xx as an nginx HTML page), the free tier's limit enforced, a delay, a plan without trades
+(``trades_authorized=False``: ``/v3/trades`` answers 403 NOT_AUTHORIZED, the vendor's body),
+and a ``RequestLog`` of every request, readable in-process (``options.log``) or at
+``GET /_sim/rest/stats`` and ``GET /_sim/rest/log``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ import orjson
 
 from rrr.simulator.http import Request, Response, Routes
 from rrr.simulator.request_log import LoggedRequest, RequestLog
+from rrr.simulator.rest_trades import (
+    NOT_ENTITLED_TEXT,
+    TRADES_PREFIX,
+    BadTradesRequest,
+    TradeTapes,
+    trades_body,
+)
 from rrr.symbols import SymbolError, validate_ticker
 
 MINUTE_MS = 60_000
@@ -72,6 +83,10 @@ class MinuteBars(Protocol):
     ) -> dict[str, np.ndarray]: ...
 
 
+class MarketData(MinuteBars, TradeTapes, Protocol):
+    """Bars and trades: ``rrr.simulator.market.Market``."""
+
+
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -92,6 +107,8 @@ class RestSimOptions:
     # never changes (a market that is not live); bench.backfill renders its pages before the
     # clock starts, so its figure is the pipeline's, not the simulator's.
     keep_pages: bool = False
+    # False: a plan without trades; /v3/trades answers 403 NOT_AUTHORIZED as the vendor does.
+    trades_authorized: bool = True
     now_ms: Callable[[], int] = _wall_ms  # bars stop at the minute in progress
     log: RequestLog = field(default_factory=RequestLog)
 
@@ -166,9 +183,10 @@ def rollup(columns: dict[str, np.ndarray], bar_ms: int) -> list[dict[str, Any]]:
 
 
 class _Aggregates:
-    """The aggregates handler and its state (request counter, the enforced limit's window)."""
+    """The aggregates and trades handler and its state (request counter, the enforced limit's
+    window): one vendor, one key, one rate limit, whichever endpoint is asked."""
 
-    def __init__(self, market: MinuteBars, options: RestSimOptions) -> None:
+    def __init__(self, market: MarketData, options: RestSimOptions) -> None:
         self.market = market
         self.options = options
         self._lock = threading.Lock()
@@ -217,7 +235,31 @@ class _Aggregates:
             status = opts.fail_status
         if status is not None:
             return _injected(status, opts.retry_after_s), auth
+        if request.path.startswith(TRADES_PREFIX):
+            return self._trades(request), auth
         return self._aggregates(request), auth
+
+    def _trades(self, request: Request) -> Response:
+        if not self.options.trades_authorized:
+            return _error(403, NOT_ENTITLED_TEXT, key="message")
+        query = {k: v[-1] for k, v in request.query.items() if k != "apiKey"}
+        try:
+            body = trades_body(
+                self.market,
+                request.path,
+                query,
+                page_size=self.options.page_size,
+                host=request.headers.get("host", "127.0.0.1"),
+            )
+        except BadTradesRequest as exc:
+            return _error(exc.status, str(exc))
+        request_id = uuid.uuid4().hex
+        payload = orjson.dumps({**body, "request_id": request_id})
+        headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
+        if self.options.gzip and "gzip" in request.headers.get("accept-encoding", ""):
+            payload = gzip.compress(payload, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        return Response(200, payload, headers)
 
     def _within_rate(self, arrived: float, count: int, per_s: float) -> bool:
         with self._lock:
@@ -352,9 +394,9 @@ class _Page:
 _EMPTY: dict[str, np.ndarray] = {k: np.array([]) for k in ("o", "h", "l", "c", "v", "vw", "t", "n")}
 
 
-def rest_routes(market: MinuteBars, options: RestSimOptions | None = None) -> Routes:
-    """The aggregates endpoint and its ``/_sim/rest/*`` control routes, to mount on a
-    ``SimulatorHTTPServer``. ``options.log`` is the request log (also in-process)."""
+def rest_routes(market: MarketData, options: RestSimOptions | None = None) -> Routes:
+    """The aggregates and trades endpoints and their ``/_sim/rest/*`` control routes, to mount
+    on a ``SimulatorHTTPServer``. ``options.log`` is the request log (also in-process)."""
     opts = options or RestSimOptions()
     log = opts.log
 
@@ -368,8 +410,10 @@ def rest_routes(market: MinuteBars, options: RestSimOptions | None = None) -> Ro
         log.reset()
         return Response.json(200, {"reset": True})
 
+    endpoints = _Aggregates(market, opts)
     return {
-        ("GET", AGGS_PREFIX): _Aggregates(market, opts),
+        ("GET", AGGS_PREFIX): endpoints,
+        ("GET", TRADES_PREFIX): endpoints,
         ("GET", "/_sim/rest/stats"): stats,
         ("GET", "/_sim/rest/log"): entries,
         ("POST", "/_sim/rest/reset"): reset,

@@ -215,9 +215,13 @@ def simulate_command(
     second_bars: bool = False,
     load_events: int = 0,
     load_rate: float = 0.0,
+    trades_authorized: bool = True,
     say: Callable[[str], None] = print,
 ) -> None:
-    """``rrr simulate``: run until Ctrl-C, SIGTERM or ``max_seconds``."""
+    """``rrr simulate``: run until Ctrl-C, SIGTERM or ``max_seconds``. ``trades_authorized``
+    False: ``/v3/trades`` answers 403 NOT_AUTHORIZED, as a plan without trades does."""
+    from rrr.simulator.rest import RestSimOptions
+
     load = LoadOptions(load_events, events_per_frame, load_rate) if load_events else None
     feed = FeedOptions(
         port=port,
@@ -236,6 +240,7 @@ def simulate_command(
         second_bars=second_bars,
         record_path=record,
         record_in_memory=False,  # a long demo must not grow; --record keeps the truth
+        rest=RestSimOptions(trades_authorized=trades_authorized),
     )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -256,6 +261,8 @@ def simulate_command(
         if any(path.startswith("/v1/") for _, path in sim.http.routes):
             say(f"  Perplexity PERPLEXITY_BASE_URL={sim.rest_url}")
         say(f"  API keys   {accepted}   tickers {' '.join(tickers)}   {mode}")
+        if not trades_authorized:
+            say("  plan       without trades: /v3/trades answers 403 NOT_AUTHORIZED")
         say(f"  control    POST {sim.rest_url}/_sim/disconnect   GET {sim.rest_url}/_sim/stats")
         if record:
             say(f"  recording  {record}")
