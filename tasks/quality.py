@@ -1,6 +1,8 @@
 """run_quality_checks: beat runs it every QUALITY_INTERVAL seconds. It validates each ticker's
 recent data, records new findings in system_events, and (unless QUALITY_AUTO_REPAIR=false)
-asks ``tasks.backfill.repair_gap`` once per recorded gap.
+asks ``tasks.backfill.repair_gap`` once per recorded gap and once per coalesced window of
+unverified minutes (missing, with no trades and no disconnect: REST's answer tells a gap from a
+quiet spell; see rrr.quality.verify).
 
 One run at a time: a Redis lock (SET NX with a TTL of the hard time limit) makes a tick that
 finds another run still going skip, so slow runs never pile up and two runs never both ask for

@@ -1,6 +1,7 @@
 """A real `celery beat` (QUALITY_INTERVAL=2) and a real worker against SQLite with planted faults:
-every planted fault becomes one system_events row and nothing else does, and each gap's repair
-is enqueued on the backfill queue exactly once over several runs."""
+every planted fault becomes one system_events row and nothing else does, each gap's repair is
+enqueued on the backfill queue exactly once over several runs, and no unverified minute is sent
+to REST twice."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 import redis
 
 from rrr.clock import now_ms
-from rrr.quality.events import COMPONENT, REPAIR_REQUESTED
+from rrr.quality.events import COMPONENT, REPAIR_REQUESTED, VERIFY_REQUESTED, subtract_windows
 from rrr.runner import stop_process
 from rrr.storage import open_store
 from tests.conftest import ROOT, pipeline_env
@@ -74,14 +75,35 @@ def test_beat_and_worker_record_planted_faults_and_ask_each_repair_once(
     events = store.read_events(COMPONENT)
     assert found(events) == scenario.expected
     assert events["dedupe_key"].is_unique
-    assert len(events) == len(scenario.expected) + 2  # plus one repair_requested per gap
     assert (events["event_type"] == REPAIR_REQUESTED).sum() == 2
+    asked = events[events["event_type"] == VERIFY_REQUESTED]
+    assert len(events) == len(scenario.expected) + 2 + len(asked)  # nothing else recorded
     assert set(events[events["event_type"] == "stale_feed"]["severity"]) == {"critical"}
 
     client = redis.Redis.from_url(clean_redis)
     repairs = queued_tasks(client, "backfill")
+    client.delete("backfill")  # asserted on below; no backfill worker here to take them
     client.close()
     down, traded = scenario.m["down"], scenario.m["traded_gap"]
+    gap_windows = {(traded, traded + M), (down, down + 3 * M)}
+    verify = sorted(
+        (kw["ticker"], kw["start_ms"], kw["end_ms"])
+        for _, kw in repairs
+        if (kw["start_ms"], kw["end_ms"]) not in gap_windows
+    )
+    recorded = sorted(
+        (d["ticker"], d["window_start_ms"], d["window_end_ms"]) for d in asked["details"]
+    )
+    assert verify == recorded  # every request enqueued is recorded, and only those
+    for ticker in (BTC, ETH):  # no minute asked twice; every unverified run asked
+        windows = [(s, e) for t, s, e in verify if t == ticker]
+        assert sum(e - s for s, e in windows) == max(windows)[1] - min(windows)[0] - sum(
+            e - s for s, e in subtract_windows(min(windows)[0], max(windows)[1], windows)
+        )
+        for t, s, e in scenario.unverified:
+            if t == ticker:
+                assert subtract_windows(s, e, windows) == [], (t, s, e, windows)
+    repairs = [r for r in repairs if (r[1]["start_ms"], r[1]["end_ms"]) in gap_windows]
     assert sorted(repairs, key=lambda r: r[1]["start_ms"]) == [
         ("tasks.backfill.repair_gap",
          {"ticker": BTC, "start_ms": traded, "end_ms": traded + M, "reason": "quality_gap"}),

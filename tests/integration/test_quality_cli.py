@@ -1,5 +1,6 @@
 """`rrr quality` in-process against a real SQLite store: a table of issues, exit 1 on a critical
-one, exit 0 on clean data; no broker involved."""
+one, exit 0 on clean data, missing minutes by category; no broker involved. `rrr status` shows
+the same categories."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typer.testing import CliRunner
 from rrr.cli import app
 from rrr.clock import now_ms
 from rrr.models import Batch
-from rrr.quality.events import COMPONENT
+from rrr.quality.events import COMPONENT, verify_requested_event
+from rrr.quality.verify import VerifyRequest
 from rrr.storage import open_store
+from tests.integration.test_quality_unverified import hole_before, plant_hole, rest_answers
 from tests.integration.test_quality_validator import BTC, M, clean_bars, plant_faulty_market
 
 
@@ -48,9 +51,38 @@ def test_quality_command_exits_0_on_clean_data(tmp_path: Path, sqlite_url: str) 
     store.apply_batch(Batch("clean", "bars", clean_bars(BTC, current - 120 * M, 120)))
     result = CliRunner().invoke(
         app,
-        ["quality", "--tickers", BTC, "--lookback-hours", "3"],
+        ["quality", "--tickers", BTC, "--lookback-hours", "1.5"],  # all inside the data
         env=cli_env(tmp_path, sqlite_url),
     )
     assert result.exit_code == 0, result.output
     assert "no issues found" in result.output and "all checks passed" in result.output
     store.close()
+
+
+def test_quality_and_status_show_quiet_repaired_and_open_minutes(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The 2-hour hole of tests.integration.test_quality_unverified, sent to REST: 90 of its
+    minutes came back as bars, 30 had none there."""
+    store = open_store(sqlite_url)
+    store.migrate()
+    now = now_ms()
+    hole = hole_before(now)
+    held_back = plant_hole(store, now)
+    request = VerifyRequest(BTC, hole, (hole,))
+    store.add_events([verify_requested_event(request, hole[1] + M)])
+    env = {**cli_env(tmp_path, sqlite_url), "RRR_TICKERS": BTC}
+    args = ["quality", "--tickers", BTC, "--lookback-hours", "24"]
+    asked = CliRunner().invoke(app, args, env=env)
+    assert "missing minutes X:BTCUSD: 0 confirmed quiet, 0 repaired, 120 open " in asked.output
+    assert "(120 unverified, 120 of them asked of REST; 0 gap awaiting repair)" in asked.output
+    rest_answers(store, held_back[:90], hole[1] + 2 * M, hole)
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "missing minutes X:BTCUSD: 30 confirmed quiet, 90 repaired, 0 open" in result.output
+    assert len(store.read_events(COMPONENT)) == 2  # the request and, now, REST's answer
+    store.close()
+    status = CliRunner().invoke(app, ["status"], env=env)
+    assert status.exit_code == 0, status.output
+    assert "missing minutes 24h X:BTCUSD" in status.output
+    assert "30 confirmed quiet, 90 repaired, 0 open" in status.output

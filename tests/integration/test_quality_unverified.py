@@ -17,10 +17,16 @@ from rrr.quality.verify import MinuteCounts
 from rrr.storage import Store, open_store
 from tests.integration.test_quality_validator import BTC, HOUR_MS, T_NOW, M, clean_bars
 
-CURRENT = T_NOW - T_NOW % M
-LOOKBACK_START = CURRENT - 24 * HOUR_MS
-HOLE = (CURRENT - 5 * HOUR_MS, CURRENT - 3 * HOUR_MS)  # 120 minutes, long closed
 HOLE_MINUTES = 120
+
+
+def hole_before(now_ms: int) -> tuple[int, int]:
+    """120 minutes, long closed: from 5 to 3 hours before ``now_ms``'s minute."""
+    current = now_ms - now_ms % M
+    return current - 5 * HOUR_MS, current - 3 * HOUR_MS
+
+
+HOLE = hole_before(T_NOW)
 
 
 @pytest.fixture
@@ -31,36 +37,37 @@ def store(database_url: str) -> Iterator[Store]:
     st.close()
 
 
-def plant_hole(store: Store) -> list[Bar]:
+def plant_hole(store: Store, now_ms: int = T_NOW) -> list[Bar]:
     """BTC bars for the whole lookback (and its warm-up) and the two hours the tests run on,
     but for the 2-hour HOLE; the stream said "connected" before it and nothing after. Returns
     the bars held back."""
-    first = LOOKBACK_START - 30 * M
-    bars = clean_bars(BTC, first, (CURRENT + 2 * HOUR_MS - first) // M)
-    kept = [b for b in bars if not HOLE[0] <= b.start_ms < HOLE[1]]
+    current, hole = now_ms - now_ms % M, hole_before(now_ms)
+    first = current - 24 * HOUR_MS - 30 * M
+    bars = clean_bars(BTC, first, (current + 2 * HOUR_MS - first) // M)
+    kept = [b for b in bars if not hole[0] <= b.start_ms < hole[1]]
     store.apply_batch(Batch("plant-bars", "bars", kept))
     store.add_events(
         [SystemEvent("stream_worker", "connected", "info", "connected", first - HOUR_MS)]
     )
-    return [b for b in bars if HOLE[0] <= b.start_ms < HOLE[1]]
+    return [b for b in bars if hole[0] <= b.start_ms < hole[1]]
 
 
 def validator(store: Store, now_ms: int) -> DataQualityValidator:
     return DataQualityValidator(store, Settings(tickers=(BTC,)), now=lambda: now_ms)
 
 
-def rest_answers(store: Store, bars: list[Bar], now_ms: int) -> None:
+def rest_answers(store: Store, bars: list[Bar], now_ms: int, hole: tuple[int, int] = HOLE) -> None:
     """What ``repair_gap`` leaves behind for the hole: the bars REST returned, stored, and its
     ``gap_repaired`` event (details as rrr.backfill.repair records them)."""
     if bars:
         store.apply_batch(Batch(f"repair-{now_ms}", "bars", bars))
-    details = {"ticker": BTC, "start_ms": HOLE[0], "end_ms": HOLE[1],
-               "requested_start_ms": HOLE[0], "requested_end_ms": HOLE[1],
+    details = {"ticker": BTC, "start_ms": hole[0], "end_ms": hole[1],
+               "requested_start_ms": hole[0], "requested_end_ms": hole[1],
                "reason": "quality_gap", "minutes": HOLE_MINUTES, "bars_from_vendor": len(bars),
                "bars_added": len(bars)}  # fmt: skip
     store.add_events(
         [SystemEvent("backfill", "gap_repaired", "info", "repaired", now_ms, details,
-                     f"gap_repaired:{BTC}:{HOLE[0]}:{HOLE[1]}")]
+                     f"gap_repaired:{BTC}:{hole[0]}:{hole[1]}")]
     )  # fmt: skip
 
 
