@@ -7,7 +7,9 @@ no fault explains.
 
 Clean data: returns N(0, 0.1%) clipped at 2.5 sigma, volume uniform in [0.5, 1.5], 1-19 trades
 and 2 quotes in each traded minute, 1% of minutes quiet (no trades, so no bar: not a gap), never
-two in a row. (Clipped so that clean means clean: the z-score scales a return over k minutes by
+two in a row. REST is taken to have answered for the whole month (quiet minutes confirmed) but
+for one planted 2-hour hole without trades or a disconnect, which must come out unverified.
+(Clipped so that clean means clean: the z-score scales a return over k minutes by
 1/sqrt(k), and two 3-sigma minutes around a quiet one would be a genuine 4.2-sigma move.)
 """
 
@@ -34,7 +36,8 @@ DAYS = 30
 T0 = 1_761_955_200_000  # 2025-11-01 00:00 UTC
 SIGMA = 0.001
 FAULTS = ("spike", "wick", "volume", "shift", "ohlc", "traded_gap", "disconnect_gap", "crossed",
-          "duplicate", "null", "stale")  # fmt: skip
+          "duplicate", "null", "unverified_hole", "stale")  # fmt: skip
+HOLE_MINUTES = 120
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Pair:
     now_ms: int
     last_data_ms: int
     disconnects: list[tuple[int, int]] = field(default_factory=list)
+    rest_answered: list[tuple[int, int]] = field(default_factory=list)
     # fault name -> the (check, window start) findings it must cause
     expected: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
 
@@ -94,7 +98,7 @@ def clean_pair(ticker: str, rng: np.random.Generator, quiet: np.ndarray) -> Pair
     )
     now = T0 + n * M + 30_000
     return Pair(ticker, bars[~quiet].reset_index(drop=True), trades.sort_values("ts_ms"),
-                quotes, now, now - 30_000)  # fmt: skip
+                quotes, now, now - 30_000, rest_answered=[(T0, now)])  # fmt: skip
 
 
 def plant_faults(pair: Pair, at: dict[str, int]) -> None:
@@ -128,6 +132,7 @@ def plant_faults(pair: Pair, at: dict[str, int]) -> None:
         "crossed": {("crossed_quote", s("crossed"))},
         "duplicate": {("duplicate_bar", s("duplicate"))},
         "null": {("null_field", s("null"))},
+        "unverified_hole": {("unverified_minutes", s("unverified_hole"))},
     }
     down = (s("disconnect_gap"), s("disconnect_gap") + 3 * M)  # the stream was down 3 minutes
     pair.disconnects.append((down[0] + 5_000, down[1] - 5_000))
@@ -136,7 +141,11 @@ def plant_faults(pair: Pair, at: dict[str, int]) -> None:
     t.loc[int(np.searchsorted(t["ts_ms"].to_numpy(), s("null"))), "size"] = np.nan
     q = pair.quotes
     q.loc[int(np.searchsorted(q["ts_ms"].to_numpy(), s("crossed"))), "bid_price"] *= 1.001
-    drop = {s("traded_gap"), *range(down[0], down[1], M)}
+    hole = (s("unverified_hole"), s("unverified_hole") + HOLE_MINUTES * M)
+    t = t[(t["ts_ms"] < hole[0]) | (t["ts_ms"] >= hole[1])].reset_index(drop=True)
+    q = q[(q["ts_ms"] < hole[0]) | (q["ts_ms"] >= hole[1])].reset_index(drop=True)
+    pair.rest_answered = [(T0, hole[0]), (hole[1], pair.now_ms)]  # REST not asked about it yet
+    drop = {s("traded_gap"), *range(down[0], down[1], M), *range(hole[0], hole[1], M)}
     b = b[~b["start_ms"].isin(drop)]
     b = pd.concat([b, b[b["start_ms"] == s("duplicate")]]).sort_values("start_ms", kind="stable")
     stale_from = pair.now_ms - 10 * M - 30_000  # nothing at all in the last 10 minutes
@@ -166,7 +175,7 @@ def check(pair: Pair) -> list[QualityIssue]:
     return run_all_checks(
         pair.ticker, bars=pair.bars, trades=pair.trades, quotes=pair.quotes, start_ms=T0,
         now_ms=pair.now_ms, last_data_ms=pair.last_data_ms, stream_connected=True,
-        disconnects=pair.disconnects,
+        disconnects=pair.disconnects, rest_answered=pair.rest_answered,
     )  # fmt: skip
 
 
