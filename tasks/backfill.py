@@ -1,8 +1,9 @@
 """Backfill tasks, thin: ``plan_backfill`` writes a plan's chunks and fans ``fetch_chunk`` out
 on the ``backfill`` queue; ``fetch_chunk`` loads one chunk; ``repair_gap`` fills a hole the
-stream left (sent by name, ``tasks.backfill.repair_gap``, by the stream worker and the quality
-validator). The logic lives in ``rrr.backfill``; these turn arguments into its calls and let
-``is_transient`` decide retries.
+stream left, bars and trades (sent by name, ``tasks.backfill.repair_gap``, by the stream worker
+and the quality validator, as soon as the gap is known: the task itself waits until the gap's
+last minute has closed, ``rrr.backfill.repair.repair_due_ms``). The logic lives in
+``rrr.backfill``; these turn arguments into its calls and let ``is_transient`` decide retries.
 
 Per-process resources: one ``requests.Session`` and one limiter client per worker process,
 opened lazily and reopened after a fork (keyed by pid), like ``tasks.resources.store``.
@@ -30,6 +31,7 @@ from rrr.backfill import plan as planning
 from rrr.backfill import repair
 from rrr.backfill.chunks import DEFAULT_LEASE_MS, ChunkInterrupted, Resume, give_up
 from rrr.backfill.chunks import fetch_chunk as load_chunk
+from rrr.bounds import MAX_AHEAD_MS
 from rrr.broker import resolve_redis_url
 from rrr.clock import SystemClock, now_ms
 from rrr.errors import ConfigError, RateLimited, RrrError, is_transient
@@ -200,48 +202,80 @@ def repair_gap(
     end_ms: int,
     reason: str = "stream_gap",
     errors: int = 0,
+    progress: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Minute bars for [start_ms, end_ms) of ``ticker`` from REST, and a ``gap_repaired``
-    system event (deduped by ticker and window). ``errors``: transient failures so far (set by
-    the retries; waiting for the rate limit is not one)."""
+    """Minute bars and trades for the gap [start_ms, end_ms] of ``ticker`` from REST, and a
+    ``gap_repaired`` system event (deduped by ticker and window). Asked for before the gap's
+    last minute has closed (and settled), it waits until then: a retry with that countdown,
+    which is no failure. ``errors``: transient failures so far (set by the retries; waiting
+    for the rate limit is not one); ``progress``: how far an interrupted attempt got."""
     request = {"ticker": ticker, "start_ms": start_ms, "end_ms": end_ms, "reason": reason}
+    now = now_ms()
+    wait_s = repair.repair_countdown_s(int(end_ms), now)
+    if wait_s > 0 and int(end_ms) <= now + MAX_AHEAD_MS:  # too far ahead: check_gap refuses it
+        countdown = come_back_in_s(wait_s, settings().visibility_timeout_s / 2)
+        log.debug("repair %s: window still open; in %.1f s", ticker, countdown)
+        kwargs = {**request, "errors": errors, "progress": progress}
+        raise self.retry(args=(), kwargs=kwargs, countdown=countdown)
     try:
         result = repair.repair_gap(
-            store(), rest(), ticker, int(start_ms), int(end_ms), reason, now_ms()
+            store(),
+            rest(),
+            ticker,
+            int(start_ms),
+            int(end_ms),
+            reason,
+            now,
+            repair.RepairProgress.from_dict(progress),
         )
     except planning.PlanError as exc:
         log.error("repair_gap(%s, %s, %s) refused: %s", ticker, start_ms, end_ms, exc)
         return {"error": str(exc)}
-    except RrrError as exc:
-        if is_limiter_wait(exc):  # our turn comes later; the request waits, whole
-            countdown = limiter_countdown_s(exc.retry_after_s or 0.0)
+    except repair.RepairInterrupted as exc:
+        where = exc.progress.to_dict()
+        cause = exc.cause
+        if is_limiter_wait(cause):  # our turn comes later; the request waits, whole
+            countdown = limiter_countdown_s(cause.retry_after_s or 0.0)
             log.debug("repair %s: rate limit; again in %.1f s", ticker, countdown)
-            kwargs = {**request, "errors": errors}
+            kwargs = {**request, "errors": errors, "progress": where}
             raise self.retry(args=(), kwargs=kwargs, countdown=countdown) from None
-        if is_transient(exc) and errors < MAX_REPAIR_ERRORS:
-            wait_s = exc.retry_after_s if isinstance(exc, RateLimited) else None
-            countdown = wait_s if wait_s is not None else retry_countdown_s(errors)
-            kwargs = {**request, "errors": errors + 1}
+        if errors < MAX_REPAIR_ERRORS:
+            wait = cause.retry_after_s if isinstance(cause, RateLimited) else None
+            countdown = wait if wait is not None else retry_countdown_s(errors)
+            log.info("repair %s: %s; again in %.1f s", ticker, cause, countdown)
+            kwargs = {**request, "errors": errors + 1, "progress": where}
             raise self.retry(args=(), kwargs=kwargs, countdown=countdown) from exc
-        log.error("repair_gap(%s, %s, %s) failed: %s", ticker, start_ms, end_ms, exc)
-        store().add_events(
-            [
-                SystemEvent(
-                    component="backfill",
-                    event_type="gap_repair_failed",
-                    severity="error",
-                    message=f"{ticker} gap [{start_ms}, {end_ms}) not repaired: {exc}",
-                    ts_ms=now_ms(),
-                    details={
-                        "ticker": ticker,
-                        "start_ms": start_ms,
-                        "end_ms": end_ms,
-                        "reason": reason,
-                        "error": str(exc),
-                    },
-                    dedupe_key=f"gap_repair_failed:{ticker}:{start_ms}:{end_ms}",
-                )
-            ]
-        )
-        return {"error": str(exc)}
+        return _repair_failed(ticker, start_ms, end_ms, reason, cause)
+    except RrrError as exc:
+        if is_transient(exc) and errors < MAX_REPAIR_ERRORS:  # the store, before or after
+            countdown = retry_countdown_s(errors)
+            kwargs = {**request, "errors": errors + 1, "progress": progress}
+            raise self.retry(args=(), kwargs=kwargs, countdown=countdown) from exc
+        return _repair_failed(ticker, start_ms, end_ms, reason, exc)
     return result.to_dict()
+
+
+def _repair_failed(
+    ticker: str, start_ms: int, end_ms: int, reason: str, exc: Exception
+) -> dict[str, Any]:
+    log.error("repair_gap(%s, %s, %s) failed: %s", ticker, start_ms, end_ms, exc)
+    store().add_events(
+        [
+            SystemEvent(
+                component="backfill",
+                event_type="gap_repair_failed",
+                severity="error",
+                message=f"{ticker} gap [{start_ms}, {end_ms}) not repaired: {exc}",
+                ts_ms=now_ms(),
+                details={
+                    "ticker": ticker,
+                    "start_ms": start_ms,
+                    "end_ms": end_ms,
+                    "reason": reason,
+                    "error": str(exc),
+                },
+                dedupe_key=f"gap_repair_failed:{ticker}:{start_ms}:{end_ms}",
+            )
+        ]
+    )
+    return {"error": str(exc)}
