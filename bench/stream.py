@@ -1,10 +1,11 @@
 """The stream path's figures: parse + batch + enqueue rate next to the official client, end to
 end into PostgreSQL, latency at 2,000 msg/s, and peak RSS.
 
-    .venv/bin/python -m bench.stream [--quick]
+    .venv/bin/python -m bench.stream [--quick] [--inject-faults]
 
 1. Stream worker alone: the simulator's load mode (pre-encoded frames, its own process) ->
-   ``StreamWorker`` with the production Celery publisher -> the embedded Redis (no consumer).
+   ``StreamWorker`` with the production journal and Celery publisher -> the embedded Redis
+   (no consumer).
    Clock: first frame read -> last batch published. Beside it, the official ``massive``
    ``WebSocketClient`` (``feed=127.0.0.1:PORT``, ``secure=False``, ``Market.Crypto``) with a
    counting handler on the same kind of feed. At 1 and 10 events per frame.
@@ -75,12 +76,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def worker_rate(home: Path, events: int, per_frame: int, batch_size: int) -> float:
-    """Events/s through parse + batch + enqueue (Celery publish to Redis) in this process."""
+    """Events/s through parse + batch + journal + enqueue (Celery publish to Redis) in this
+    process; the journal as ``rrr stream`` keeps it by default (Settings' fsync mode)."""
     from rrr.batching import Batcher, sequential_ids
     from rrr.clock import SystemClock
-    from rrr.config import Secret
+    from rrr.config import Secret, Settings
     from rrr.polygon.stream import PolygonStream
-    from workers.spool import Spool
+    from workers.journal import Journal
     from workers.stream import StreamWorker
     from workers.stream_process import CeleryOutbox, tune_gc
 
@@ -94,6 +96,9 @@ def worker_rate(home: Path, events: int, per_frame: int, batch_size: int) -> flo
     sim, url = start_simulator(
         home, "--load-events", str(events), "--events-per-frame", str(per_frame)
     )
+    journal = Journal(
+        home / f"journal-{time.time_ns()}", 10**9, fsync=Settings.from_env().journal_fsync
+    )
     try:
         outbox = CeleryOutbox()
         stream = PolygonStream(url, Secret("bench"), TICKERS)
@@ -105,7 +110,7 @@ def worker_rate(home: Path, events: int, per_frame: int, batch_size: int) -> flo
             send_dead_letters=outbox.send_dead_letters,
             record_events=outbox.record_events,
             request_repair=outbox.request_repair,
-            spool=Spool(home / f"spool-{time.time_ns()}", 10**9),
+            journal=journal,
             tickers=TICKERS,
             source="simulator",
             max_messages=events,
@@ -120,7 +125,7 @@ def worker_rate(home: Path, events: int, per_frame: int, batch_size: int) -> flo
         elapsed = time.perf_counter() - worker.connected_at - LOAD_START_DELAY_S
         assert worker.stats.rows_published == events, worker.stats.snapshot(0)
         return events / elapsed
-    finally:
+    finally:  # the worker closes the journal when it stops
         stop(sim)
 
 

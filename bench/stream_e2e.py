@@ -2,7 +2,7 @@
 PostgreSQL, each its own process, as in production.
 
 - Every throughput run gets a clean pipeline (``Pipeline``): its own PostgreSQL schema, Redis
-  database, ``RRR_HOME`` (the stream worker's spool) and Celery worker, so nothing an earlier
+  database, ``RRR_HOME`` (the stream worker's journal) and Celery worker, so nothing an earlier
   run left behind can land in a later one's tables, or hide its losses.
 - Throughput: the simulator's load mode sends N events (ground truth recorded to a file). Once
   the stream worker has sent them, the run waits until the pipeline is drained (Redis queues and
