@@ -232,6 +232,11 @@ def simulate(
     second_bars: bool = typer.Option(False, "--second-bars", help="Also send XAS bars."),
     load_events: int = typer.Option(0, "--load-events", help="Load mode: total events."),
     load_rate: float = typer.Option(0.0, "--load-rate", help="Load mode events/s (0 = max)."),
+    no_trades_plan: bool = typer.Option(
+        False,
+        "--no-trades-plan",
+        help="Answer /v3/trades 403 NOT_AUTHORIZED (a plan without trades).",
+    ),
 ) -> None:
     """Run the local Polygon/Massive simulator (WebSocket + REST + Perplexity) on 127.0.0.1."""
     from pathlib import Path
@@ -258,6 +263,7 @@ def simulate(
         second_bars=second_bars,
         load_events=load_events,
         load_rate=load_rate,
+        trades_authorized=not no_trades_plan,
         say=lambda line: print(line, flush=True),  # stdout, unwrapped: scripts read the URLs
     )
 
