@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import sqlite3
 import subprocess
@@ -18,10 +19,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 from celery import Celery
 
+from rrr.config import Rate
+from rrr.ratelimit import max_grants, requests_granted
 from tests.conftest import ROOT, WorkerProcess, pipeline_env
 from tests.integration.stream_support import StreamProcess, migrate, simulator
 from tests.support.waiting import wait_for
@@ -33,6 +37,7 @@ DAY0 = (time.time_ns() // 1_000_000 // DAY - 10) * DAY  # a whole UTC day, 10 da
 REPAIRS = 20
 RRR_WORKER = (sys.executable, "-m", "rrr.cli", "worker")
 FREE_TIER = "5/min"  # a token every 12 s
+REASON = "test_backlog"
 
 
 class RoleWorker(WorkerProcess):
@@ -74,14 +79,22 @@ def producer(clean_redis: str) -> Iterator[Celery]:
     app.close()
 
 
-def send_repairs(producer: Celery, count: int = REPAIRS) -> None:
-    for i in range(count):  # distinct one-hour holes: each is a request of its own
-        start = DAY0 + i * HOUR
+def send_repairs(producer: Celery, count: int = REPAIRS) -> set[int]:
+    """``count`` repairs of distinct one-hour holes (a request each); returns their starts."""
+    starts = {DAY0 + i * HOUR for i in range(count)}
+    for start in sorted(starts):
         producer.send_task(
             "tasks.backfill.repair_gap",
-            kwargs={"ticker": "X:BTCUSD", "start_ms": start, "end_ms": start + HOUR},
+            # The reason tells them from repairs the stream itself asks for after a reconnect.
+            kwargs={
+                "ticker": "X:BTCUSD",
+                "start_ms": start,
+                "end_ms": start + HOUR,
+                "reason": REASON,
+            },
             queue="backfill",
         )
+    return starts
 
 
 def trades(db: Path) -> int:
@@ -89,13 +102,22 @@ def trades(db: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM crypto_trades").fetchone()[0])
 
 
-def repair_events(db: Path) -> dict[str, int]:
+def repair_events(db: Path) -> list[tuple[str, int]]:
+    """(event type, requested start) of every repair event of the test's own repairs."""
     with sqlite3.connect(db, timeout=5) as conn:
         rows = conn.execute(
-            "SELECT event_type, count(*) FROM system_events WHERE component = 'backfill' "
-            "GROUP BY event_type"
+            "SELECT event_type, details FROM system_events WHERE component = 'backfill'"
         ).fetchall()
-    return {kind: int(n) for kind, n in rows}
+    found = [(kind, orjson.loads(details)) for kind, details in rows]
+    return [
+        (kind, int(d.get("requested_start_ms", d.get("start_ms"))))
+        for kind, d in found
+        if d.get("reason") == REASON
+    ]
+
+
+def repaired(db: Path) -> list[int]:
+    return [start for kind, start in repair_events(db) if kind == "gap_repaired"]
 
 
 def full_log(worker: RoleWorker) -> str:
@@ -114,16 +136,45 @@ def take_out_waiting_repairs(broker_url: str) -> None:
         client.close()
 
 
-def repairs_waiting(broker_url: str) -> int:
-    """Repair messages still in the broker: queued, or held unacked by a worker (a retry
-    waiting for its countdown is held by the worker that took it)."""
+def repairs_waiting(broker_url: str) -> list[int]:
+    """Starts of the test's repairs still in the broker: queued, or held unacked by a worker
+    (a retry waiting for its countdown is held by the worker that took it)."""
     client = redis.Redis.from_url(broker_url)
     try:
-        queued = client.lrange("backfill", 0, -1)
-        held = client.hvals("unacked")
-        return sum(b"tasks.backfill.repair_gap" in raw for raw in [*queued, *held])
+        queued = [orjson.loads(raw) for raw in client.lrange("backfill", 0, -1)]
+        held = [orjson.loads(raw)[0] for raw in client.hvals("unacked")]  # [message, ex, key]
     finally:
         client.close()
+    starts = []
+    for message in [*queued, *held]:
+        if message["headers"]["task"] == "tasks.backfill.repair_gap":
+            kwargs = orjson.loads(base64.b64decode(message["body"]))[1]
+            if kwargs.get("reason") == REASON:
+                starts.append(int(kwargs["start_ms"]))
+    return starts
+
+
+def grants(broker_url: str) -> int:
+    """REST requests the shared limiter let through so far (each repair needs one or more)."""
+    client = redis.Redis.from_url(broker_url)
+    try:
+        return requests_granted(client)
+    finally:
+        client.close()
+
+
+def assert_the_limit_held(broker_url: str, since_send_s: float) -> None:
+    """No more requests than the free tier allows since the repairs were sent: the repairs were
+    really there and really waiting on the limiter, not run past it."""
+    granted = grants(broker_url)
+    assert 1 <= granted <= max_grants(Rate(5, 60.0), since_send_s), granted
+
+
+def assert_none_dropped(db: Path, broker_url: str, sent: set[int], log: str) -> None:
+    """Every repair sent is done or still waiting in the broker, once, and none failed."""
+    done, waiting = repaired(db), repairs_waiting(broker_url)
+    assert not [kind for kind, _ in repair_events(db) if kind != "gap_repaired"], log
+    assert sorted(done + waiting) == sorted(sent), f"done {done}, waiting {waiting}:\n{log}"
 
 
 def test_twenty_repairs_at_5_per_min_never_stop_rows_arriving(
@@ -151,14 +202,14 @@ def test_twenty_repairs_at_5_per_min_never_stop_rows_arriving(
         stream = StreamProcess(env, tmp_path / "stream.log")
         try:
             wait_for(lambda: trades(db) > 0, 30, "the first trades")
-            send_repairs(producer)
-            wait_for(lambda: repair_events(db).get("gap_repaired", 0) >= 1, 30, "a repair")
+            sent, sent_at = send_repairs(producer), time.monotonic()
+            wait_for(lambda: grants(clean_redis) >= 1, 30, "the first repair request")
             samples = [trades(db)]
             started = time.monotonic()
             for second in range(1, 11):
                 time.sleep(max(0.0, started + second - time.monotonic()))
                 samples.append(trades(db))
-            elapsed_s = time.monotonic() - started
+            assert_the_limit_held(clean_redis, time.monotonic() - sent_at)
             assert stream.proc.poll() is None, stream.log()[-3000:]
             steps = [b - a for a, b in itertools.pairwise(samples)]
             assert all(step > 0 for step in steps), f"a second without new trades: {samples}"
@@ -171,14 +222,9 @@ def test_twenty_repairs_at_5_per_min_never_stop_rows_arriving(
             worker.stop()  # warm: the repairs it held go back to the queue
     finally:
         sim.stop()
-    # The repairs were really there and really waiting on the limiter meanwhile: at most the
-    # bucket's burst plus one token per 12 s were granted, none gave up, none was dropped.
-    events = repair_events(db)
-    done = events.get("gap_repaired", 0)
-    assert 1 <= done <= 2 + int(elapsed_s / 12) + 2
-    assert "gap_repair_failed" not in events
+    # The repairs waited their turn meanwhile (retries, not sleeps); none gave up or was dropped.
     assert "retry: Retry in" in full_log(workers[1])
-    assert done + repairs_waiting(clean_redis) == REPAIRS
+    assert_none_dropped(db, clean_redis, sent, full_log(workers[1]))
     take_out_waiting_repairs(clean_redis)
 
 
@@ -204,27 +250,22 @@ def test_a_rate_limited_repair_does_not_hold_the_only_backfill_process(
         )
         worker = role_workers(env, "backfill")
         worker.wait_ready()
-        send_repairs(producer)
-        wait_for(lambda: repair_events(db).get("gap_repaired", 0) >= 1, 30, "the first repair")
-        started = time.monotonic()
+        sent, sent_at = send_repairs(producer), time.monotonic()
+        wait_for(lambda: grants(clean_redis) >= 1, 30, "the first repair request")
         latencies = []
         for _ in range(4):  # spread over a 12 s token interval: every phase of the retries
-            sent = time.monotonic()
+            asked = time.monotonic()
             result = producer.send_task("tasks.quality.run_quality_checks", queue="default")
             result.get(timeout=60)
-            latencies.append(time.monotonic() - sent)
+            latencies.append(time.monotonic() - asked)
             time.sleep(max(0.0, 4.0 - latencies[-1]))
-        elapsed_s = time.monotonic() - started
+        assert_the_limit_held(clean_redis, time.monotonic() - sent_at)
         # A repair that slept in the limiter would hold the process for ~12 s per token.
         assert max(latencies) < 5.0, f"default task latencies: {latencies}\n{worker.log()[-3000:]}"
         worker.stop()  # warm shutdown: the retries it held go back to the queue
     finally:
         sim.stop()
-    events = repair_events(db)
-    done = events.get("gap_repaired", 0)
-    assert "gap_repair_failed" not in events
-    assert 1 <= done <= 2 + int(elapsed_s / 12) + 2  # the limiter still ruled
     assert "retry: Retry in" in full_log(worker)
     # Nothing dropped for waiting: every repair is either done or still in the broker.
-    assert done + repairs_waiting(clean_redis) == REPAIRS
+    assert_none_dropped(db, clean_redis, sent, full_log(worker))
     take_out_waiting_repairs(clean_redis)
