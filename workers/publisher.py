@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -56,7 +56,7 @@ def is_broker_unreachable(exc: BaseException) -> bool:
 class Publisher:
     def __init__(
         self,
-        senders: dict[str, Sender],
+        senders: Mapping[str, Sender],
         journal: Journal | None,
         stats: StreamStats,
         now_ms: Callable[[], int],

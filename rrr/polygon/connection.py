@@ -191,19 +191,24 @@ class Connection:
             return data
 
     def read(self, listener: StreamListener) -> None:
-        """The hot loop: socket -> frames -> ``listener.on_frame``, until stopping."""
+        """The hot loop: socket -> frames -> ``listener.on_frame``, until stopping; then the
+        closing handshake, still delivering what arrives (``_drain``)."""
         opts, sock, stopping = self.options, self.sock, self._stopping
         on_frame, on_idle = listener.on_frame, listener.on_idle
         recv, feed, recv_bytes = sock.recv, self._reader.feed, opts.recv_bytes
         sock.settimeout(opts.idle_s)
         next_ping = time.monotonic() + opts.ping_interval_s
-        frames = self._early
-        while not stopping():
+        frames, self._early = self._early, []
+        while True:
+            # Every frame read is delivered before stopping is looked at: a frame in hand when
+            # stop() came would otherwise be lost, though the feed counts it as sent.
             for head, payload in frames:
                 if head == TEXT_FINAL:
                     on_frame(payload)
                 else:
                     self._control(sock, head, payload, listener)
+            if stopping():
+                break
             try:
                 data = recv(recv_bytes)
             except TimeoutError:
@@ -223,7 +228,41 @@ class Connection:
                     self._ping_sent_at = now
                     self.keepalive.pings_sent += 1
                 next_ping = now + min(opts.ping_interval_s, opts.ping_timeout_s)
-        # stop(): a polite close follows (``close``); what the server still sends is not read.
+        self._drain(listener)
+
+    def _drain(self, listener: StreamListener) -> None:
+        """stop(): the closing handshake (RFC 6455 5.5.1). Our close frame goes out; the feed
+        sends nothing after it has read that frame, and answers with its own close, so every
+        frame before that answer was sent before the feed knew we were going: delivered too.
+        Bounded by ``close_timeout_s``; a dropped connection ends it early."""
+        self._send_close(1000, "client stopping")
+        deadline = time.monotonic() + self.options.close_timeout_s
+        sock = self.sock
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(min(left, 0.25))
+            try:
+                data = sock.recv(self.options.recv_bytes)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            for head, payload in self._reader.feed(data):
+                if head == TEXT_FINAL:
+                    listener.on_frame(payload)
+                elif head & 0x0F == OP_CLOSE:
+                    return  # the feed's answer: the handshake is complete
+                elif head & 0x0F in (OP_PING, OP_PONG):
+                    continue  # nothing more may be sent after our close frame
+                else:
+                    try:
+                        self._control(sock, head, payload, listener)
+                    except (Closed, FrameError):
+                        return
+        _wire_log.warning(
+            "the feed did not answer our close frame within %g s", self.options.close_timeout_s
+        )
 
     def _control(
         self, sock: socket.socket, head: int, payload: bytes, listener: StreamListener

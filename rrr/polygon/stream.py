@@ -68,6 +68,7 @@ class StreamOptions:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
     healthy_after_s: float = 10.0  # a connection up this long resets the backoff
+    close_timeout_s: float = 5.0  # stop(): how long to wait for the feed's close frame
     recv_bytes: int = 1 << 18
     max_frame_bytes: int = 1 << 24  # the vendor batches events when a reader lags
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from rrr.broker import free_port, is_up, server_binary
 from rrr.models import Bar, Quote, Trade
 from rrr.simulator.server import Simulator, SimulatorOptions, with_feed
 from rrr.storage import open_store
@@ -152,3 +153,54 @@ def queued_tasks(redis_client: Any, queue: str) -> list[dict[str, Any]]:
         body = orjson.loads(base64.b64decode(message["body"]))
         out.append({"task": message["headers"]["task"], "args": body[0], "kwargs": body[1]})
     return out
+
+
+class RedisServer:
+    """A Redis server of the test's own (valkey, the binary the project ships: CI never skips),
+    AOF on, in ``directory``, so a test can stop, pause and restart its broker."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *(str(server_binary()), "--bind", "127.0.0.1", "--port", str(self.port)),
+                *("--save", "", "--appendonly", "yes", "--appendfsync", "always"),
+                *("--dir", str(self.directory)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: is_up(self.url, 0.2), 10, "redis-server to start")
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers (a broker that hangs)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+            self.proc.terminate()  # SIGTERM: redis flushes the AOF and exits
+            self.proc.wait(10)
+
+
+def journal_items(journal_dir: Path) -> list[tuple[str, Any]]:
+    """The items a (dead) stream worker left unconfirmed in its journal, oldest first; the
+    journal is left as it was."""
+    from workers.items import decode_item
+    from workers.journal import Journal
+
+    journal = Journal(journal_dir, 10**12)
+    try:
+        return [decode_item(record) for record in journal.unconfirmed()]
+    finally:
+        journal.close()

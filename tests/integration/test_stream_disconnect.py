@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from rrr.storage import open_store
-from tests.conftest import pipeline_env
+from tests.conftest import pipeline_env, wait_drained
 from tests.integration.stream_support import (
     TICKERS,
     StreamProcess,
@@ -78,13 +78,15 @@ def test_reconnect_resubscribe_gap_event_and_repair_request(
     for r in repairs:
         gap = by_ticker[r["kwargs"]["ticker"]]
         assert (r["kwargs"]["start_ms"], r["kwargs"]["end_ms"]) == (gap["start_ms"], gap["end_ms"])
+    redis.Redis.from_url(clean_redis).delete("backfill")  # no backfill worker here: asserted on
+    wait_drained(clean_redis, 30)
 
 
 def test_a_restarted_stream_worker_asks_for_the_repair_of_its_downtime(
     tmp_path: Path, clean_redis: str, sqlite_url: str, start_worker: Callable[..., Any]
 ) -> None:
-    """SIGKILL loses what the worker held in memory; the next run opens a gap per ticker from
-    a minute before the last event its predecessor reported, so backfill repairs the bars."""
+    """After a SIGKILL the next run opens a gap per ticker from a minute before the last event
+    its predecessor reported, so backfill repairs what the dead process never read."""
     from rrr.stats import load_last_seen
     from workers.stream import RESTART_MARGIN_MS
 
@@ -113,3 +115,5 @@ def test_a_restarted_stream_worker_asks_for_the_repair_of_its_downtime(
     for ticker, request in repairs.items():
         assert request["start_ms"] == before[ticker] - RESTART_MARGIN_MS
         assert request["end_ms"] > before[ticker]
+    client.delete("backfill")  # no backfill worker here: asserted on
+    wait_drained(clean_redis, 60)
