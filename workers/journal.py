@@ -184,6 +184,12 @@ class Journal:
             entry = self._pending[0]
         return entry.seq, self._read(entry)
 
+    def unconfirmed(self) -> list[bytes]:
+        """Every unconfirmed record, oldest first, left unconfirmed (inspection, tests)."""
+        with self._mutex:
+            entries = list(self._pending)
+        return [self._read(entry) for entry in entries]
+
     def confirm(self, seq: int) -> None:
         """The broker has the oldest unconfirmed record, ``seq``; segments behind it go."""
         with self._mutex:
