@@ -19,7 +19,7 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check rrr tasks workers tests bench celeryconfig.py
 	$(BIN)/ruff format --check rrr tasks workers tests bench celeryconfig.py
-	$(BIN)/mypy rrr
+	$(BIN)/mypy rrr tasks workers
 
 test: lint
 	$(BIN)/python -m pytest tests

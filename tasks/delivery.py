@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry as RedisRetry
 
 from rrr.errors import StorageError, is_transient
 from rrr.models import Rejected, raw_text, shown
@@ -36,6 +39,7 @@ from rrr.storage.base import POISON_KIND
 from tasks.resources import retry_countdown_s, store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Deliveries in a row that may end with no outcome before the message is set aside. Five: a
 # crash that a restart or a fresh connection cures has had its chances, and a message that
@@ -57,9 +61,30 @@ _redis_pid: int | None = None
 def _broker(url: str) -> redis.Redis:
     global _redis, _redis_pid
     if _redis is None or _redis_pid != os.getpid():  # never a connection across a fork
-        _redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        # A restarted broker leaves this process a dead socket: reconnect and try again, for
+        # about half a minute in all, before the count is given up (see _counted).
+        retry = RedisRetry(ExponentialBackoff(cap=5.0, base=0.2), retries=8)
+        _redis = redis.Redis.from_url(
+            url,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            retry=retry,
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            health_check_interval=30,
+        )
         _redis_pid = os.getpid()
     return _redis
+
+
+def _counted(what: str, operation: Callable[[], T], fallback: T) -> T:
+    """A delivery-count operation; with the broker unreachable the count is skipped, never
+    the task: failing here would fail the delivery, and kombu cannot requeue a message while
+    the broker it would requeue it to is down (the consumer would hold it until shutdown)."""
+    try:
+        return operation()
+    except redis.RedisError as exc:
+        log.warning("delivery count unavailable (%s: %s); running uncounted", what, exc)
+        return fallback
 
 
 class RequeueingRequest(Request):
@@ -73,7 +98,7 @@ class RequeueingRequest(Request):
         super().reject(requeue=True)
 
 
-class ReliableTask(Task):  # type: ignore[misc]
+class ReliableTask(Task):
     Request = "tasks.delivery:RequeueingRequest"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -82,9 +107,16 @@ class ReliableTask(Task):  # type: ignore[misc]
             return self.run(*args, **kwargs)
         counts = _broker(self.app.conf.broker_url)
         key = DELIVERIES_KEY.format(task_id=request.id)
-        pipe = counts.pipeline()
-        pipe.hincrby(key, "n", 1).hget(key, "last_error").expire(key, DELIVERIES_TTL_S)
-        delivery, last_error, _ = pipe.execute()
+
+        def begin() -> list[Any]:
+            pipe = counts.pipeline()
+            pipe.hincrby(key, "n", 1)
+            pipe.hget(key, "last_error")
+            pipe.expire(key, DELIVERIES_TTL_S)
+            return list(pipe.execute())
+
+        counted: list[Any] = _counted("begin", begin, [0, None, None])
+        delivery, last_error = int(counted[0]), counted[1]
         if delivery > MAX_DELIVERIES:
             how = (last_error or b"").decode(errors="replace") or (
                 "no error recorded: the process was killed (hard time limit, out of memory)"
@@ -94,15 +126,16 @@ class ReliableTask(Task):  # type: ignore[misc]
                 f" without an outcome; the last: {how}"
             )
             self._set_aside(args, kwargs, reason)
-            counts.delete(key)
+            _counted("forget", lambda: counts.delete(key), 0)
             return {"poison": True}
         try:
             result = self.run(*args, **kwargs)
         except Retry:
-            counts.delete(key)  # the task handed its message back on purpose (transient)
+            # The task handed its message back on purpose (transient): not a failed delivery.
+            _counted("forget", lambda: counts.delete(key), 0)
             raise
         except SoftTimeLimitExceeded as exc:
-            counts.delete(key)  # slow, not poison: retry on a fresh start
+            _counted("forget", lambda: counts.delete(key), 0)  # slow, not poison
             countdown = retry_countdown_s(request.retries)
             log.warning(
                 "%s[%s]: soft time limit; retry in %.1f s", self.name, request.id, countdown
@@ -110,14 +143,14 @@ class ReliableTask(Task):  # type: ignore[misc]
             raise self.retry(exc=exc, countdown=countdown, max_retries=NO_RETRY_LIMIT) from exc
         except Exception as exc:
             text = f"{type(exc).__name__}: {shown(str(exc), 2000)}"
-            counts.hset(key, "last_error", text)
+            _counted("note", lambda: counts.hset(key, "last_error", text), 0)
             countdown = retry_countdown_s(delivery)
             log.error(
                 "%s[%s]: unexpected error on delivery %d of %d (%s); retry in %.1f s",
                 *(self.name, request.id, delivery, MAX_DELIVERIES, text, countdown),
             )
             raise self.retry(exc=exc, countdown=countdown, max_retries=NO_RETRY_LIMIT) from exc
-        counts.delete(key)
+        _counted("forget", lambda: counts.delete(key), 0)
         return result
 
     def _set_aside(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> None:

@@ -21,6 +21,8 @@ import psycopg
 import pytest
 import redis
 
+from rrr.runner import die_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 # CI=true, CI=1, CI=yes ...: any value but an empty, "0", "false" or "no" one means CI.
@@ -58,6 +60,11 @@ def redis_url() -> Iterator[str]:
             claimed = client.set(CLAIM_KEY, token, nx=True, ex=CLAIM_TTL_S)
         except redis.RedisError as exc:
             _service_missing(f"Redis at {REDIS_BASE}", exc)
+        if claimed and _has_clients(client, db):
+            # A process of an earlier run (killed before its teardown) still listens here and
+            # would take this test's messages: leave the database to it and its stale claim.
+            client.close()
+            continue
         if claimed:
             client.flushdb()
             client.set(CLAIM_KEY, token, ex=CLAIM_TTL_S)
@@ -69,6 +76,12 @@ def redis_url() -> Iterator[str]:
             return
         client.close()
     pytest.fail("every Redis test database 1-15 is claimed; stale claims expire within 15 min")
+
+
+def _has_clients(client: redis.Redis, db: int) -> bool:
+    """Whether any connection but ours has ``db`` selected (CLIENT LIST reports each one's)."""
+    me = client.client_id()
+    return any(c.get("db") == str(db) and int(c["id"]) != me for c in client.client_list())
 
 
 @pytest.fixture
@@ -187,6 +200,8 @@ class WorkerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # A worker outlives a killed test run otherwise, and takes later tests' messages.
+            preexec_fn=die_with_parent,
         )
 
     def wait_ready(self, timeout_s: float = 60) -> None:

@@ -18,6 +18,7 @@ import orjson
 
 from rrr.broker import free_port, is_up, server_binary
 from rrr.models import Bar, Quote, Trade
+from rrr.runner import die_with_parent
 from rrr.simulator.server import Simulator, SimulatorOptions, with_feed
 from rrr.storage import open_store
 
@@ -118,6 +119,7 @@ class StreamProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # never outlives a killed test run
         )
 
     def log(self) -> str:
@@ -174,6 +176,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         wait_until(lambda: is_up(self.url, 0.2), 10, "redis-server to start")
 

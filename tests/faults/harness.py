@@ -1,0 +1,197 @@
+"""The fault suite's harness: a pipeline of real processes, a fault, a count by key, one line.
+
+Each scenario starts the simulator, a Celery ingest worker and ``rrr stream`` on the test's own
+broker and database, does its harm, waits for the pipeline to drain, and compares what the
+store holds with what the simulator sent (a multiset of rows: ``lost`` = sent and not stored,
+``duplicates`` = stored more often than sent; both never negative). The figures go to stdout as
+one line, seen under ``pytest -s``::
+
+    fault=worker-kill store=postgres sent=12000 stored=12000 duplicates=0 lost=0 ...
+
+Scenarios run at modest rates for a few seconds by default; ``RRR_FAULTS_LONG=1`` runs them at
+full length (the README's figures).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rrr.simulator.server import Simulator
+from tests.conftest import WorkerProcess, pipeline_env, wait_drained
+from tests.integration.stream_support import (
+    StreamProcess,
+    migrate,
+    sent_records,
+    simulator,
+    stored_records,
+    wait_until,
+)
+
+LONG = os.environ.get("RRR_FAULTS_LONG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def scaled(short: float, long: float) -> float:
+    """A rate or duration: ``short`` in the default run, ``long`` under RRR_FAULTS_LONG=1."""
+    return long if LONG else short
+
+
+def store_name(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgres"
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The store against the ground truth, by key."""
+
+    sent: int
+    stored: int
+    lost: int
+    duplicates: int
+    lost_by_kind: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, expected: Counter[tuple[Any, ...]], stored: Counter[tuple[Any, ...]]) -> Tally:
+        missing, extra = expected - stored, stored - expected
+        by_kind: Counter[str] = Counter()
+        for key, n in missing.items():
+            by_kind[key[0]] += n
+        return cls(
+            sent=sum(expected.values()),
+            stored=sum(stored.values()),
+            lost=sum(missing.values()),
+            duplicates=sum(extra.values()),
+            lost_by_kind=dict(by_kind),
+        )
+
+
+def report(fault: str, database_url: str, tally: Tally, started: float, **extra: Any) -> str:
+    """Print the scenario's one line (and return it, for the test's own assertions)."""
+    figures = {
+        "fault": fault,
+        "store": store_name(database_url),
+        "sent": tally.sent,
+        "stored": tally.stored,
+        "duplicates": tally.duplicates,
+        "lost": tally.lost,
+        **extra,
+        "seconds": round(time.monotonic() - started),
+    }
+    line = " ".join(f"{k}={v}" for k, v in figures.items())
+    print(f"\n{line}", flush=True)
+    return line
+
+
+@dataclass
+class Pipeline:
+    """Simulator -> ``rrr stream`` -> broker -> Celery ingest worker -> store, each a real
+    process the scenario may kill, stop or restart."""
+
+    tmp_path: Path
+    redis_url: str
+    database_url: str
+    start_worker: Callable[..., WorkerProcess]
+    rate: float
+    events: int
+    env_extra: dict[str, str] = field(default_factory=dict)
+    sim_options: dict[str, Any] = field(default_factory=dict)
+    _sim: Simulator | None = None
+    streams: list[StreamProcess] = field(default_factory=list)
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    @property
+    def sim(self) -> Simulator:
+        """The simulator, started by the first ``start_stream``: its feed begins then, so no
+        event is produced for a stream that is not there yet."""
+        if self._sim is None:
+            self._sim = simulator(self.rate, max_events=self.events, **self.sim_options)
+        return self._sim
+
+    def stop(self) -> None:
+        for stream in self.streams:
+            stream.kill()
+        if self._sim is not None:
+            self._sim.stop()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return pipeline_env(
+            self.tmp_path,
+            self.redis_url,
+            self.database_url,
+            POLYGON_WS_URL=self.sim.ws_url,
+            POLYGON_REST_URL=self.sim.rest_url,
+            POLYGON_RATE_LIMIT="off",
+            **self.env_extra,
+        )
+
+    # -- processes ----------------------------------------------------------------------------
+    def start_ingest_worker(self, concurrency: int = 1) -> WorkerProcess:
+        worker = self.start_worker(
+            self.database_url, queues="ingest,default", concurrency=concurrency, **self.env_extra
+        )
+        self.workers.append(worker)
+        return worker
+
+    def kill_ingest_worker(self) -> None:
+        """SIGKILL the newest ingest worker, parent and pool children alike."""
+        worker = self.workers[-1]
+        os.killpg(worker.proc.pid, signal.SIGKILL)
+        worker.proc.wait(timeout=10)
+
+    def start_stream(self) -> StreamProcess:
+        log_path = self.tmp_path / f"stream{len(self.streams)}.log"
+        stream = StreamProcess(self.env, log_path)
+        self.streams.append(stream)
+        return stream
+
+    def wait_connected(self, timeout_s: float = 30) -> None:
+        wait_until(lambda: self.sim.stats()["authenticated"] >= 1, timeout_s, "the stream")
+
+    def wait_feed_done(self, events: int, timeout_s: float) -> None:
+        wait_until(lambda: self.sim.stats()["produced"] >= events, timeout_s, "the feed's end")
+
+    def stop_streams(self) -> None:
+        for stream in self.streams:
+            if stream.proc.poll() is None:
+                assert stream.terminate() == 0, stream.log()[-3000:]
+
+    # -- the count ----------------------------------------------------------------------------
+    def drain(self, timeout_s: float = 120) -> None:
+        wait_drained(self.redis_url, timeout_s, quiet_s=3.0)
+
+    def tally(self) -> Tally:
+        return Tally.of(sent_records(self.sim), stored_records(self.database_url))
+
+    def logs(self) -> str:
+        parts = [f"--- {s.log_path.name}\n{s.log()[-3000:]}" for s in self.streams]
+        parts += [f"--- {w.log_path.name}\n{w.log()}" for w in self.workers]
+        return "\n".join(parts)
+
+
+@contextmanager
+def pipeline(
+    tmp_path: Path,
+    redis_url: str,
+    database_url: str,
+    start_worker: Callable[..., WorkerProcess],
+    *,
+    rate: float,
+    events: int,
+    **env_extra: str,
+) -> Iterator[Pipeline]:
+    """A migrated store, and a simulator that will stop after ``events`` events at ``rate``/s;
+    the scenario starts the processes it needs. Everything stops on the way out."""
+    migrate(database_url)
+    run = Pipeline(tmp_path, redis_url, database_url, start_worker, rate, events, dict(env_extra))
+    try:
+        yield run
+    finally:
+        run.stop()
