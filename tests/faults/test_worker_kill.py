@@ -46,6 +46,6 @@ def test_worker_kill(
         tally = run.tally()
         stats = run.sim.stats()
     report("worker-kill", database_url, tally, started, kills=KILLS)
-    print(stats, tally.lost_by_kind)  # noqa: T201
+    print(stats, tally.lost_by_kind)
     assert tally.sent > rate  # over a second of data went through
     assert (tally.lost, tally.duplicates) == (0, 0), run.logs()
