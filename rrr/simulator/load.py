@@ -84,14 +84,15 @@ def encode_frame(events: Sequence[Event]) -> bytes:
     return encode_frame_payload(orjson.dumps(events))
 
 
-def encode_frame_payload(payload: bytes) -> bytes:
+def encode_frame_payload(payload: bytes, head: int = 0x81) -> bytes:
+    """One unmasked server frame; ``head`` is FIN + opcode (0x81 text, 0x82 binary)."""
     n = len(payload)
     if n < 126:
-        header = bytes((0x81, n))
+        header = bytes((head, n))
     elif n < 1 << 16:
-        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
+        header = bytes((head, 126)) + n.to_bytes(2, "big")
     else:
-        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
+        header = bytes((head, 127)) + n.to_bytes(8, "big")
     return header + payload
 
 

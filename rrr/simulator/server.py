@@ -5,6 +5,7 @@ and the HTTP server (Polygon REST aggregates, Perplexity, and the control routes
         sim.ws_url        # ws://127.0.0.1:PORT/crypto   (POLYGON_WS_URL)
         sim.rest_url      # http://127.0.0.1:PORT        (POLYGON_REST_URL, PERPLEXITY_BASE_URL)
         sim.disconnect_all()
+        sim.inject_frame(b'[{"ev":"XT"}]')  # raw bytes on every subscribed connection
         sim.sent_trades() # ground truth (rrr.models.Trade, source='simulator')
 
 Control routes: ``POST /_sim/disconnect`` (``?mode=abort`` drops TCP without a close frame)
@@ -171,6 +172,10 @@ class Simulator:
 
     def stats(self) -> dict[str, Any]:
         return dict(self._on_loop(self.feed.stats))
+
+    def inject_frame(self, payload: bytes, binary: bool = False) -> int:
+        """Raw bytes as one frame on every subscribed connection (``FeedServer.inject_frame``)."""
+        return int(self._on_loop(lambda: self.feed.inject_frame(payload, binary)))
 
     def truth(self) -> GroundTruth:
         return self.recorder.snapshot()

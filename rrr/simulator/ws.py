@@ -23,6 +23,10 @@ Data frames are JSON arrays of up to ``events_per_frame`` events from one market
 and, when windows close, XA/XAS mixed), at ``rate`` events/s, each connection getting the events
 its topics match. What counts as sent is in ``rrr.simulator.truth``. With ``load`` options the
 server instead runs ``rrr.simulator.load`` on each subscribed connection.
+
+``inject_frame(payload)`` puts raw bytes (malformed JSON, binary garbage, events of any shape) on
+every subscribed connection, in order with the market's frames. They are not market data, so the
+ground truth never holds them; ``stats()["injected"]`` counts the ones written.
 """
 
 from __future__ import annotations
@@ -42,7 +46,14 @@ from websockets.protocol import State
 
 from rrr.clock import Clock, SystemClock
 from rrr.simulator.feed import Frame, FrameProducer
-from rrr.simulator.load import LoadBudget, LoadOptions, encode_frame, pool_for, stream_load
+from rrr.simulator.load import (
+    LoadBudget,
+    LoadOptions,
+    encode_frame,
+    encode_frame_payload,
+    pool_for,
+    stream_load,
+)
 from rrr.simulator.market import Market, trade_id_base
 from rrr.simulator.protocol import (
     CLUSTER_PATH,
@@ -60,6 +71,14 @@ __all__ = ["DEFAULT_SIM_KEY", "DisconnectMode", "FeedOptions", "FeedServer"]
 
 DisconnectMode = Literal["close", "abort"]
 WRITE_BATCH_FRAMES = 256  # frames per transport write in normal mode
+TEXT_HEAD, BINARY_HEAD = 0x81, 0x82  # FIN + opcode
+
+
+@dataclass(frozen=True, slots=True)
+class InjectedFrame:
+    """A whole server frame of raw bytes (``inject_frame``), written as it is, never recorded."""
+
+    encoded: bytes
 
 
 @dataclass(eq=False)
@@ -69,7 +88,7 @@ class _Client:
     key: str | None = None
     auth_order: int = 0
     topics: set[str] = field(default_factory=set)
-    queue: deque[Frame] = field(default_factory=deque)
+    queue: deque[Frame | InjectedFrame] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closing: bool = False
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)  # cancelled on close
@@ -100,6 +119,7 @@ class FeedServer:
         self._server: Server | None = None
         self._producer: FrameProducer | None = None
         self.dropped: Counter[str] = Counter()  # connections closed by us, by reason
+        self.injected = 0  # raw frames written by inject_frame, over all connections
         self._background: set[asyncio.Task[None]] = set()
         self._actions: dict[str, Callable[[_Client, str], Awaitable[None]]] = {
             "auth": self._auth,
@@ -157,6 +177,7 @@ class FeedServer:
             "sent": dict(self.recorder.counts),
             "produced": self._producer.produced if self._producer else 0,
             "dropped": dict(self.dropped),
+            "injected": self.injected,
             "load_events_handed_out": self.load_budget.handed_out if self.load_budget else None,
             "recording_truncated": self.recorder.truncated,
         }
@@ -171,6 +192,16 @@ class FeedServer:
                 for c in clients
             )
         )
+        return len(clients)
+
+    def inject_frame(self, payload: bytes, binary: bool = False) -> int:
+        """Queue ``payload`` as one text (or binary) frame on every subscribed connection,
+        behind the market frames already queued; returns how many connections will get it."""
+        frame = InjectedFrame(encode_frame_payload(payload, BINARY_HEAD if binary else TEXT_HEAD))
+        clients = [c for c in self._clients.values() if c.topics and not c.closing]
+        for client in clients:
+            client.queue.append(frame)
+            client.wake.set()
         return len(clients)
 
     # -- one connection ------------------------------------------------------------------------
@@ -330,8 +361,14 @@ class FeedServer:
             batch: list[bytes] = []
             segments: list[FrameSegment] = []
             counts: dict[str, int] = {}
+            injected = 0
             while client.queue and len(batch) < WRITE_BATCH_FRAMES:
-                picked = [i for i in client.queue.popleft() if i[2] in topics or i[3] in topics]
+                item = client.queue.popleft()
+                if isinstance(item, InjectedFrame):
+                    batch.append(item.encoded)
+                    injected += 1
+                    continue
+                picked = [i for i in item if i[2] in topics or i[3] in topics]
                 if picked:
                     events = tuple(i[1] for i in picked)
                     segments.append(FrameSegment(tuple(i[0] for i in picked), events))
@@ -346,6 +383,7 @@ class FeedServer:
             for segment in segments:
                 self.recorder.record(client.id, segment, {})
             self.recorder.count(counts)
+            self.injected += injected
             try:
                 await ws.drain()  # websockets' flow control: wait while the transport is paused
             except OSError:  # the connection was lost while paused
