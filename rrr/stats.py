@@ -53,6 +53,10 @@ class StreamStats:
         self.rows_published = 0
         self.batches_spooled = 0
         self.batches_replayed = 0
+        # Published again because the store had not applied them (workers.confirmer).
+        self.batches_republished = 0
+        self.items_republished = 0  # batches, dead letters and events
+        self.awaiting_applied = 0  # published, not yet applied: still journaled
         self.spool_bytes = 0
         self.spool_max_bytes = 0
         self.publish_queue = 0
@@ -94,6 +98,9 @@ class StreamStats:
             "batches.rows_published": self.rows_published,
             "batches.spooled": self.batches_spooled,
             "batches.replayed": self.batches_replayed,
+            "batches.republished": self.batches_republished,
+            "batches.items_republished": self.items_republished,
+            "batches.awaiting_applied": self.awaiting_applied,
             "batches.queued": self.publish_queue,
             "broker.up": self.broker_up,
             "spool.bytes": self.spool_bytes,

@@ -33,6 +33,7 @@ from celery.worker.request import Request
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
 
+from rrr.applied import mark_applied
 from rrr.errors import StorageError, is_transient
 from rrr.models import Rejected, raw_text, shown
 from rrr.storage.base import POISON_KIND
@@ -74,6 +75,20 @@ def _broker(url: str) -> redis.Redis:
         )
         _redis_pid = os.getpid()
     return _redis
+
+
+def note_applied(url: str, confirm: object) -> None:
+    """Tell the stream worker its item ``confirm`` is stored or set aside (rrr.applied), on
+    this process's broker client. A failure is a warning, never a task failure: the worst it
+    costs is a republish, a no-op in the store."""
+    if confirm is None:
+        return
+    try:
+        mark_applied(_broker(url), confirm)
+    except (redis.RedisError, ValueError) as exc:
+        log.warning(
+            "could not mark %r applied (%s); the stream worker will send it again", confirm, exc
+        )
 
 
 def _counted(what: str, operation: Callable[[], T], fallback: T) -> T:
@@ -126,6 +141,7 @@ class ReliableTask(Task):
                 f" without an outcome; the last: {how}"
             )
             self._set_aside(args, kwargs, reason)
+            note_applied(self.app.conf.broker_url, kwargs.get("confirm"))  # set aside: done
             _counted("forget", lambda: counts.delete(key), 0)
             return {"poison": True}
         try:

@@ -1,5 +1,6 @@
 """The stream worker's journal: every outgoing item on local disk before it leaves, until the
-broker has taken it.
+store has it (``workers.awaiting``: the ingest task marks it applied) or, for repair requests,
+until the broker has taken it.
 
 Records are opaque bytes. Each is written as a header (4-byte big-endian length, CRC-32 of the
 payload) and the payload, with one ``os.write`` on an ``O_APPEND`` descriptor, into numbered
@@ -8,15 +9,17 @@ record is in the kernel's page cache and survives the death of this process (SIG
 a crash). A power loss can still take what the kernel had not written back (up to ~30 s of
 appends at Linux's defaults) unless ``fsync="batch"`` makes every append durable first.
 
-Confirmation is FIFO: the publisher sends records in the order they were appended and
-``confirm``s each once the broker accepted it. The first unconfirmed record's position is kept
-in the file ``confirmed`` (rewritten in place, 20 bytes with a checksum); losing it to a power
-loss only means re-publishing confirmed records, which batch ids make no-ops. A segment is
-deleted once every record in it is confirmed; a fresh process appends to a fresh segment, never
-after a tail a crash may have torn.
+The publisher sends records in the order they were appended; they are ``confirm``ed in any
+order (stores apply them in any order), and the journal's cursor is the oldest record still
+unconfirmed. Its position is kept in the file ``confirmed`` (rewritten in place, 20 bytes with a
+checksum); records confirmed behind it are published again by the next process, as is
+everything after a cursor lost to a power loss: batch ids and natural keys make those no-ops. A
+segment is deleted once every record in it is behind the cursor; a fresh process appends to a
+fresh segment, never after a tail a crash may have torn.
 
-Bounded by ``max_bytes`` (segment files on disk): ``append`` raises ``JournalFull`` rather than
-drop anything, and a warning is logged each time use crosses 50, 80 and 95 %. A record larger
+Bounded by ``max_bytes`` (segment files on disk, from the cursor on: items published but not
+yet applied count): ``append`` raises ``JournalFull`` rather than drop anything, and a warning
+is logged each time use crosses 50, 80 and 95 %. A record larger
 than the bound is taken only when the journal holds nothing unconfirmed, alone, so it can never
 wedge the journal.
 
@@ -82,8 +85,11 @@ class Journal:
         self._lock_file = _take_lock(directory)
         self._mutex = threading.Lock()
         self._segments: dict[int, int] = {}  # segment number -> bytes on disk, oldest first
-        self._pending: deque[_Entry] = deque()  # unconfirmed records, oldest first
-        self.pending_bytes = 0
+        # Records from the cursor on, oldest first: sequence numbers without a hole. Those in
+        # _done are confirmed already, out of order; the head never is.
+        self._pending: deque[_Entry] = deque()
+        self._done: set[int] = set()
+        self.pending_bytes = 0  # of the records from the cursor on
         self._next_seq = 1
         self._write_fd: int | None = None
         self._write_segment = 0
@@ -103,12 +109,18 @@ class Journal:
         return self.size_bytes / self.max_bytes if self.max_bytes else 1.0
 
     def __len__(self) -> int:
-        return len(self._pending)
+        """Unconfirmed records."""
+        return len(self._pending) - len(self._done)
 
     def first_pending(self) -> int | None:
         """The sequence number of the oldest unconfirmed record, or None."""
         pending = self._pending
         return pending[0].seq if pending else None
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the newest record (0: none yet)."""
+        return self._next_seq - 1
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -187,25 +199,46 @@ class Journal:
     def unconfirmed(self) -> list[bytes]:
         """Every unconfirmed record, oldest first, left unconfirmed (inspection, tests)."""
         with self._mutex:
-            entries = list(self._pending)
+            entries = [e for e in self._pending if e.seq not in self._done]
         return [self._read(entry) for entry in entries]
 
-    def confirm(self, seq: int) -> None:
-        """The broker has the oldest unconfirmed record, ``seq``; segments behind it go."""
+    def record(self, seq: int) -> bytes:
+        """The unconfirmed record ``seq`` (to publish it, or publish it again)."""
         with self._mutex:
-            if not self._pending or self._pending[0].seq != seq:
-                first = self._pending[0].seq if self._pending else None
-                raise RuntimeError(f"confirm({seq}) out of order: the oldest pending is {first}")
-            entry = self._pending.popleft()
+            entry = self._unconfirmed_entry(seq)
+        return self._read(entry)
+
+    def confirm(self, seq: int) -> None:
+        """Record ``seq`` is done with (applied, or taken by the broker); once it is the oldest
+        unconfirmed one, the cursor moves past it and the segments behind the cursor go."""
+        with self._mutex:
+            entry = self._unconfirmed_entry(seq)
+            if entry.seq != self._pending[0].seq:
+                self._done.add(seq)  # the cursor waits for the older ones
+                return
+            pending = self._pending
+            pending.popleft()
             self.pending_bytes -= entry.size
-            if self._pending:
-                head = self._pending[0]
+            while pending and pending[0].seq in self._done:
+                self._done.discard(pending[0].seq)
+                self.pending_bytes -= pending.popleft().size
+            if pending:
+                head = pending[0]
                 segment, offset = head.segment, head.offset
             else:
                 segment, offset = self._write_segment, self._segments.get(self._write_segment, 0)
             os.pwrite(self._cursor_fd, _pack_cursor(segment, offset), 0)
             if segment != entry.segment:
                 self._delete_segments_before(segment)
+
+    def _unconfirmed_entry(self, seq: int) -> _Entry:
+        pending = self._pending
+        index = seq - pending[0].seq if pending else -1
+        if index < 0 or index >= len(pending) or seq in self._done:
+            raise RuntimeError(f"record {seq} is not an unconfirmed record of this journal")
+        entry = pending[index]
+        assert entry.seq == seq, "journal sequence numbers have a hole"
+        return entry
 
     def _read(self, entry: _Entry) -> bytes:
         with open(self._path(entry.segment), "rb") as f:

@@ -3,7 +3,10 @@
 ``put`` runs in the socket-reading thread: it appends the item to the journal
 (``workers.journal``) and queues it, so nothing the reader handed on lives only in memory. This
 thread sends each item (an ``insert_batch`` task, dead letters, system events, a gap repair
-request) and confirms it in the journal once the broker has accepted it.
+request), in journal order. With a ``Confirmer`` (production) an item is confirmed in the journal
+once the ingest task that stores it marked it applied, and published again if that mark does not
+come (``workers.confirmer``); a repair request, and every item without one, once the broker has
+accepted it.
 
 One mechanism for every reason an item is not confirmed: when a send fails (the broker is down
 or slow) or an earlier item is on disk only (left by the previous run, or dropped from the queue
@@ -32,12 +35,13 @@ from kombu.exceptions import OperationalError
 
 from rrr.models import Rejected
 from rrr.stats import StreamStats
+from workers.confirmer import Confirmer
 from workers.items import BATCH, DEAD_LETTERS, cap_raw, decode_item, describe, encode_item
 from workers.journal import Journal, JournalFull
 
 log = logging.getLogger(__name__)
 
-Sender = Callable[[Any], None]
+Sender = Callable[..., None]  # (payload) or, with a confirm token, (payload, confirm=token)
 Queued = tuple[int | None, str, Any]  # journal sequence number (None: no journal), kind, payload
 REMIND_EVERY_S = 30.0  # while the broker stays down, a warning this often
 
@@ -66,9 +70,19 @@ class Publisher:
         replay_burst: int = 64,
         max_attempts: int = 5,
         is_unreachable: Callable[[BaseException], bool] = is_broker_unreachable,
+        confirmer: Confirmer | None = None,
+        stop_wait_applied_s: float = 20.0,
     ) -> None:
         self._senders = senders
         self._journal = journal
+        self._confirmer = confirmer if journal is not None else None
+        # At a stop, how long to wait for the store to apply what was published; what it has
+        # not applied by then stays journaled and the next start publishes it again.
+        self._stop_wait_applied_s = stop_wait_applied_s
+        self._stop_deadline: float | None = None
+        # Every journal record up to this sequence number was published (or set aside); the
+        # next one to send is the one after it.
+        self._published_upto = 0
         self._stats = stats
         self._now_ms = now_ms
         self._queue: queue.Queue[Queued] = queue.Queue(maxsize=queue_size)
@@ -147,6 +161,10 @@ class Publisher:
     def _run(self) -> None:
         try:
             while not self._may_stop():
+                if self._confirmer is not None:
+                    self._confirmer.tick(
+                        time.monotonic(), self._republish, 0.2 if self._stop.is_set() else None
+                    )
                 if self._behind:
                     self._discard_queued()
                     if time.monotonic() >= self._next_probe:
@@ -164,31 +182,38 @@ class Publisher:
             return False
         if self._gave_up:
             return True
-        return self._queue.empty() and not (self._journal is not None and len(self._journal))
+        if not self._queue.empty() or self._unpublished():
+            return False
+        if not self._confirmer:  # None, or nothing waits to be applied
+            return True
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self._stop_wait_applied_s
+        return time.monotonic() >= self._stop_deadline
+
+    def _unpublished(self) -> int:
+        return self._journal.last_seq - self._published_upto if self._journal is not None else 0
 
     def _take_one(self) -> None:
         try:
             item = self._queue.get(timeout=0.05 if self._stop.is_set() else 0.5)
         except queue.Empty:
-            if self._journal is not None and len(self._journal):
+            if self._unpublished():
                 self._behind = True  # items on disk that the queue will not bring
             return
         self._stats.publish_queue = self._queue.qsize()
         seq, kind, payload = item
         if seq is not None:
-            assert self._journal is not None
-            first = self._journal.first_pending()
-            if first is None or seq < first:
+            if seq <= self._published_upto:
                 return  # published from the journal already
-            if seq > first:  # an older item is on disk only: publish from there, in order
-                self._behind = True
+            if seq > self._published_upto + 1:  # an older item is on disk only: publish
+                self._behind = True  # from there, in order
                 self._count_spooled(kind)
                 return
         while True:
-            error = self._send(kind, payload)
+            error = self._send(kind, payload, seq)
             if error is None:
                 if seq is not None:
-                    self._confirm(seq)
+                    self._published(kind, seq)
                 self._broker_back()
                 return
             if not self._failed(kind, payload, error, seq):
@@ -210,41 +235,59 @@ class Publisher:
                 seq, kind, _ = self._queue.get_nowait()
             except queue.Empty:
                 return
-            first = self._journal.first_pending()
-            if first is not None and seq is not None and seq >= first:
+            if seq is not None and seq > self._published_upto:
                 self._count_spooled(kind)
 
     def _replay(self) -> None:
         """Publish journaled items, oldest first, until caught up or a send fails."""
         assert self._journal is not None
         for _ in range(self._replay_burst):
-            head = self._journal.peek()
-            if head is None:
+            seq = self._published_upto + 1
+            if seq > self._journal.last_seq:
                 self._behind = False
                 self._broker_back()
                 return
-            seq, record = head
+            record = self._journal.record(seq)
             try:
                 kind, payload = decode_item(record)
             except Exception as exc:  # a record this version cannot read
                 self._set_aside("record", record, f"unreadable journal record: {exc!r}")
                 self._confirm(seq)
                 continue
-            error = self._send(kind, payload)
+            error = self._send(kind, payload, seq)
             if error is not None:
                 if self._failed(kind, payload, error, seq):
                     return  # try again after probe_s
                 continue  # set aside and confirmed
-            self._confirm(seq)
+            self._published(kind, seq)
             if kind == BATCH:
                 self._stats.batches_replayed += 1
             if self._down_since is not None:
                 self._broker_back()
 
-    def _send(self, kind: str, payload: Any) -> BaseException | None:
+    def _republish(self, seq: int) -> bool:
+        """Publish an item again that the store has not applied; False if the broker did not
+        take it (the confirmer tries again later)."""
+        assert self._journal is not None
+        kind, payload = decode_item(self._journal.record(seq))  # it decoded the first time
+        error = self._send(kind, payload, seq)
+        if error is not None:
+            log.warning("could not publish %s again: %r", describe(kind, payload), error)
+            return False
+        if kind == BATCH:
+            self._stats.batches_republished += 1
+        return True
+
+    def _send(self, kind: str, payload: Any, seq: int | None = None) -> BaseException | None:
         """None when the broker accepted it; else why not."""
+        token = None
+        if self._confirmer is not None and seq is not None:
+            token = self._confirmer.token(kind, seq)
         try:
-            self._senders[kind](payload)
+            if token is None:
+                self._senders[kind](payload)
+            else:
+                self._senders[kind](payload, confirm=token)
         except Exception as exc:
             return exc
         if kind == BATCH:
@@ -312,8 +355,20 @@ class Publisher:
             where = f"kept in {path}"
         log.error("could not set aside %s as a dead letter; %s (%s)", kind, where, reason)
 
-    def _confirm(self, seq: int) -> None:
+    def _published(self, kind: str, seq: int) -> None:
+        """The broker took item ``seq``: confirmed now, or once the store applied it."""
         assert self._journal is not None
+        self._published_upto = seq
+        self._head_failures = 0
+        if self._confirmer is not None:
+            self._confirmer.published(kind, seq, time.monotonic())
+        else:
+            self._journal.confirm(seq)
+
+    def _confirm(self, seq: int) -> None:
+        """Item ``seq`` is done without a publish (set aside)."""
+        assert self._journal is not None
+        self._published_upto = seq
         self._journal.confirm(seq)
         self._head_failures = 0
 
@@ -339,13 +394,20 @@ class Publisher:
     def _finish(self) -> None:
         if self._journal is None:
             return
-        left = len(self._journal)
-        if left:
+        unpublished = self._unpublished()
+        if unpublished:
             log.warning(
-                "%d item(s), %.1f MB, not taken by the broker stay in the journal %s; the next "
-                "start publishes them first",
-                left,
-                self._journal.pending_bytes / 1e6,
+                "%d item(s) not taken by the broker stay in the journal %s; the next start "
+                "publishes them first",
+                unpublished,
+                self._journal.directory,
+            )
+        unapplied = len(self._confirmer) if self._confirmer is not None else 0
+        if unapplied:
+            log.warning(
+                "%d published item(s) the store has not confirmed yet stay in the journal %s; "
+                "the next start publishes them again (a no-op for any it has)",
+                unapplied,
                 self._journal.directory,
             )
         self._note_sizes()

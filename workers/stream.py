@@ -3,8 +3,9 @@
 ``StreamWorker`` is the transport's listener. Its callbacks run in the socket-reading thread
 and never wait on the broker: batches, dead letters, system events and repair requests go to
 the ``Publisher`` (``workers.publisher``), which journals each on disk before it is queued and
-confirms it once the broker has it. Collaborators are injected; ``workers.stream_process`` wires
-the production ones.
+confirms it once the store has it (given ``applied`` marks to read: ``workers.confirmer``) or
+else once the broker has it. Collaborators are injected; ``workers.stream_process`` wires the
+production ones.
 
 Gap tracking: when a connection drops, every open buffer is flushed and each ticker's last
 event time noted; the first event per ticker after the reconnect closes its gap, which is
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from rrr.applied import AppliedMarks
 from rrr.batching import Batcher
 from rrr.clock import Clock
 from rrr.errors import VendorAuthError
@@ -28,6 +30,7 @@ from rrr.polygon.gaps import Gap, GapTracker
 from rrr.polygon.messages import Status, parse_frame
 from rrr.polygon.stream import FrameData, StreamListener
 from rrr.stats import HEARTBEAT_INTERVAL_S, StreamStats
+from workers.confirmer import Confirmer
 from workers.items import BATCH, DEAD_LETTERS, EVENTS, REPAIR, capped
 from workers.journal import Journal
 from workers.publisher import Publisher
@@ -42,6 +45,9 @@ RESTART_MARGIN_MS = 60_000
 DEAD_LETTER_BATCH = 500  # rejected events are sent in groups of up to this many ...
 DEAD_LETTER_MAX_AGE_MS = 1000  # ... or once the oldest has waited this long
 DEAD_LETTER_MAX_CHARS = 1 << 20  # ... or once their raw text adds up to this much
+# Published items the store has not applied after this long go again: Settings' visibility
+# timeout (600 s) + 60 s, by when kombu has restored whatever a dead consumer held.
+DEFAULT_REPUBLISH_AFTER_S = 660.0
 SHUTDOWN_PUT_WAIT_S = 10.0  # at shutdown, how long to wait for room in the publisher queue
 _ACK = "success"  # status of a subscription acknowledgement
 
@@ -72,6 +78,8 @@ class StreamWorker:
         resume_from: Mapping[str, int] | None = None,
         max_messages: int | None = None,
         max_seconds: float | None = None,
+        applied: AppliedMarks | None = None,
+        republish_after_s: float = DEFAULT_REPUBLISH_AFTER_S,
     ) -> None:
         self._stream = stream
         self._batcher = batcher
@@ -82,6 +90,9 @@ class StreamWorker:
         self._report_stats = report_stats
         self._max_messages = max_messages
         self._max_seconds = max_seconds
+        confirmer = None
+        if journal is not None and applied is not None:
+            confirmer = Confirmer(journal, applied, self.stats, republish_after_s=republish_after_s)
         self._publisher = Publisher(
             {
                 BATCH: enqueue,
@@ -92,6 +103,7 @@ class StreamWorker:
             journal,
             self.stats,
             clock.now_ms,
+            confirmer=confirmer,
         )
         self._gaps = GapTracker()
         self._save_last_seen = save_last_seen

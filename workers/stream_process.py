@@ -2,7 +2,8 @@
 
 Production wiring: batches as ``tasks.ingest.insert_batch`` tasks on the ``ingest`` queue, dead
 letters and system events as ``tasks.ingest`` tasks, gap repairs as ``tasks.backfill.repair_gap``
-on ``backfill``; heartbeat and stats in the broker's Redis; the journal under ``var/journal``.
+on ``backfill``; heartbeat, stats and the ingest tasks' applied marks (``rrr.applied``) in the
+broker's Redis; the journal under ``var/journal``, each item kept until the store applied it.
 SIGTERM and SIGINT drain: frames already read are delivered, the open batch is closed, what is
 queued is published (or stays journaled), the WebSocket close handshake is done, exit 0. A
 second signal exits at once; the journal still holds every item handed on.
@@ -18,11 +19,13 @@ import gc
 import logging
 import os
 import signal
+import uuid
 from types import FrameType
 from typing import Any
 
 import redis
 
+from rrr.applied import AppliedMarks
 from rrr.batching import Batcher, sequential_ids
 from rrr.broker import resolve_redis_url
 from rrr.clock import SystemClock
@@ -72,23 +75,31 @@ class CeleryOutbox:
         # sent task (never read here: a leak and a round trip per batch).
         self.app.send_task(name, ignore_result=True, **options)
 
-    def publish_batch(self, batch: Batch) -> None:
+    # ``confirm``: the token the task marks applied once stored (rrr.applied); None for none.
+    def publish_batch(self, batch: Batch, confirm: str | None = None) -> None:
+        kwargs = _confirm_kwargs(confirm)
         self.send(
             "tasks.ingest.insert_batch",
             args=[batch.to_message()],
+            kwargs=kwargs,
             queue="ingest",
             serializer="msgpack",  # tasks.ingest.BATCH_SERIALIZER
             # A one-line repr: Celery's default saferepr of 1000 rows cost ~40 % of a publish
             # (measured), and Flower then shows which batch it is.
             argsrepr=f"(<batch {batch.id}: {len(batch.rows)} {batch.kind}>,)",
-            kwargsrepr="{}",
+            kwargsrepr=repr(kwargs),
         )
 
-    def send_dead_letters(self, rejected: list[Rejected]) -> None:
+    def send_dead_letters(self, rejected: list[Rejected], confirm: str | None = None) -> None:
         rows = [[r.raw, r.reason, r.kind, r.source] for r in rejected]
-        self.send("tasks.ingest.insert_dead_letters", args=[rows], queue="ingest")
+        self.send(
+            "tasks.ingest.insert_dead_letters",
+            args=[rows],
+            kwargs=_confirm_kwargs(confirm),
+            queue="ingest",
+        )
 
-    def record_events(self, events: list[SystemEvent]) -> None:
+    def record_events(self, events: list[SystemEvent], confirm: str | None = None) -> None:
         plain = [
             {
                 "component": e.component,
@@ -101,7 +112,12 @@ class CeleryOutbox:
             }
             for e in events
         ]
-        self.send("tasks.ingest.record_events", args=[plain], queue="ingest")
+        self.send(
+            "tasks.ingest.record_events",
+            args=[plain],
+            kwargs=_confirm_kwargs(confirm),
+            queue="ingest",
+        )
 
     def request_repair(self, ticker: str, start_ms: int, end_ms: int, reason: str) -> None:
         # The backfill tasks may live in another deployment (or not exist yet); the gap is
@@ -110,12 +126,18 @@ class CeleryOutbox:
         self.send(REPAIR_TASK, kwargs=kwargs, queue="backfill")
 
 
+def _confirm_kwargs(confirm: str | None) -> dict[str, str]:
+    return {} if confirm is None else {"confirm": confirm}
+
+
 def build_worker(
     settings: Settings, max_messages: int | None = None, max_seconds: float | None = None
 ) -> StreamWorker:
     key, source = feed_credentials(settings)
     clock = SystemClock()
     stream = PolygonStream(settings.polygon_ws_url, key, settings.tickers)
+    # Stats, heartbeat and applied marks: short timeouts, so a hung broker never stalls the
+    # publisher thread for long (it reads the marks).
     stats_client = redis.Redis.from_url(
         resolve_redis_url(settings), socket_timeout=1.0, socket_connect_timeout=1.0
     )
@@ -138,6 +160,9 @@ def build_worker(
         resume_from=previous_last_seen(stats_client),
         max_messages=max_messages,
         max_seconds=max_seconds,
+        applied=AppliedMarks(stats_client, session=uuid.uuid4().hex[:16]),
+        # By then kombu has restored any message a dead consumer held (workers.awaiting).
+        republish_after_s=settings.visibility_timeout_s + 60,
     )
 
 

@@ -1,5 +1,6 @@
-"""The journal: FIFO records on disk, confirmed in order, recovered by the next process, bounded;
-torn, damaged and oversized records each handled loudly; one process per directory."""
+"""The journal: FIFO records on disk, confirmed in any order behind an in-order cursor,
+recovered by the next process, bounded; torn, damaged and oversized records each handled loudly;
+one process per directory."""
 
 from __future__ import annotations
 
@@ -57,12 +58,47 @@ def test_records_come_back_in_order_and_confirmed_segments_go(tmp_path: Path) ->
     assert segments(tmp_path) == []  # nothing unconfirmed: nothing left behind
 
 
-def test_confirm_out_of_order_is_refused(tmp_path: Path) -> None:
+def test_confirmed_out_of_order_the_cursor_waits_for_the_oldest(tmp_path: Path) -> None:
+    """Stores apply items in any order: a later record confirmed first is done with, but the
+    cursor (what the next process publishes from) stays at the oldest unconfirmed one."""
+    journal = Journal(tmp_path, max_bytes=1_000_000, segment_bytes=4096)
+    seqs = [journal.append(b"%d" % n * 200) for n in range(40)]  # several segments
+    held = len(segments(tmp_path))
+    for seq in seqs[1:30]:
+        journal.confirm(seq)
+    assert len(journal) == 11 and journal.first_pending() == 1
+    assert journal.unconfirmed() == [b"0" * 200] + [b"%d" % n * 200 for n in range(30, 40)]
+    assert journal.record(31) == b"30" * 200
+    assert len(segments(tmp_path)) == held  # nothing behind the cursor yet
+    journal.close()
+    again = Journal(tmp_path, max_bytes=1_000_000, segment_bytes=4096)
+    assert len(again) == 40  # the restart publishes 2-30 again: no-ops in the store
+    again.close()
+    journal = Journal(tmp_path, max_bytes=1_000_000, segment_bytes=4096)
+    for seq in range(2, 31):
+        journal.confirm(seq)
+    journal.confirm(1)  # the oldest: the cursor jumps past everything confirmed behind it
+    assert len(journal) == 10 and journal.first_pending() == 31
+    assert len(segments(tmp_path)) < held
+    journal.close()
+    again = Journal(tmp_path, max_bytes=1_000_000, segment_bytes=4096)
+    assert drain(again) == [b"%d" % n * 200 for n in range(30, 40)]
+    again.close()
+
+
+def test_a_record_is_confirmed_once(tmp_path: Path) -> None:
     journal = Journal(tmp_path, max_bytes=1_000_000)
-    journal.append(b"a")
-    second = journal.append(b"b")
-    with pytest.raises(RuntimeError, match="out of order"):
-        journal.confirm(second)
+    first, second = journal.append(b"a"), journal.append(b"b")
+    journal.confirm(second)
+    for seq in (second, 3, 0):  # twice, never appended, never appended
+        with pytest.raises(RuntimeError, match=f"record {seq} is not an unconfirmed record"):
+            journal.confirm(seq)
+    with pytest.raises(RuntimeError, match="not an unconfirmed record"):
+        journal.record(second)
+    journal.confirm(first)
+    with pytest.raises(RuntimeError, match="not an unconfirmed record"):
+        journal.confirm(first)
+    assert len(journal) == 0 and journal.pending_bytes == 0
     journal.close()
 
 
