@@ -57,12 +57,14 @@ def redis_url() -> Iterator[str]:
     for db in range(1, 16):
         client = redis.Redis.from_url(f"{REDIS_BASE}/{db}")
         try:
+            _free_if_claimer_dead(client)
             claimed = client.set(CLAIM_KEY, token, nx=True, ex=CLAIM_TTL_S)
         except redis.RedisError as exc:
             _service_missing(f"Redis at {REDIS_BASE}", exc)
         if claimed and _has_clients(client, db):
             # A process of an earlier run (killed before its teardown) still listens here and
-            # would take this test's messages: leave the database to it and its stale claim.
+            # would take this test's messages: leave the database alone, unclaimed.
+            client.delete(CLAIM_KEY)
             client.close()
             continue
         if claimed:
@@ -76,6 +78,24 @@ def redis_url() -> Iterator[str]:
             return
         client.close()
     pytest.fail("every Redis test database 1-15 is claimed; stale claims expire within 15 min")
+
+
+def _free_if_claimer_dead(client: redis.Redis) -> None:
+    """A claim whose test process is gone (killed, crashed) frees its database at once."""
+    held = client.get(CLAIM_KEY)
+    pid = held.split(b"-", 1)[0] if held else b""
+    if pid.isdigit() and not _alive(int(pid)):
+        client.delete(CLAIM_KEY)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _has_clients(client: redis.Redis, db: int) -> bool:
