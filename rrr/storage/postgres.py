@@ -23,6 +23,7 @@ import pandas as pd
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
@@ -262,6 +263,19 @@ class PostgresStore:
         self._connect()
 
     def _connect(self) -> psycopg.Connection[Any]:
+        left = self._conn
+        if (
+            left is not None
+            and not left.closed
+            and not left.broken
+            and left.info.transaction_status != TransactionStatus.IDLE
+        ):
+            # Between our transactions a healthy connection is idle. Anything else was left
+            # mid-statement by an interruption (Celery's soft time limit raised inside a
+            # wait): its answer is still due, and every later statement on it would fail with
+            # "another command is already in progress", for good. A fresh one replaces it.
+            log.warning("PostgreSQL connection left mid-statement; opening a fresh one")
+            left.close()
         if self._conn is None or self._conn.closed or self._conn.broken:
             try:
                 self._conn = psycopg.connect(self._conninfo, prepare_threshold=None)
