@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from rrr.broker import free_port, is_up, server_binary
-from rrr.models import Bar, Quote, Trade
+from rrr.models import SOURCE_SIMULATOR, Bar, Quote, Trade
 from rrr.runner import die_with_parent
 from rrr.simulator.server import Simulator, SimulatorOptions, with_feed
 from rrr.storage import open_store
@@ -52,6 +52,36 @@ def simulator(rate: float, max_events: int | None, **feed: Any) -> Simulator:
 def sent_records(sim: Simulator) -> Counter[tuple[Any, ...]]:
     """What the simulator sent, as the rows the pipeline must store (a multiset)."""
     return Counter(_normal(r) for r in sim.truth().records())
+
+
+MINUTE = 60_000
+
+
+def market_truth(sim: Simulator) -> Counter[tuple[Any, ...]]:
+    """Trades and bars of the whole run as the pipeline must store them: every trade the market
+    made (those the WebSocket sent carry their receive time; those it never sent, because the
+    client was away, come from REST without one) and every minute bar it closed, sent or not."""
+    sent = {(t.ticker, t.exchange_id, t.trade_id) for t in sim.sent_trades()}
+    rows: list[Trade | Bar] = []
+    for ticker in TICKERS:
+        tape = sim.market.trade_tape(ticker)
+        assert tape is not None
+        for t in tape.between(0, FAR_FUTURE_MS):
+            trade_id = str(t.trade_id)
+            received = t.t_ms if (ticker, t.exchange, trade_id) in sent else None
+            rows.append(
+                Trade(ticker, t.exchange, trade_id, t.price, t.size, (t.side,), t.t_ms,
+                      received, SOURCE_SIMULATOR)
+            )  # fmt: skip
+        first_minute = tape.between(0, FAR_FUTURE_MS)[0].t_ms // MINUTE * MINUTE
+        for b in sim.market.minute_bars(ticker, first_minute, FAR_FUTURE_MS):
+            rows.append(
+                Bar(ticker, "1m", b["o"], b["h"], b["l"], b["c"], b["v"], b["vw"], b["n"],
+                    b["t"], b["t"] + MINUTE, SOURCE_SIMULATOR)
+            )  # fmt: skip
+    sent_bars = [_normal(b) for b in sim.truth().bars() if b.timeframe == "1m"]
+    assert set(sent_bars) <= {_normal(r) for r in rows}  # the live bars are the ones it sent
+    return Counter(_normal(r) for r in rows)
 
 
 def stored_records(database_url: str) -> Counter[tuple[Any, ...]]:

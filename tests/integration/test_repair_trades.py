@@ -15,16 +15,14 @@ from typing import Any
 
 import pytest
 
-from rrr.models import SOURCE_SIMULATOR, Bar, Trade
 from rrr.simulator.rest import RestSimOptions
 from rrr.simulator.server import Simulator, SimulatorOptions, with_feed
 from rrr.storage import open_store
 from tests.conftest import pipeline_env, wait_drained
 from tests.integration.stream_support import (
-    FAR_FUTURE_MS,
     TICKERS,
     StreamProcess,
-    _normal,
+    market_truth,
     migrate,
     stored_records,
     wait_until,
@@ -34,33 +32,6 @@ pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.slow]
 
 MINUTE = 60_000
 EVENTS = 20_000  # 20 s at 1,000 events/s (the workers start meanwhile)
-
-
-def ground_truth(sim: Simulator) -> Counter[tuple[Any, ...]]:
-    """Trades and bars of the whole run as the pipeline must store them: every trade the market
-    made (those the WebSocket sent carry their receive time; those it never sent, because the
-    client was away, come from REST without one) and every minute bar it closed, sent or not."""
-    sent = {(t.ticker, t.exchange_id, t.trade_id) for t in sim.sent_trades()}
-    rows: list[Trade | Bar] = []
-    for ticker in TICKERS:
-        tape = sim.market.trade_tape(ticker)
-        assert tape is not None
-        for t in tape.between(0, FAR_FUTURE_MS):
-            trade_id = str(t.trade_id)
-            received = t.t_ms if (ticker, t.exchange, trade_id) in sent else None
-            rows.append(
-                Trade(ticker, t.exchange, trade_id, t.price, t.size, (t.side,), t.t_ms,
-                      received, SOURCE_SIMULATOR)
-            )  # fmt: skip
-        first_minute = tape.between(0, FAR_FUTURE_MS)[0].t_ms // MINUTE * MINUTE
-        for b in sim.market.minute_bars(ticker, first_minute, FAR_FUTURE_MS):
-            rows.append(
-                Bar(ticker, "1m", b["o"], b["h"], b["l"], b["c"], b["v"], b["vw"], b["n"],
-                    b["t"], b["t"] + MINUTE, SOURCE_SIMULATOR)
-            )  # fmt: skip
-    sent_bars = [_normal(b) for b in sim.truth().bars() if b.timeframe == "1m"]
-    assert set(sent_bars) <= {_normal(r) for r in rows}  # the live bars are the ones it sent
-    return Counter(_normal(r) for r in rows)
 
 
 def got(sim: Simulator, connection: int) -> int:
@@ -116,7 +87,7 @@ def test_disconnects_are_repaired_to_the_ground_truth(
                 return {d["ticker"] for d in done["details"]} == set(TICKERS)
 
             wait_until(repaired, 60, "a repair per ticker", poll_s=0.5)
-            expected = ground_truth(sim)
+            expected = market_truth(sim)
             if not trades_plan:  # bars from REST; trades only what the stream got
                 expected = Counter(
                     {k: n for k, n in expected.items() if k[0] == "bar" or k[8] is not None}

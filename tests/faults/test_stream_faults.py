@@ -1,0 +1,121 @@
+"""The stream worker's faults: killed (stream-kill), stopped (stream-term), dropped by the feed
+(feed-flap). A kill or a dropped socket makes the worker miss what the feed sent meanwhile; the
+journal keeps what it had read, and the gap repair brings the missed trades and bars back from
+REST, so trades and bars equal what the market made. Quotes have no history endpoint: the ones
+missed are counted, and every one must lie in a gap a ``gap`` event announced."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rrr.storage import open_store
+from tests.conftest import WorkerProcess
+from tests.faults.harness import (
+    Pipeline,
+    pipeline,
+    quotes_outside_gaps,
+    report,
+    scaled,
+)
+from workers.stream import COMPONENT as STREAM_COMPONENT
+
+pytestmark = [pytest.mark.worker, pytest.mark.slow]
+
+RATE = 1_000.0
+# Minute bars close on the minute and a repair waits for its gap's last minute: up to a minute
+# and its settle delay after the feed ends, plus the repair itself.
+REPAIR_WAIT_S = 120
+
+
+def gap_events(database_url: str) -> list[dict[str, Any]]:
+    store = open_store(database_url)
+    try:
+        events = store.read_events(STREAM_COMPONENT)
+    finally:
+        store.close()
+    gaps = events[events["event_type"] == "gap"]
+    return list(gaps["details"])
+
+
+def finish_and_count(run: Pipeline, fault: str, started: float, **extra: Any) -> None:
+    """Wait for the repairs, stop, drain; print the line and check it."""
+    run.wait_feed_done(run.events, 60)
+    run.wait_market_stored(REPAIR_WAIT_S)
+    run.stop_streams()
+    run.drain()
+    ticks, quotes, missed_quotes = run.market_tally()
+    gaps = gap_events(run.database_url)
+    unannounced = quotes_outside_gaps(missed_quotes, gaps)
+    report(
+        fault, run.database_url, ticks, started,
+        quotes_sent=quotes.sent, quotes_lost=quotes.lost, quotes_unannounced=unannounced,
+        repaired_gaps=len(gaps), **extra,
+    )  # fmt: skip
+    assert (ticks.lost, ticks.duplicates) == (0, 0), run.logs()
+    assert quotes.duplicates == 0 and unannounced == 0
+
+
+def test_stream_kill(
+    tmp_path: Path, redis_url: str, pg_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The stream worker SIGKILLed three times and restarted: what it had journaled is
+    published by its successor, what it never read comes back from REST."""
+    started = time.monotonic()
+    kills = 3
+    events = int(RATE * scaled(30, 120))
+    with pipeline(tmp_path, redis_url, pg_url, start_worker, rate=RATE, events=events) as run:
+        run.start_ingest_worker()
+        run.start_backfill_worker()
+        run.start_stream()
+        for connection in range(1, kills + 1):
+            run.wait_sent_on(connection, int(RATE * scaled(2, 20)))
+            run.kill_stream()
+            time.sleep(1.0)  # down for a second: the feed goes on without it
+            run.start_stream()
+        finish_and_count(run, "stream-kill", started, kills=kills)
+
+
+def test_feed_flap(
+    tmp_path: Path, redis_url: str, pg_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The simulator drops the WebSocket every few seconds: every gap is detected and repaired,
+    trades and bars equal the market's."""
+    started = time.monotonic()
+    every_s, flaps = scaled(3, 5), int(scaled(4, 12))
+    events = int(RATE * (every_s * (flaps + 1) + 5))
+    with pipeline(tmp_path, redis_url, pg_url, start_worker, rate=RATE, events=events) as run:
+        run.start_ingest_worker()
+        run.start_backfill_worker()
+        run.start_stream()
+        for _ in range(flaps):
+            run.wait_connected()  # its reconnect backoff grows while connections stay short
+            time.sleep(every_s)
+            assert run.sim.disconnect_all() == 1
+        finish_and_count(run, "feed-flap", started, flaps=flaps)
+
+
+def test_stream_term(
+    tmp_path: Path,
+    redis_url: str,
+    database_url: str,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """SIGTERM while the feed is live: every event the worker read is stored, exit 0."""
+    started = time.monotonic()
+    events = int(RATE * scaled(20, 60))
+    with pipeline(tmp_path, redis_url, database_url, start_worker, rate=RATE, events=events) as run:
+        run.start_ingest_worker()
+        stream = run.start_stream()
+        run.wait_sent_on(1, int(RATE * 3))
+        code = stream.terminate()
+        run.drain()
+        tally = run.tally()  # what the simulator sent on the one connection, all kinds
+    report("stream-term", database_url, tally, started, exit=code)
+    assert code == 0, stream.log()
+    assert tally.sent >= RATE * 3
+    assert (tally.lost, tally.duplicates) == (0, 0), run.logs()
