@@ -1,0 +1,145 @@
+"""backfill-pressure: a backfill under the free tier's 5/min limit (2 weeks by default, 6 months
+long) running while the stream runs at 2,000 msg/s into PostgreSQL, with an ingest worker and a
+separate backfill worker as the Procfile runs them.
+
+Latency is per stored trade and quote: exchange time (the event's ``t``) -> ``inserted_at``
+(PostgreSQL's ``now()`` of the inserting transaction), as ``bench/stream_e2e.py`` measures it.
+The same run first measures a baseline window without the backfill, then a window with it, and
+prints both p99s and their ratio. On this shared 2-core box an absolute 50 ms p99 depends on
+what else runs, so the default run asserts that the backfill costs the stream little (p99 under
+twice the baseline + 20 ms); ``RRR_FAULTS_LONG=1`` asserts the 50 ms itself.
+
+The simulator runs in the test's process: its REST answers (the backfill's pages) and its feed
+share one interpreter, so some of what the backfill costs shows up as feed delay (the event's
+``t`` is stamped before the frame is written). That counts against the pipeline, never for it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from rrr.backfill.plan import plan_backfill, request_from_flags
+from rrr.clock import now_ms
+from tests.conftest import ROOT, WorkerProcess, broker_leftovers, pipeline_env
+from tests.faults.harness import LONG, Tally, pipeline, report, scaled
+from tests.integration.stream_support import TICKERS, sent_records, stored_records, wait_until
+
+pytestmark = [pytest.mark.worker, pytest.mark.slow]
+
+DAY_MS = 86_400_000
+RATE_LIMIT = "5/min"
+REQUEST_SPACING_S = 12  # 5/min with the limiter's burst of 1
+LIMIT_MS = 50.0
+
+
+def day_text(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def latency_ms(database_url: str, since_ms: int, until_ms: int) -> tuple[float, float, int]:
+    """(p50, p99, rows) of exchange time -> row for trades and quotes with ``t`` in the window."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY lag), count(*)"
+            " FROM (SELECT extract(epoch FROM inserted_at - event_time) * 1000 AS lag"
+            "  FROM crypto_trades WHERE event_time >= to_timestamp(%(a)s / 1000.0)"
+            "   AND event_time < to_timestamp(%(b)s / 1000.0)"
+            "  UNION ALL SELECT extract(epoch FROM inserted_at - event_time) * 1000"
+            "  FROM crypto_quotes WHERE event_time >= to_timestamp(%(a)s / 1000.0)"
+            "   AND event_time < to_timestamp(%(b)s / 1000.0)) AS lags",
+            {"a": since_ms, "b": until_ms},
+        ).fetchone()
+    assert row is not None and row[1], f"no rows stored in the window {since_ms}..{until_ms}"
+    (p50, p99), rows = row
+    return float(p50), float(p99), int(rows)
+
+
+def chunks_by_status(database_url: str) -> dict[str, int]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM backfill_chunks GROUP BY status")
+        return {status: int(n) for status, n in rows}
+
+
+def test_backfill_pressure(
+    tmp_path: Path,
+    redis_url: str,
+    pg_url: str,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    started = time.monotonic()
+    rate = 2_000
+    baseline_s, pressure_s = scaled(8, 60), scaled(14, 120)
+    last_day_ms = (now_ms() // DAY_MS - 2) * DAY_MS  # history only: no bar the stream sends
+    first_day_ms = last_day_ms - int(scaled(14, 182)) * DAY_MS
+    days = ["--start", day_text(first_day_ms), "--end", day_text(last_day_ms)]
+    plan = plan_backfill(
+        request_from_flags(
+            list(TICKERS), months=None, start=days[1], end=days[3], multiplier=1,
+            timespan="minute", now_ms=now_ms(),
+        )
+    )  # fmt: skip
+    events = int(rate * (baseline_s + pressure_s + 120))  # the stream is stopped, not run out
+    with pipeline(tmp_path, redis_url, pg_url, start_worker, rate=rate, events=events) as run:
+        rest = {"POLYGON_REST_URL": run.sim.rest_url, "POLYGON_RATE_LIMIT": RATE_LIMIT}
+        run.start_ingest_worker(concurrency=2)  # the Procfile's: one process per core
+        backfill_worker = start_worker(pg_url, queues="backfill,default", **rest)
+        run.start_stream()
+        run.wait_connected()
+        time.sleep(2)  # connected and subscribed; the first batches are in
+        base_from_ms = now_ms()
+        time.sleep(baseline_s)
+        base_until_ms = now_ms()
+        enqueued = subprocess.run(
+            [sys.executable, "-m", "rrr.cli", "backfill", "--tickers", *TICKERS, *days,
+             "--no-wait"],
+            cwd=ROOT, env=pipeline_env(tmp_path, redis_url, pg_url, **rest),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert enqueued.returncode == 0, enqueued.stderr
+        pressure_from_ms = now_ms()
+        time.sleep(pressure_s)
+        pressure_until_ms = now_ms()
+        during = chunks_by_status(pg_url)
+        run.stop_streams()
+        # The rest of the backfill at its 5/min; then nothing is left in the broker.
+        wait_until(
+            lambda: chunks_by_status(pg_url).get("done", 0) == len(plan.chunks),
+            len(plan.chunks) * REQUEST_SPACING_S + 60, "the backfill to finish", 0.5,
+        )  # fmt: skip
+        run.drain()
+        assert not broker_leftovers(redis_url)
+        base = latency_ms(pg_url, base_from_ms, base_until_ms)
+        pressure = latency_ms(pg_url, pressure_from_ms, pressure_until_ms)
+        stored = stored_records(pg_url)
+        # The backfill's bars are history (ending two days ago): not the stream's count.
+        stream_stored = Counter(
+            {k: n for k, n in stored.items() if not (k[0] == "bar" and k[-3] < last_day_ms)}
+        )
+        history_bars = sum(stored.values()) - sum(stream_stored.values())
+        sent = sent_records(run.sim)
+        tally = Tally.of(sent, stream_stored)
+        missing = sorted(sent - stream_stored)[:5]
+        worker_log = backfill_worker.log()
+    ratio = pressure[1] / base[1] if base[1] else float("inf")
+    report(
+        "backfill-pressure", pg_url, tally, started, rate=rate, backfill_days=days[1:4:2],
+        chunks=len(plan.chunks), chunks_done_in_window=during.get("done", 0),
+        history_bars=history_bars, base_p50_ms=round(base[0], 1), base_p99_ms=round(base[1], 1),
+        p50_ms=round(pressure[0], 1), p99_ms=round(pressure[1], 1), p99_ratio=round(ratio, 2),
+        rows_measured=base[2] + pressure[2],
+    )  # fmt: skip
+    assert (tally.lost, tally.duplicates) == (0, 0), (tally.lost_by_kind, missing, run.logs())
+    assert history_bars == len(TICKERS) * (last_day_ms - first_day_ms) // 60_000, worker_log
+    if LONG:
+        assert pressure[1] < LIMIT_MS
+    else:
+        assert pressure[1] <= 2 * base[1] + 20, (base, pressure)
