@@ -174,7 +174,8 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 def pipeline_env(tmp_path: Path, redis_url: str, database_url: str, **extra: str) -> dict[str, str]:
-    """Environment for a subprocess of the pipeline: its own RRR_HOME, broker and database."""
+    """Environment for a subprocess of the pipeline: its own RRR_HOME, broker and database;
+    ``extra`` may override any of them (a test's own broker: REDIS_URL=...)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POLYGON_", "MASSIVE_"))}
     env.pop("PERPLEXITY_API_KEY", None)
     env.update(
@@ -183,8 +184,8 @@ def pipeline_env(tmp_path: Path, redis_url: str, database_url: str, **extra: str
         DATABASE_URL=database_url,
         LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
-        **extra,
     )
+    env.update(extra)
     return env
 
 

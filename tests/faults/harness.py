@@ -192,8 +192,13 @@ class Pipeline:
                 assert stream.terminate() == 0, stream.log()[-3000:]
 
     # -- the count ----------------------------------------------------------------------------
+    @property
+    def broker_url(self) -> str:
+        """The pipeline's broker: the test's Redis database, or a server of its own."""
+        return self.env_extra.get("REDIS_URL", self.redis_url)
+
     def drain(self, timeout_s: float = 120) -> None:
-        wait_drained(self.redis_url, timeout_s, quiet_s=3.0)
+        wait_drained(self.broker_url, timeout_s, quiet_s=3.0)
 
     def tally(self) -> Tally:
         return Tally.of(sent_records(self.sim), stored_records(self.database_url))

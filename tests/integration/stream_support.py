@@ -189,10 +189,13 @@ def queued_tasks(redis_client: Any, queue: str) -> list[dict[str, Any]]:
 
 class RedisServer:
     """A Redis server of the test's own (valkey, the binary the project ships: CI never skips),
-    AOF on, in ``directory``, so a test can stop, pause and restart its broker."""
+    AOF on, in ``directory``, so a test can stop, pause, kill and restart its broker.
+    ``appendfsync``: "always", or "everysec" as rrr runs its embedded one; ``None``: no
+    persistence at all (a volatile broker)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, appendfsync: str | None = "always") -> None:
         self.directory = directory
+        self.appendfsync = appendfsync
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -201,8 +204,12 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [
                 *(str(server_binary()), "--bind", "127.0.0.1", "--port", str(self.port)),
-                *("--save", "", "--appendonly", "yes", "--appendfsync", "always"),
-                *("--dir", str(self.directory)),
+                *("--save", "", "--dir", str(self.directory)),
+                *(
+                    ("--appendonly", "yes", "--appendfsync", self.appendfsync)
+                    if self.appendfsync
+                    else ("--appendonly", "no")
+                ),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -218,6 +225,12 @@ class RedisServer:
     def resume(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL: what the server had not yet written to its AOF is gone."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
