@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from rrr.config import Settings
+from rrr.config import Settings, redact_url
 from rrr.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,21 @@ def resolve_redis_url(settings: Settings) -> str:
         "No Redis broker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0), or start the embedded "
         f"one with `rrr redis` (or the whole pipeline with `rrr run`) in {settings.home}"
     )
+
+
+def reachable_redis_url(settings: Settings, timeout_s: float = 3.0) -> str:
+    """``resolve_redis_url``, and the broker must answer a PING within ``timeout_s``: for
+    commands that cannot do their job without it (a Celery worker would otherwise retry its
+    first connection for half an hour; a backfill would write its plan and then fail to
+    enqueue it). Not for the stream worker, whose journal carries it through a broker outage."""
+    url = resolve_redis_url(settings)
+    if not is_up(url, timeout_s):
+        source = "REDIS_URL" if settings.redis_url else f"the URL recorded in {URL_FILE}"
+        raise ConfigError(
+            f"the broker at {redact_url(url)} ({source}) does not answer within {timeout_s:g} s:"
+            " start it, or set REDIS_URL to a running Redis"
+        )
+    return url
 
 
 def free_port() -> int:

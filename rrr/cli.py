@@ -287,8 +287,9 @@ def backfill(
 
     from rrr.backfill import plan as planning
     from rrr.backfill.watch import clock_text, watch_plan
-    from rrr.broker import resolve_redis_url
+    from rrr.broker import reachable_redis_url
     from rrr.clock import now_ms
+    from rrr.errors import StorageError
     from rrr.ratelimit import requests_granted
     from rrr.storage import open_store_from_settings
 
@@ -309,12 +310,15 @@ def backfill(
     except planning.PlanError as exc:
         fail(str(exc))
     try:
-        broker = resolve_redis_url(settings)
+        # The broker first: with none, nothing is written (no schema, no plan, no chunks).
+        broker = reachable_redis_url(settings)
         store = open_store_from_settings(settings)
         store.migrate()
         # rrr.cli composes (STYLE.md): the task module is imported by name, so the layering
         # test, which walks every import under rrr/, keeps guarding the library proper.
         enqueued = importlib.import_module("tasks.backfill").enqueue_plan(store, plan)
+    except StorageError as exc:
+        fail(f"{exc}. Check DATABASE_URL (or SUPABASE_URL and SUPABASE_SERVICE_KEY).")
     except RrrError as exc:
         fail(str(exc))
     rate = settings.polygon_rate_limit
@@ -413,12 +417,14 @@ def worker(
     `celery worker` as they are."""
     import os
 
-    from rrr.broker import resolve_redis_url
+    from rrr.broker import reachable_redis_url
     from rrr.worker_roles import worker_argv
 
     settings = load_settings()
     try:
-        resolve_redis_url(settings)  # no broker: say how to get one before Celery's traceback
+        # No broker, or one that does not answer: say so and how to fix it, rather than
+        # Celery's traceback or its first connection retried for half an hour.
+        reachable_redis_url(settings)
         argv = worker_argv(settings, role, f"{role}-{os.getpid()}@%h", ctx.args)
     except ConfigError as exc:
         fail(str(exc))
@@ -459,6 +465,7 @@ def stream(
 def status() -> None:
     """Stream worker stats, queue lengths and row counts, as a table."""
     from datetime import UTC, datetime
+    from pathlib import Path
 
     import redis
     from rich.markup import escape
@@ -477,6 +484,7 @@ def status() -> None:
     table = Table(title="rrr status", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
+    unreachable: list[str] = []  # non-empty: the command exits 1, for scripts and monitors
     try:
         broker_url = resolve_redis_url(settings)
         client = redis.Redis.from_url(broker_url, socket_timeout=2.0)
@@ -484,7 +492,8 @@ def status() -> None:
         queues = {q: int(client.llen(q)) for q in ("ingest", "backfill", "default")}
     except (ConfigError, redis.RedisError) as exc:
         s, queues = {}, {}
-        table.add_row("broker", f"[red]unreachable[/]: {exc}")
+        table.add_row("broker", f"[red]unreachable[/]: {escape(str(exc))} (REDIS_URL)")
+        unreachable.append("broker (REDIS_URL)")
     else:
         durability = probe_persistence(broker_url)
         colour = "green" if durability.ok else ("yellow" if not durability.checked else "red")
@@ -518,23 +527,39 @@ def status() -> None:
             )
     for name, length in queues.items():
         table.add_row(f"queue {name}", f"{length:,}")
-    try:
-        store = open_store_from_settings(settings)
-        for name in TABLES:
-            table.add_row(f"rows {name}", f"{store.count_rows(name):,}")
-        quality = DataQualityValidator(store, settings)
-        quality.validate_recent_data(lookback_hours=24)
-        for ticker, minutes in quality.minute_counts.items():
-            table.add_row(f"missing minutes 24h {ticker}", minutes.describe())
-        poison = store.count_dead_letters(POISON_KIND)
-        colour = "red" if poison else "green"
+    database = settings.resolved_database_url
+    sqlite_path = (
+        Path(database.removeprefix("sqlite:///")) if database.startswith("sqlite") else None
+    )
+    if sqlite_path is not None and not sqlite_path.exists():
+        # Opening it would create an empty file: a status leaves no trace behind.
         table.add_row(
-            "poison messages", f"[{colour}]{poison:,}[/] (set aside after every delivery failed)"
+            "database",
+            f"[yellow]none yet[/] at {sqlite_path}: `rrr db migrate` or `rrr run` creates it"
+            " (DATABASE_URL)",
         )
-        store.close()
-    except RrrError as exc:
-        table.add_row("database", f"[red]unreachable[/]: {exc}")
+    else:
+        try:
+            store = open_store_from_settings(settings)
+            for name in TABLES:
+                table.add_row(f"rows {name}", f"{store.count_rows(name):,}")
+            quality = DataQualityValidator(store, settings)
+            quality.validate_recent_data(lookback_hours=24)
+            for ticker, minutes in quality.minute_counts.items():
+                table.add_row(f"missing minutes 24h {ticker}", minutes.describe())
+            poison = store.count_dead_letters(POISON_KIND)
+            colour = "red" if poison else "green"
+            table.add_row(
+                "poison messages",
+                f"[{colour}]{poison:,}[/] (set aside after every delivery failed)",
+            )
+            store.close()
+        except RrrError as exc:
+            table.add_row("database", f"[red]unreachable[/]: {escape(str(exc))} (DATABASE_URL)")
+            unreachable.append("database (DATABASE_URL)")
     Console().print(table)
+    if unreachable:
+        fail(f"unreachable: {', '.join(unreachable)}", code=1)
 
 
 @app.command("flower")
