@@ -155,9 +155,9 @@ class Settings:
     # short timeout in a test must not shrink the time a big batch may take). 300 s soft: a
     # 300,000-row batch takes ~3 s on a healthy database, so a task still running after five
     # minutes is stuck on its connection, and the soft limit makes it retry on a fresh one. The
-    # hard limit leaves 30 s for that clean-up. Keep both under the visibility timeout: a task
-    # that outlives it is delivered again while still running (harmless, the writes are
-    # idempotent, but wasted work). Tests shorten the timeout alone to see redeliveries sooner.
+    # hard limit leaves 30 s for that clean-up. Both stay under the visibility timeout (checked
+    # at start): a task that outlived it would be delivered again while still running, and
+    # each such delivery would count towards setting the message aside as poison.
     task_soft_time_limit_s: int = 300
     task_time_limit_s: int = 330
     # Worker processes for the `ingest` queue and for `backfill`+`default` (rrr run, Procfile):
@@ -301,10 +301,13 @@ def _build(env: Mapping[str, str], home: Path) -> Settings:
     soft_s = _int(env, "RRR_TASK_SOFT_TIME_LIMIT", 300)
     hard_s = _int(env, "RRR_TASK_TIME_LIMIT", 330)
     visibility_s = _int(env, "RRR_VISIBILITY_TIMEOUT", 600, minimum=5)
-    if not soft_s < hard_s:
+    if not soft_s < hard_s < visibility_s:
         raise ConfigError(
-            f"RRR_TASK_SOFT_TIME_LIMIT={soft_s} must be below RRR_TASK_TIME_LIMIT={hard_s}: the"
-            " soft limit is the task's chance to give its message back before the hard kill"
+            f"RRR_TASK_SOFT_TIME_LIMIT={soft_s} < RRR_TASK_TIME_LIMIT={hard_s} <"
+            f" RRR_VISIBILITY_TIMEOUT={visibility_s} must hold: the soft limit is a task's chance"
+            " to give its message back before the hard kill, and a task still running when the"
+            " broker hands its message out again would run twice and count as a failed delivery"
+            " (tasks/delivery.py). Raise the visibility timeout or lower the limits."
         )
     return Settings(
         polygon_api_key=_secret(env, "POLYGON_API_KEY", "MASSIVE_API_KEY"),

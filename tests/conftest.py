@@ -173,6 +173,17 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
+def short_visibility(seconds: int) -> dict[str, str]:
+    """Settings for a test that wants a killed worker's message back in ``seconds``: the task
+    time limits must stay under the visibility timeout (rrr/config.py checks it), so they
+    shrink with it, to 60% and 80% of it."""
+    return {
+        "RRR_VISIBILITY_TIMEOUT": str(seconds),
+        "RRR_TASK_SOFT_TIME_LIMIT": str(max(1, seconds * 6 // 10)),
+        "RRR_TASK_TIME_LIMIT": str(max(2, seconds * 8 // 10)),
+    }
+
+
 def pipeline_env(tmp_path: Path, redis_url: str, database_url: str, **extra: str) -> dict[str, str]:
     """Environment for a subprocess of the pipeline: its own RRR_HOME, broker and database;
     ``extra`` may override any of them (a test's own broker: REDIS_URL=...)."""

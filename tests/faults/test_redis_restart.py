@@ -21,7 +21,7 @@ import pytest
 import redis
 from celery import Celery
 
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, short_visibility
 from tests.faults.harness import pipeline, report, scaled
 from tests.integration.stream_support import RedisServer
 
@@ -52,7 +52,7 @@ def test_redis_restart(
     try:
         with pipeline(
             tmp_path, redis_url, pg_url, start_worker, rate=RATE, events=events,
-            REDIS_URL=broker.url, RRR_VISIBILITY_TIMEOUT="10",
+            REDIS_URL=broker.url, **short_visibility(10),
         ) as run:  # fmt: skip
             run.start_ingest_worker()
             run.start_stream()

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from rrr.stats import get_stats
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, short_visibility
 from tests.faults.harness import pipeline, report, scaled
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
@@ -45,7 +45,7 @@ def test_worker_kill(
     events = int(rate * feed_s)
     with pipeline(
         tmp_path, redis_url, database_url, start_worker, rate=rate, events=events,
-        RRR_VISIBILITY_TIMEOUT="10",
+        **short_visibility(10),
     ) as run:  # fmt: skip
         run.start_ingest_worker()
         run.start_stream()

@@ -18,7 +18,7 @@ from rrr.simulator.http import SimulatorHTTPServer
 from rrr.simulator.market import Market
 from rrr.simulator.rest import RestSimOptions, rest_routes
 from rrr.storage import Store, open_store
-from tests.conftest import wait_drained
+from tests.conftest import short_visibility, wait_drained
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
@@ -138,7 +138,7 @@ def test_sigkill_mid_backfill_then_rerun_finishes_exactly_without_refetching(
     store = migrated(pg_url)
     url, sim = simulator()
     # A short visibility timeout is a short lease: the killed worker's claim expires in 8 s.
-    env = {"POLYGON_REST_URL": url, "POLYGON_RATE_LIMIT": "8/s", "RRR_VISIBILITY_TIMEOUT": "8"}
+    env = {"POLYGON_REST_URL": url, "POLYGON_RATE_LIMIT": "8/s", **short_visibility(8)}
     worker = start_worker(pg_url, queues="backfill", **env)
     plan = the_plan(hours=18, max_base_bars=60)  # 36 one-hour chunks, one request each
     send_plan(producer, plan)

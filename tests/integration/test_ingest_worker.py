@@ -14,7 +14,7 @@ from celery import Celery
 
 from rrr.models import Batch, Trade
 from rrr.storage import Store, open_store
-from tests.conftest import wait_drained
+from tests.conftest import short_visibility, wait_drained
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
@@ -128,7 +128,7 @@ def test_sigkill_mid_batch_is_redelivered_and_stored_once(
     # 300,000-row message (15 MB) can take over 12 s to read and write on a loaded 2-core box,
     # and a delivery held longer than the timeout is handed out again (seen: a 12 s timeout
     # redelivered the batch in a loop).
-    env = {"RRR_VISIBILITY_TIMEOUT": "30"}
+    env = short_visibility(30)
     worker = start_worker(database_url, **env)
     n = 300_000
     task_id = send(producer, Batch("big", "trades", trades("big", n)))

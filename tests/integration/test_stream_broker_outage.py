@@ -16,7 +16,7 @@ import redis
 
 from rrr.clock import now_ms
 from rrr.stats import get_stats
-from tests.conftest import WorkerProcess, pipeline_env
+from tests.conftest import WorkerProcess, pipeline_env, short_visibility
 from tests.integration.stream_support import (
     RedisServer,
     StreamProcess,
@@ -48,7 +48,7 @@ def test_broker_outage_journals_then_every_row_arrives_once(
     migrate(sqlite_url)
     # The batch the worker holds when Redis dies stays unacked in Redis (AOF keeps it) and
     # comes back after the visibility timeout: short here, so the test can wait for it.
-    env = pipeline_env(tmp_path, own_redis.url, sqlite_url, RRR_VISIBILITY_TIMEOUT="10")
+    env = pipeline_env(tmp_path, own_redis.url, sqlite_url, **short_visibility(10))
     worker = WorkerProcess(env, "ingest,default", tmp_path / "worker.log")
     feed_s = OUTAGE_S + 8
     sim = simulator(RATE, max_events=int(RATE * feed_s))

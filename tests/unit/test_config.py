@@ -112,3 +112,26 @@ def test_unix_socket_redis_needs_no_host(tmp_path: Path) -> None:
     assert settings(tmp_path, REDIS_URL="unix:///tmp/redis.sock").redis_url == (
         "unix:///tmp/redis.sock"
     )
+
+
+def test_time_limits_are_their_own_settings_and_stay_under_the_visibility_timeout(
+    tmp_path: Path,
+) -> None:
+    s = settings(tmp_path)
+    assert (s.task_soft_time_limit_s, s.task_time_limit_s, s.visibility_timeout_s) == (
+        300,
+        330,
+        600,
+    )
+    # A short visibility timeout no longer shrinks the limits behind a user's back ...
+    short = settings(tmp_path, RRR_VISIBILITY_TIMEOUT="30", RRR_TASK_SOFT_TIME_LIMIT="20",
+                     RRR_TASK_TIME_LIMIT="25")  # fmt: skip
+    assert (short.task_soft_time_limit_s, short.task_time_limit_s) == (20, 25)
+    # ... and limits that would outlive it, or a soft limit past the hard one, are refused.
+    for env in (
+        {"RRR_VISIBILITY_TIMEOUT": "12"},
+        {"RRR_TASK_SOFT_TIME_LIMIT": "330"},
+        {"RRR_TASK_TIME_LIMIT": "600"},
+    ):
+        with pytest.raises(ConfigError, match=r"RRR_TASK_SOFT_TIME_LIMIT=.* < RRR_TASK_TIME_LIMIT"):
+            settings(tmp_path, **env)
