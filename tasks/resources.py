@@ -51,8 +51,11 @@ def store() -> Store:
 
 
 def retry_countdown_s(retries: int, cap_s: float = 60.0) -> float:
-    """Capped exponential backoff with full jitter: retries spread out, never synchronised."""
-    return random.uniform(0.5, min(cap_s, 2.0 ** min(retries, 10)))
+    """Capped exponential backoff with full jitter: retries spread out, never synchronised.
+    Never past half the visibility timeout: a retry waits in a worker as an unacked message,
+    and one held longer than the timeout would be handed out a second time."""
+    cap_s = min(cap_s, settings().visibility_timeout_s / 2)
+    return random.uniform(min(0.5, cap_s), min(cap_s, 2.0 ** min(retries, 10)))
 
 
 @contextlib.contextmanager
