@@ -15,6 +15,8 @@ rides out, not a configuration it refuses.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +28,7 @@ import psycopg
 import pytest
 
 from rrr.broker import free_port
+from rrr.runner import die_with_parent
 from tests.conftest import PG_BASE_URL, ROOT, broker_leftovers, pipeline_env
 from tests.faults.tcp_proxy import TcpProxy
 
@@ -141,20 +144,24 @@ def run_case(
         else:
             env[name] = value
     started = time.monotonic()
+    proc = subprocess.Popen(
+        [*COMMANDS[case.command], *case.flags],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
+    code: int | None
     try:
-        done = subprocess.run(
-            [*COMMANDS[case.command], *case.flags],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=BOUND_S,
-            start_new_session=True,
-        )
-        code: int | None = done.returncode
-        output = done.stdout + done.stderr
-    except subprocess.TimeoutExpired as exc:
-        code, output = None, str(exc.stdout or "") + str(exc.stderr or "")
+        output, _ = proc.communicate(timeout=BOUND_S)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # a hung worker's pool children too
+        output, _ = proc.communicate(timeout=10)
+        code = None
     seconds = time.monotonic() - started
 
     def written() -> list[str]:
