@@ -22,8 +22,10 @@ from celery.signals import (
     worker_process_shutdown,
 )
 
+from rrr.broker import reachable_redis_url
 from rrr.broker_persistence import check_broker_persistence
 from rrr.config import Settings
+from rrr.errors import ConfigError
 from rrr.logs import configure_logging
 from rrr.storage import Store, open_store_from_settings
 
@@ -82,6 +84,13 @@ def _configure_logging(**_: Any) -> None:
 # would lose queued tasks on a restart is said loudly at start (rrr.broker_persistence).
 @celeryd_after_setup.connect
 def _check_broker_of_worker(sender: str, conf: Any, **_: Any) -> None:
+    # A broker that does not answer at start stops the worker with a message naming the
+    # setting: Celery would otherwise retry its first connection for half an hour in silence.
+    try:
+        reachable_redis_url(settings())
+    except ConfigError as exc:
+        log.critical("worker %s cannot start: %s", sender, exc)
+        raise SystemExit(2) from exc  # a BaseException: Celery's signal dispatch lets it out
     check_broker_persistence(conf.broker_url, f"worker {sender}")
 
 
