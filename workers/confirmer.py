@@ -115,6 +115,21 @@ class Confirmer:
             self._stats.items_republished += 1
         self._stats.awaiting_applied = len(awaiting)
 
+    def republish_all(self, republish: Callable[[int], bool]) -> None:
+        """At a stop: every item not applied yet goes once more, oldest first, while the broker
+        takes them."""
+        seqs = self._awaiting.seqs()
+        if seqs:
+            log.warning(
+                "stopping: %d published item(s) not applied yet go once more (they also stay "
+                "journaled for the next start)",
+                len(seqs),
+            )
+        for seq in seqs:
+            if not republish(seq):
+                return
+            self._stats.items_republished += 1
+
     def _looks_idle(self, now_s: float, applied: int) -> bool:
         """Ask whether the pipeline is idle only when something has waited long enough."""
         oldest = self._awaiting.oldest_s()

@@ -71,13 +71,15 @@ class Publisher:
         max_attempts: int = 5,
         is_unreachable: Callable[[BaseException], bool] = is_broker_unreachable,
         confirmer: Confirmer | None = None,
-        stop_wait_applied_s: float = 20.0,
+        stop_wait_applied_s: float = 15.0,
     ) -> None:
         self._senders = senders
         self._journal = journal
         self._confirmer = confirmer if journal is not None else None
-        # At a stop, how long to wait for the store to apply what was published; what it has
-        # not applied by then stays journaled and the next start publishes it again.
+        # At a stop, how long to wait for the store to apply what was published. What it has
+        # not applied by then is published once more (so the broker holds everything even if
+        # this journal is never read again: an ephemeral disk) and stays journaled for the
+        # next start; either repeat is a no-op in the store.
         self._stop_wait_applied_s = stop_wait_applied_s
         self._stop_deadline: float | None = None
         # Every journal record up to this sequence number was published (or set aside); the
@@ -188,7 +190,10 @@ class Publisher:
             return True
         if self._stop_deadline is None:
             self._stop_deadline = time.monotonic() + self._stop_wait_applied_s
-        return time.monotonic() >= self._stop_deadline
+        if time.monotonic() < self._stop_deadline:
+            return False
+        self._confirmer.republish_all(self._republish)
+        return True
 
     def _unpublished(self) -> int:
         return self._journal.last_seq - self._published_upto if self._journal is not None else 0
@@ -270,7 +275,7 @@ class Publisher:
         take it (the confirmer tries again later)."""
         assert self._journal is not None
         kind, payload = decode_item(self._journal.record(seq))  # it decoded the first time
-        error = self._send(kind, payload, seq)
+        error = self._send(kind, payload, seq, again=True)
         if error is not None:
             log.warning("could not publish %s again: %r", describe(kind, payload), error)
             return False
@@ -278,8 +283,11 @@ class Publisher:
             self._stats.batches_republished += 1
         return True
 
-    def _send(self, kind: str, payload: Any, seq: int | None = None) -> BaseException | None:
-        """None when the broker accepted it; else why not."""
+    def _send(
+        self, kind: str, payload: Any, seq: int | None = None, *, again: bool = False
+    ) -> BaseException | None:
+        """None when the broker accepted it; else why not. ``again``: a republish, not counted
+        as published (nor its lag sampled) a second time."""
         token = None
         if self._confirmer is not None and seq is not None:
             token = self._confirmer.token(kind, seq)
@@ -290,7 +298,7 @@ class Publisher:
                 self._senders[kind](payload, confirm=token)
         except Exception as exc:
             return exc
-        if kind == BATCH:
+        if kind == BATCH and not again:
             self._stats.batches_published += 1
             self._stats.rows_published += len(payload.rows)
             self._stats.sample_lag(payload.kind, payload.rows, self._now_ms())
