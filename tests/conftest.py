@@ -99,9 +99,13 @@ def _alive(pid: int) -> bool:
 
 
 def _has_clients(client: redis.Redis, db: int) -> bool:
-    """Whether any connection but ours has ``db`` selected (CLIENT LIST reports each one's)."""
-    me = client.client_id()
-    return any(c.get("db") == str(db) and int(c["id"]) != me for c in client.client_list())
+    """Whether a consumer (a Celery worker's BRPOP: CLIENT LIST's last command) has ``db``
+    selected. Only consumers: this very test process keeps idle connections of earlier tests,
+    which take nothing."""
+    return any(
+        c.get("db") == str(db) and c.get("cmd") in ("brpop", "blpop", "blmove", "brpoplpush")
+        for c in client.client_list()
+    )
 
 
 @pytest.fixture

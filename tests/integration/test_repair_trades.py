@@ -43,7 +43,10 @@ def stored_trades_and_bars(database_url: str) -> Counter[tuple[Any, ...]]:
     return Counter({k: n for k, n in stored_records(database_url).items() if k[0] != "quote"})
 
 
-@pytest.mark.parametrize("trades_plan", [True, False], ids=["with_trades", "without_trades"])
+# With trades the same run, with more disconnects, is the fault suite's feed-flap
+# (tests/faults/test_stream_faults.py): each run waits a minute for its last bar, so the suite
+# runs it once, there.
+@pytest.mark.parametrize("trades_plan", [False], ids=["without_trades"])
 def test_disconnects_are_repaired_to_the_ground_truth(
     trades_plan: bool,
     tmp_path: Path,
