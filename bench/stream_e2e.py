@@ -256,7 +256,13 @@ def ledger(db_url: str) -> tuple[int, int, float]:
 
 
 def throughput_run(
-    p: Pipeline, events: int, rate: float, start: Start, stop: Stop, inject_faults: bool
+    p: Pipeline,
+    events: int,
+    rate: float,
+    start: Start,
+    stop: Stop,
+    inject_faults: bool,
+    stream_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     record = p.home / "truth.jsonl"
     sim, url = start(
@@ -268,7 +274,7 @@ def throughput_run(
         p.home,
         "stream",
         ["-m", "rrr.cli", "stream", "--max-messages", str(events)],
-        {**p.env, "POLYGON_WS_URL": url},
+        {**p.env, "POLYGON_WS_URL": url, **(stream_env or {})},
     )
     watch = RssWatch(stream=stream, simulator=sim)
     planted: Planted | None = None
@@ -376,10 +382,15 @@ def end_to_end(
     redis_dbs = iter(range(2, 16))  # 0: the embedded server's default, 1: bench.stream's own
 
     def run_in_own_pipeline(
-        label: str, events: int, rate: float, then: Callable[[Pipeline], None] | None = None
+        label: str,
+        events: int,
+        rate: float,
+        then: Callable[[Pipeline], None] | None = None,
+        stream_env: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         with pipeline(home, redis_url, next(redis_dbs), label) as p:
-            run = throughput_run(p, events, rate, start, stop, inject_faults and not runs)
+            plant = inject_faults and not runs
+            run = throughput_run(p, events, rate, start, stop, plant, stream_env)
             if then is not None:
                 then(p)
         celery_rss.append(p.celery_rss_mb)
@@ -397,7 +408,13 @@ def end_to_end(
             latencies[age_ms] = latency_run(p, age_ms, 5 if quick else 30, start, stop)
         stream_rss_latency.append(p.rss.get("stream", 0.0))
 
-    burst = run_in_own_pipeline("burst", 60_000 if quick else 500_000, 0, then=latency_runs)
+    burst_events = 40_000 if quick else 500_000
+    burst = run_in_own_pipeline("burst", burst_events, 0, then=latency_runs)
+    # The same burst with the stream worker's journal off (RRR_JOURNAL=off, benchmarks only):
+    # what keeping every batch on disk until it is stored costs, measured in the same run.
+    no_journal = run_in_own_pipeline(
+        "burst-no-journal", burst_events, 0, stream_env={"RRR_JOURNAL": "off"}
+    )
     if not quick:  # hold the burst's rate for 60 s; slower until a run keeps up
         rate = int(burst["rate"] // 1000 * 1000)
         for attempt in range(3):
@@ -415,7 +432,7 @@ def end_to_end(
         [[label, r["offered_rate"] or "max", r["events"], round(r["seconds"], 1), r["rate"],
           r["lost"], r["duplicated"], r["unexpected"],
           "yes" if r["drained"] else f"no ({DRAIN_TIMEOUT_S} s)",
-          "" if label == "burst" else ("yes" if kept_up(r) else "no")]
+          "" if label.startswith("burst") else ("yes" if kept_up(r) else "no")]
          for label, r in zip(labels, runs, strict=True)],
     )  # fmt: skip
     planted: Planted | None = burst["planted"]
@@ -440,7 +457,7 @@ def end_to_end(
         [[round(stream_rss, 1), round(max(celery_rss), 1),
           round(max(r["rss"]["simulator"] for r in runs), 1)]],
     )  # fmt: skip
-    sustained = [r for label, r in zip(labels, runs, strict=True) if label != "burst"]
+    sustained = [r for label, r in zip(labels, runs, strict=True) if label.startswith("paced")]
     best = max((r for r in sustained if kept_up(r)), key=lambda r: r["rate"], default=None)
     figures: dict[str, Any] = {
         "e2e_burst_ticks_per_s": round(burst["rate"]),
@@ -448,6 +465,8 @@ def end_to_end(
         "e2e_burst_lost": burst["lost"],
         "e2e_burst_duplicated": burst["duplicated"],
         "e2e_burst_drained": burst["drained"],
+        "e2e_no_journal_ticks_per_s": round(no_journal["rate"]),
+        "e2e_journal_cost_ratio": round(burst["rate"] / no_journal["rate"], 3),
     }
     if not quick:
         figures["e2e_sustained_60s_ticks_per_s"] = round(best["rate"]) if best else None
