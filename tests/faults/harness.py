@@ -86,7 +86,16 @@ def report(fault: str, database_url: str, tally: Tally, started: float, **extra:
         **extra,
         "seconds": round(time.monotonic() - started),
     }
-    line = " ".join(f"{k}={v}" for k, v in figures.items())
+    return fault_line(" ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+# Every line of this session, for the summary at its end (tests/faults/conftest.py): a plain
+# `make test` captures what tests print, and each CI run must show these figures.
+FAULT_LINES: list[str] = []
+
+
+def fault_line(line: str) -> str:
+    FAULT_LINES.append(line)
     print(f"\n{line}", flush=True)
     return line
 

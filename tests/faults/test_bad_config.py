@@ -30,7 +30,7 @@ import pytest
 from rrr.broker import free_port
 from rrr.runner import die_with_parent
 from tests.conftest import PG_BASE_URL, ROOT, broker_leftovers, pipeline_env
-from tests.faults.harness import LONG
+from tests.faults.harness import LONG, fault_line
 from tests.faults.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.redis]
@@ -202,7 +202,9 @@ def test_bad_config(
 ) -> None:
     code, output, seconds, written = run_case(case, tmp_path, redis_url, request)
     ok = message_ok(case, output)
-    print(f"\nfault=bad-config case={case.name} exit={code} message_ok={ok} seconds={seconds:.0f}")
+    fault_line(
+        f"fault=bad-config case={case.name} exit={code} message_ok={ok} seconds={seconds:.0f}"
+    )
     assert code is not None, f"no exit within {BOUND_S} s:\n{output[-3000:]}"
     assert code != 0, output[-3000:]
     assert ok, output[-3000:]

@@ -59,8 +59,9 @@ def test_worker_kill(
         republished = stream_republished(redis_url)
         run.drain()
         tally = run.tally()
-        stats = run.sim.stats()
-    report("worker-kill", database_url, tally, started, kills=KILLS, republished=republished)
-    print(stats, tally.lost_by_kind)
+    report(
+        "worker-kill", database_url, tally, started, kills=KILLS, republished=republished,
+        lost_by_kind=tally.lost_by_kind,
+    )  # fmt: skip
     assert tally.sent > rate  # over a second of data went through
     assert (tally.lost, tally.duplicates) == (0, 0), run.logs()
