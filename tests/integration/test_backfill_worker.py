@@ -148,9 +148,10 @@ def test_sigkill_mid_backfill_then_rerun_finishes_exactly_without_refetching(
     not_done = set(store.chunks_not_done(plan.plan_id))
     done_before = [c for c in plan.chunks if c.chunk_id not in not_done]
     assert 8 <= len(done_before) < len(plan.chunks), "the kill came too late"
-    # Killed inside a task (it waits on the limiter most of the time): a claim is left behind
-    # that no one renews, and the re-run must take it over once its lease runs out.
-    assert store.chunk_progress(plan.plan_id).counts.get("running") == 1
+    # Killed inside a task or between two (a rate-limited task no longer waits in the limiter:
+    # it retries with a countdown): a claim may be left behind that no one renews, and the
+    # re-run must then take it over once its lease runs out.
+    assert store.chunk_progress(plan.plan_id).counts.get("running", 0) <= 1
 
     start_worker(pg_url, queues="backfill", **env)
     send_plan(producer, plan)  # the same command again

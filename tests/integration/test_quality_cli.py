@@ -60,7 +60,7 @@ def test_quality_command_exits_0_on_clean_data(tmp_path: Path, sqlite_url: str) 
 
 
 def test_quality_and_status_show_quiet_repaired_and_open_minutes(
-    tmp_path: Path, sqlite_url: str
+    tmp_path: Path, sqlite_url: str, redis_url: str
 ) -> None:
     """The 2-hour hole of tests.integration.test_quality_unverified, sent to REST: 90 of its
     minutes came back as bars, 30 had none there."""
@@ -82,7 +82,8 @@ def test_quality_and_status_show_quiet_repaired_and_open_minutes(
     assert "missing minutes X:BTCUSD: 30 confirmed quiet, 90 repaired, 0 open" in result.output
     assert len(store.read_events(COMPONENT)) == 2  # the request and, now, REST's answer
     store.close()
-    status = CliRunner().invoke(app, ["status"], env=env)
+    # rrr status needs the broker (it exits 1 naming REDIS_URL without one): the test's own.
+    status = CliRunner().invoke(app, ["status"], env={**env, "REDIS_URL": redis_url})
     assert status.exit_code == 0, status.output
     assert "missing minutes 24h X:BTCUSD" in status.output
     assert "30 confirmed quiet, 90 repaired, 0 open" in status.output
