@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/mypy rrr tasks workers
 
 test: lint
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n 2 --dist loadgroup
 
 run: $(STAMP)
 	$(BIN)/rrr run

@@ -12,16 +12,20 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import redis
 
 from rrr.runner import die_with_parent
+
+FAULT_LINES_ENV = "RRR_FAULT_LINES_FILE"  # tests/faults/harness.py writes it
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -327,3 +331,32 @@ def start_worker(tmp_path: Path, redis_url: str) -> Iterator[object]:
         errors.append(f"the test left messages in its broker: {leftovers}")
     if errors:
         pytest.fail("\n".join(errors), pytrace=False)
+
+
+# -- the fault suite (tests/faults): its lines at the end of every run, its one process --
+def pytest_configure(config: pytest.Config) -> None:
+    # The controller names the file before its test processes start: they inherit the name.
+    if FAULT_LINES_ENV not in os.environ:
+        handle, path = tempfile.mkstemp(prefix="rrr-fault-lines-", suffix=".txt")
+        os.close(handle)
+        os.environ[FAULT_LINES_ENV] = path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # One test process runs the scenarios one after another (pytest-xdist --dist loadgroup):
+    # each measures what a fault costs, and two at once would measure each other.
+    for item in items:
+        if "tests/faults/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.xdist_group("faults"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    path = Path(os.environ.get(FAULT_LINES_ENV, ""))
+    if not path.is_file() or hasattr(terminalreporter.config, "workerinput"):
+        return
+    lines = path.read_text().splitlines()
+    path.unlink()
+    if lines:
+        terminalreporter.section("fault suite: one line per scenario")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,14 +1,15 @@
-"""The fault suite's figures at the end of every run, `make test` included."""
+"""The fault suite's stores. (Its figures' summary and grouping: tests/conftest.py.)"""
 
 from __future__ import annotations
 
-from typing import Any
+import pytest
 
-from tests.faults.harness import FAULT_LINES
+from tests.faults.harness import LONG
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if FAULT_LINES:
-        terminalreporter.section("fault suite: one line per scenario")
-        for line in FAULT_LINES:
-            terminalreporter.write_line(line)
+# The scenarios that run on either store: PostgreSQL by default, SQLite too under
+# RRR_FAULTS_LONG=1 (make test's budget: each scenario costs tens of seconds).
+@pytest.fixture(params=["postgres", "sqlite"] if LONG else ["postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    name = "pg_url" if request.param == "postgres" else "sqlite_url"
+    return str(request.getfixturevalue(name))

@@ -225,7 +225,7 @@ def test_a_message_that_kills_its_process_becomes_poison_after_five_deliveries(
     store = migrated(pg_url)
     worker = start_worker(pg_url)
     client = redis.Redis.from_url(redis_url)
-    task_id = send_batch(producer, Batch("killer", "trades", trades("killer", 200_000)))
+    task_id = send_batch(producer, Batch("killer", "trades", trades("killer", 60_000)))
     key = f"rrr:deliveries:{task_id}"
     for delivery in range(1, 6):
         what = f"delivery {delivery}"
