@@ -94,23 +94,6 @@ def _check_broker_of_worker(sender: str, conf: Any, **_: Any) -> None:
     check_broker_persistence(conf.broker_url, f"worker {sender}")
 
 
-# A worker that does not take `ingest` (backfill, repairs, quality, sentiment: bulk work) runs
-# at a lower CPU priority, its pool processes too (they fork from it): on a box it shares with
-# the ingest worker, a backfill page's parse and COPY must not take the CPU the live inserts
-# need (measured by the fault suite's backfill-pressure: the stream's p99 went from 0.9 s to
-# 5.3 s with a backfill beside it at the same priority).
-BULK_WORKER_NICE = 10
-
-
-@celeryd_after_setup.connect
-def _lower_priority_of_bulk_workers(sender: str, instance: Any, **_: Any) -> None:
-    queues = set(getattr(instance.app.amqp.queues, "consume_from", None) or ())
-    if queues and "ingest" not in queues:
-        os.nice(BULK_WORKER_NICE)
-        log.info("worker %s (%s): CPU priority lowered by %d", sender, ", ".join(sorted(queues)),
-                 BULK_WORKER_NICE)  # fmt: skip
-
-
 @beat_init.connect
 def _check_broker_of_beat(sender: Any, **_: Any) -> None:
     check_broker_persistence(sender.app.conf.broker_url, "beat")
