@@ -110,7 +110,9 @@ def test_plan_enqueue_watch_and_rerun(
     _, watched = watching.communicate(timeout=60)
     assert watching.returncode == 0, watched
     total = len(plan.chunks)
-    assert f"{total}/{total} chunks done, {2 * 2 * 1440:,} bars stored" in watched
+    # The watcher reports the finished plan, whether it saw the work happen or (its start being
+    # slower than the worker's work on a loaded box) only its end: "nothing to do: ...".
+    assert f"{total}/{total} chunks done, {2 * 2 * 1440:,} bars" in watched
 
     again = rrr_backfill(env, *args)
     assert again.returncode == 0, again.stderr
