@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -154,31 +156,51 @@ class SqliteStore:
         return applied
 
     # -- writes ---------------------------------------------------------------------------
-    def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
-        good, bad = split_storable(batch.kind, batch.rows, now_ms())
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One ``BEGIN IMMEDIATE`` transaction under the lock, committed when the block ends.
+        Whatever the block raises rolls it back (never leave the write lock held: the next
+        write would find a transaction open); SQLite's errors leave as the rrr error tree."""
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                cur = self._conn.execute(
-                    "INSERT OR IGNORE INTO ingest_batches (batch_id, kind, row_count)"
-                    " VALUES (?, ?, ?)",
-                    (batch.id, batch.kind, len(batch.rows)),
-                )
-                if cur.rowcount == 0:
-                    self._conn.execute("ROLLBACK")
-                    return BatchResult(batch.id, applied=False, stored=0, rejected=0)
-                stored = self._write_rows(batch.kind, good, version_ms)
-                refused = self._insert_dead_letters(bad).refused
-                if refused:  # the batch would drop them: let the caller set it aside whole
-                    raise PermanentStorageError(_refused_text(len(bad), refused))
+                yield
                 self._conn.execute("COMMIT")
             except (sqlite3.Error, UnicodeError) as exc:
                 self._rollback_quietly()
                 raise map_sqlite_error(exc) from exc
             except BaseException:
-                # Never leave the write lock held: the next batch would find a transaction open.
                 self._rollback_quietly()
                 raise
+
+    @contextmanager
+    def _savepoint(self, name: str) -> Iterator[None]:
+        """Inside the open transaction: the block's writes, undone alone when it raises."""
+        self._conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            # SQLite may have rolled the whole transaction back (a full disk): the error that
+            # says so is the one to raise, not "no such savepoint"; the caller rolls back.
+            with suppress(sqlite3.Error):
+                self._conn.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"RELEASE {name}")
+            raise
+        self._conn.execute(f"RELEASE {name}")
+
+    def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
+        good, bad = split_storable(batch.kind, batch.rows, now_ms())
+        with self._transaction():
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO ingest_batches (batch_id, kind, row_count) VALUES (?, ?, ?)",
+                (batch.id, batch.kind, len(batch.rows)),
+            )
+            if cur.rowcount == 0:  # applied before: nothing was written, the commit is a no-op
+                return BatchResult(batch.id, applied=False, stored=0, rejected=0)
+            stored = self._write_rows(batch.kind, good, version_ms)
+            refused = self._insert_dead_letters(bad).refused
+            if refused:  # the batch would drop them: let the caller set it aside whole
+                raise PermanentStorageError(_refused_text(len(bad), refused))
         return BatchResult(batch.id, applied=True, stored=stored, rejected=len(bad))
 
     def _write_rows(self, kind: str, rows: list[Any], version_ms: int | None = None) -> int:
@@ -204,27 +226,18 @@ class SqliteStore:
         when the store refuses one of them (rrr.storage.dead_letters)."""
         if not rejected:
             return Outcome(0, [])
-        self._conn.execute("SAVEPOINT letters")
+        rows = [letter_row(r).params() for r in rejected]
         before = self._conn.total_changes
         try:
-            self._conn.executemany(INSERT_DEAD_LETTER, [letter_row(r).params() for r in rejected])
+            with self._savepoint("letters"):
+                self._conn.executemany(INSERT_DEAD_LETTER, rows)
         except _LETTER_REFUSALS:
-            self._conn.execute("ROLLBACK TO letters")
-            self._conn.execute("RELEASE letters")
             return store_each(rejected, self._insert_letter, _is_letter_refusal)
-        self._conn.execute("RELEASE letters")
         return Outcome(self._conn.total_changes - before, [])
 
     def _insert_letter(self, row: LetterRow) -> int:
-        self._conn.execute("SAVEPOINT letter")
-        try:
-            changed = self._conn.execute(INSERT_DEAD_LETTER, row.params()).rowcount
-        except BaseException:
-            self._conn.execute("ROLLBACK TO letter")
-            self._conn.execute("RELEASE letter")
-            raise
-        self._conn.execute("RELEASE letter")
-        return int(changed)
+        with self._savepoint("letter"):
+            return int(self._conn.execute(INSERT_DEAD_LETTER, row.params()).rowcount)
 
     def _rollback_quietly(self) -> None:
         try:
@@ -233,35 +246,16 @@ class SqliteStore:
             pass
 
     def _write(self, sql: str, params: list[tuple[Any, ...]]) -> int:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                before = self._conn.total_changes
-                self._conn.executemany(sql, params)
-                changed = self._conn.total_changes - before
-                self._conn.execute("COMMIT")
-                return changed
-            except (sqlite3.Error, UnicodeError) as exc:
-                self._rollback_quietly()
-                raise map_sqlite_error(exc) from exc
-            except BaseException:
-                self._rollback_quietly()
-                raise
+        with self._transaction():
+            before = self._conn.total_changes
+            self._conn.executemany(sql, params)
+            return self._conn.total_changes - before
 
     def add_dead_letters(self, rejected: list[Rejected]) -> int:
         if not rejected:
             return 0
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                outcome = self._insert_dead_letters(rejected)
-                self._conn.execute("COMMIT")
-            except (sqlite3.Error, UnicodeError) as exc:
-                self._rollback_quietly()
-                raise map_sqlite_error(exc) from exc
-            except BaseException:
-                self._rollback_quietly()
-                raise
+        with self._transaction():
+            outcome = self._insert_dead_letters(rejected)
         if outcome.refused:  # the others are stored; say which could not be, in no form at all
             raise PermanentStorageError(_refused_text(len(rejected), outcome.refused))
         return outcome.new
@@ -396,38 +390,25 @@ class SqliteStore:
     # Times are INTEGER ms here. Each change is one statement in its own IMMEDIATE
     # transaction, so a claim is atomic across processes: one UPDATE decides the winner.
     def _chunk_write(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                rows = self._conn.execute(sql, params).fetchall()
-                self._conn.execute("COMMIT")
-                return rows
-            except sqlite3.Error as exc:
-                self._rollback_quietly()
-                raise map_sqlite_error(exc) from exc
+        with self._transaction():
+            return self._conn.execute(sql, params).fetchall()
 
     def upsert_chunks(self, chunks: list[Chunk]) -> int:
         if not chunks:
             return 0
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                before = self._conn.total_changes
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO backfill_chunks (chunk_id, plan_id, ticker, multiplier,"
-                    " timespan, start_time, end_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [c.row() for c in chunks],
-                )
-                new = self._conn.total_changes - before
-                self._conn.executemany(
-                    "UPDATE backfill_chunks SET plan_id = ? WHERE chunk_id = ? AND plan_id <> ?",
-                    [(c.plan_id, c.chunk_id, c.plan_id) for c in chunks],
-                )
-                self._conn.execute("COMMIT")
-                return new
-            except sqlite3.Error as exc:
-                self._rollback_quietly()
-                raise map_sqlite_error(exc) from exc
+        with self._transaction():
+            before = self._conn.total_changes
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO backfill_chunks (chunk_id, plan_id, ticker, multiplier,"
+                " timespan, start_time, end_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [c.row() for c in chunks],
+            )
+            new = self._conn.total_changes - before
+            self._conn.executemany(
+                "UPDATE backfill_chunks SET plan_id = ? WHERE chunk_id = ? AND plan_id <> ?",
+                [(c.plan_id, c.chunk_id, c.plan_id) for c in chunks],
+            )
+            return new
 
     def get_chunk(self, chunk_id: str) -> ChunkState | None:
         rows = self._query(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rrr.errors import TransientStorageError, is_transient
+from rrr.errors import PermanentStorageError, TransientStorageError, is_transient
 from rrr.models import Batch, Rejected, Trade
 from rrr.storage.sqlite import SqliteStore
 
@@ -59,3 +59,26 @@ def test_a_full_disk_is_transient_and_the_retry_stores_the_batch_once(store: Sql
     assert store.apply_batch(batch).stored == 5000 - 10
     assert store.apply_batch(batch).applied is False
     assert store.count_rows("crypto_trades") == 5000
+
+
+def test_a_full_disk_while_letters_are_written_one_by_one_is_transient(
+    store: SqliteStore,
+) -> None:
+    # One letter refused for its content sends the letters one by one, each in a savepoint;
+    # a full disk then makes SQLite roll the whole transaction back, savepoints and all. That
+    # is still a full disk (retry), not a refusal of the letters.
+    store._conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON dead_letters WHEN NEW.reason LIKE '%poison%'"
+        " BEGIN SELECT RAISE(ABORT, 'refused by a rule of this database'); END"
+    )
+    fill_the_disk(store)
+    letters = [
+        Rejected(raw="x", reason="poison in every form", kind="trades"),
+        Rejected(raw="y" * 100_000, reason="would not fit", kind="trades"),
+    ]
+    with pytest.raises(TransientStorageError, match="database or disk is full"):
+        store.add_dead_letters(letters)
+    make_room(store)
+    with pytest.raises(PermanentStorageError, match="refused 1 of 2 dead letters"):
+        store.add_dead_letters(letters)
+    assert store.count_rows("dead_letters") == 1
