@@ -8,20 +8,17 @@ stored once."""
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
 from rrr.storage.dead_letters import original_text
 from tests.conftest import WorkerProcess
 from tests.faults.fuzz_frames import FrameBuilder, FuzzFrame, draw_frames
-from tests.faults.harness import Tally, pipeline, report, scaled
+from tests.faults.harness import Tally, pipeline, query, report, scaled
 from tests.integration.stream_support import _normal, sent_records, stored_records
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
@@ -31,13 +28,7 @@ MARKER = re.compile(r"FZ\d{6}Q")
 
 def dead_letters(database_url: str) -> list[tuple[str, str, str]]:
     """(kind, reason, raw) of every dead letter, texts as they were set aside."""
-    sql = "SELECT kind, reason, raw, text_encoding FROM dead_letters"
-    if database_url.startswith("sqlite"):
-        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
-            rows: list[Any] = conn.execute(sql).fetchall()
-    else:
-        with psycopg.connect(database_url) as conn:
-            rows = conn.execute(sql).fetchall()
+    rows = query(database_url, "SELECT kind, reason, raw, text_encoding FROM dead_letters")
     return [tuple(original_text(v, enc) for v in (k, reason, raw)) for k, reason, raw, enc in rows]
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from rrr.storage import open_store
 from tests.conftest import WorkerProcess
-from tests.faults.harness import Pipeline, Tally, pipeline, report, scaled
+from tests.faults.harness import Pipeline, Tally, delivered_twice, pipeline, report, scaled
 from tests.faults.tcp_proxy import TcpProxy
 from tests.integration.stream_support import count_rows, sent_records, stored_records
 
@@ -63,8 +63,9 @@ def finish(run: Pipeline, events: int, feed_s: float, direct_url: str) -> tuple[
     run.wait_feed_done(events, feed_s + 60)
     run.stop_streams()
     run.drain(timeout_s=180)
+    sent = sent_records(run.sim)
     return (
-        Tally.of(sent_records(run.sim), stored_records(direct_url)),
+        Tally.of(sent, stored_records(direct_url), delivered_twice(direct_url, sent)),
         count_rows(direct_url, "dead_letters"),
     )
 
