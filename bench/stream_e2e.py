@@ -37,7 +37,7 @@ from typing import Any
 import psycopg
 import redis
 
-from bench.common import postgres_schema, print_table
+from bench.common import peak_rss_mb, postgres_schema, print_table
 from bench.counting import (
     count_keys,
     deliveries_applied_twice,
@@ -102,23 +102,6 @@ def start_celery(home: Path, env: dict[str, str], concurrency: int) -> Proc:
             )
         time.sleep(0.1)
     return proc
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of a process and, for a Celery worker, the largest of its children. Read from
-    /proc (no ``pgrep`` fork per sample: the box has two cores and the clock is running)."""
-    pids = [str(pid)]
-    with contextlib.suppress(OSError):
-        pids += Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    peak = 0.0
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]) / 1024)
-        except OSError:
-            pass
-    return peak
 
 
 class RssWatch:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.stream_e2e import peak_rss_mb
+from bench.common import peak_rss_mb
 from rrr.simulator.load import LoadOptions
 from tests.conftest import WorkerProcess, broker_leftovers
 from tests.faults.harness import pipeline, report, scaled
