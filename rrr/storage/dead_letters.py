@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from rrr.models import Rejected
-from rrr.storage.rows import dead_letter_key
 
 ESCAPED = "unicode_escape"  # the value of text_encoding; also the Python codec's name
 KEPT_CHARS = 65_536  # of a substitute's raw: enough to see what the input was
@@ -57,8 +56,7 @@ def letter_row(r: Rejected) -> LetterRow:
     """The row for ``r``: as it is when every store can hold it, else escaped."""
     kind, source, reason, raw = (_text(v) for v in (r.kind, r.source, r.reason, r.raw))
     if _storable(kind) and _storable(source) and _storable(reason) and _storable(raw):
-        plain = Rejected(raw=raw, reason=reason, kind=kind, source=source)
-        return LetterRow(kind, source, reason, raw, None, dead_letter_key(plain))
+        return LetterRow(kind, source, reason, raw, None, _key(kind, source, reason, raw))
     return escaped_row(r)
 
 
@@ -176,5 +174,8 @@ def _escape(text: str) -> str:
 
 
 def _key(*fields: str) -> str:
+    """The same input set aside for the same reason is one dead letter, however often a
+    redelivered task writes it. A plain letter's key is the one letters had before escaping
+    existed: the MD5 of kind, source, reason and raw joined by U+001F."""
     text = "\x1f".join(fields)
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()

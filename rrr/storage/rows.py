@@ -8,7 +8,6 @@ gets the "not more than a day ahead" check; without it only what a database can 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
@@ -319,13 +318,6 @@ def _source_of(r: Sequence[Any]) -> str:
     except Exception:
         return ""
     return source if type(source) is str and NUL not in source else ""
-
-
-def dead_letter_key(r: Rejected) -> str:
-    """The same input set aside for the same reason is one dead letter, however often a
-    redelivered task writes it."""
-    text = "\x1f".join((r.kind, r.source, r.reason, r.raw))
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def row_text(r: Any) -> str:
