@@ -621,15 +621,14 @@ def _copy_payload(
 ) -> tuple[str | bytes, list[Rejected], tuple[str, str, int, int] | None]:
     """The COPY text of the batch's storable rows ("" if none), the rest as dead letters, and
     for bars of one ticker and timeframe the range of their keys (see APPLY_NEW_BARS)."""
+    now = now_ms()
     if batch.kind != "bars":
-        good, bad = split_storable(batch.kind, batch.rows, now_ms())
+        good, bad = split_storable(batch.kind, batch.rows, now)
         return (COPY_LINES[batch.kind](good) if good else ""), bad, None
     bad = []
-    columns = bar_columns(
-        batch.rows, now_ms()
-    )  # every bar storable, as a REST page nearly always is
+    columns = bar_columns(batch.rows, now)  # every bar storable, as a REST page nearly always is
     if columns is None:
-        good, bad = split_storable(batch.kind, batch.rows, now_ms())
+        good, bad = split_storable(batch.kind, batch.rows, now)
         if not good:
             return "", bad, None
         columns = columns_of(good, len(Bar._fields))
