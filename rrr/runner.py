@@ -3,8 +3,9 @@
 Order: broker (embedded Redis when REDIS_URL is unset; its persistence checked) -> schema
 migration -> simulator (when POLYGON_API_KEY is unset) -> the ingest worker and the
 backfill/default worker (rrr.worker_roles), beat, stream worker, Flower. Ctrl-C or SIGTERM
-stops them in reverse order (SIGTERM, then SIGKILL after a grace period) and leaves none
-behind; children also get SIGTERM if this process dies (Linux parent-death signal).
+stops them in three waves, the children of a wave at once (SIGTERM, then SIGKILL after a grace
+period), and leaves none behind; children also get SIGTERM if this process dies (Linux
+parent-death signal).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,10 +64,19 @@ class RunOptions:
     status_every_s: float = 10.0
 
 
+# Stop waves: the order matters only here. The stream worker, at its stop, waits for the ingest
+# worker to apply what it published, so the ingest worker outlives it; the simulator outlives
+# the stream and the backfill worker that read it; the broker outlives everyone. The rest is
+# independent, and one wave's children stop together: one after another, their grace periods
+# (a Celery warm shutdown, the stream's wait for its last batches) would add up.
+STOP_FIRST, STOP_AFTER_STREAM, STOP_LAST = 0, 1, 2
+
+
 @dataclass
 class Child:
     name: str
     proc: subprocess.Popen[bytes]
+    stop_wave: int = STOP_FIRST
     reader: threading.Thread | None = None
     ready_when: str | None = None  # a text its output prints once it is ready
     ready: threading.Event = field(default_factory=threading.Event)
@@ -79,7 +90,12 @@ class Supervisor:
     children: list[Child] = field(default_factory=list)
 
     def start(
-        self, name: str, argv: list[str], env: dict[str, str], ready_when: str | None = None
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        ready_when: str | None = None,
+        stop_wave: int = STOP_FIRST,
     ) -> Child:
         proc = subprocess.Popen(
             argv,
@@ -88,17 +104,17 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+            start_new_session=True,  # Ctrl-C reaches us only; we stop children in waves
             preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
-        child = Child(name, proc, ready_when=ready_when)
+        child = Child(name, proc, stop_wave, ready_when=ready_when)
         child.reader = threading.Thread(target=self._pump, args=(child,), daemon=True)
         child.reader.start()
         self.children.append(child)
         return child
 
-    def adopt(self, name: str, proc: subprocess.Popen[bytes]) -> None:
-        self.children.append(Child(name, proc))
+    def adopt(self, name: str, proc: subprocess.Popen[bytes], stop_wave: int) -> None:
+        self.children.append(Child(name, proc, stop_wave))
 
     def _pump(self, child: Child) -> None:
         assert child.proc.stdout is not None
@@ -122,8 +138,11 @@ class Supervisor:
         return next((c for c in self.children if c.proc.poll() is not None), None)
 
     def stop_all(self, grace_s: float = 20.0) -> None:
-        for child in reversed(self.children):
-            stop_process(child.proc, grace_s)
+        """Wave by wave (``Child.stop_wave``), the children of one wave at once."""
+        for wave in sorted({c.stop_wave for c in self.children}):
+            group = [c.proc for c in self.children if c.stop_wave == wave]
+            with ThreadPoolExecutor(len(group)) as pool:
+                list(pool.map(stop_process, group, [grace_s] * len(group)))
 
 
 def stop_process(proc: subprocess.Popen[Any], grace_s: float = 20.0) -> None:
@@ -232,7 +251,7 @@ def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], 
     try:
         broker_proc, redis_url = ensure_broker(settings)
         if broker_proc is not None:
-            supervisor.adopt("redis", broker_proc)
+            supervisor.adopt("redis", broker_proc, STOP_LAST)
             emit(f"embedded Redis at {redis_url} (AOF on, data in {settings.var_dir / 'redis'})")
         emit(f"broker {redact_url(redis_url)}: {probe_persistence(redis_url).summary()}")
         store = open_store_from_settings(settings)
@@ -245,12 +264,13 @@ def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], 
         # The path of live ticks first (ingest worker, simulator, stream), while the machine is
         # otherwise idle: on two cores, five Pythons importing Celery at once would delay the
         # first stored row by seconds. The rest starts once the ingest worker is ready.
-        ingest = supervisor.start("ingest", worker(settings, "ingest"), env, WORKER_READY)
+        ingest_argv = worker(settings, "ingest")
+        ingest = supervisor.start("ingest", ingest_argv, env, WORKER_READY, STOP_AFTER_STREAM)
         if sim_ports is not None:
             ws_port, http_port = sim_ports
             simulate = ["-m", "rrr.cli", "simulate", "--port", str(ws_port)]
             simulate += ["--http-port", str(http_port), "--tickers", *settings.tickers]
-            supervisor.start("simulator", [python, *simulate], env)
+            supervisor.start("simulator", [python, *simulate], env, stop_wave=STOP_AFTER_STREAM)
             # The simulator opens its HTTP port after its WebSocket server is up; probing the
             # WebSocket port with a bare TCP connect would log a failed handshake.
             if not wait_for_port(http_port):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from rrr.broker import free_port
+from rrr.runner import STOP_AFTER_STREAM, STOP_FIRST, STOP_LAST, Supervisor
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.worker]
@@ -121,3 +122,32 @@ def test_rrr_run_streams_rows_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
             except ProcessLookupError:
                 pass
         log.close()
+
+
+def test_stop_all_stops_a_wave_at_once_and_the_next_after_it(tmp_path: Path) -> None:
+    """Children that take a while to stop (a warm shutdown, the stream's wait for its last
+    batches) stop together within a wave; a later wave starts only once the earlier one is gone."""
+    events = tmp_path / "events"
+    lingers = "trap 'echo $0 term >> {0}; sleep 0.5; echo $0 gone >> {0}; exit 0' TERM"
+    script = lingers.format(events) + "; echo ready; while :; do sleep 0.02; done"
+    supervisor = Supervisor(emit=lambda line: None)
+    waves = {"a": STOP_FIRST, "b": STOP_FIRST, "c": STOP_FIRST, "ingest": STOP_AFTER_STREAM}
+    children = [
+        supervisor.start(name, ["sh", "-c", script, name], dict(os.environ), "ready", wave)
+        for name, wave in waves.items()
+    ]
+    broker = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    supervisor.adopt("redis", broker, STOP_LAST)
+    try:
+        for child in children:
+            assert child.ready.wait(10), child.name
+        supervisor.stop_all(grace_s=5)
+        lines = events.read_text().splitlines()
+        assert set(lines[:3]) == {"a term", "b term", "c term"}, lines  # at once, not in turn
+        assert lines[-2:] == ["ingest term", "ingest gone"], lines  # after the first wave
+        assert broker.poll() is not None
+    finally:
+        for proc in [c.proc for c in children] + [broker]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
