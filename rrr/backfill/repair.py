@@ -172,14 +172,11 @@ def repair_gap(
     ticker = check_gap(ticker, start_ms, end_ms, now_ms)
     start, end = repair_window(start_ms, end_ms, now_ms)
     done = progress or RepairProgress()
-    try:
-        if done.bars_from_vendor is None:
-            done = _repair_bars(store, rest, ticker, start, end, now_ms, done)
-        if not done.trades_done:
-            trades_end = trades_end_ms(end, end_ms, now_ms)
-            done = _repair_trades(store, rest, ticker, start, trades_end, now_ms, done)
-    except _Stopped as stopped:
-        raise RepairInterrupted(ticker, stopped.cause, stopped.progress) from stopped.cause
+    if done.bars_from_vendor is None:
+        done = _repair_bars(store, rest, ticker, start, end, now_ms, done)
+    if not done.trades_done:
+        trades_end = trades_end_ms(end, end_ms, now_ms)
+        done = _repair_trades(store, rest, ticker, start, trades_end, now_ms, done)
     if done.trades_refused is not None:
         store.add_events([trades_not_repairable_event(ticker, done.trades_refused, now_ms)])
     after = len(store.read_bars(ticker, start, end, "1m")) if end > start else 0
@@ -204,12 +201,6 @@ def repair_gap(
         event.details["verified"],
         recorded,
     )
-
-
-class _Stopped(Exception):
-    def __init__(self, cause: RrrError, progress: RepairProgress) -> None:
-        self.cause = cause
-        self.progress = progress
 
 
 def _repair_bars(
@@ -242,7 +233,7 @@ def _repair_bars(
         stored = set(store.read_bars(ticker, start, end, "1m")["start_ms"].tolist())
     except RrrError as exc:
         if is_transient(exc):
-            raise _Stopped(exc, done) from exc
+            raise RepairInterrupted(ticker, exc, done) from exc
         raise
     missing = sum(b.start_ms not in stored for b in bars) - refused
     return replace(
@@ -290,7 +281,7 @@ def _repair_trades(
         return replace(done, trades_done=True, trades_path=None, trades_refused=str(exc))
     except RrrError as exc:
         if is_transient(exc):
-            raise _Stopped(exc, done) from exc
+            raise RepairInterrupted(ticker, exc, done) from exc
         raise
     return replace(done, trades_done=True, trades_path=None)
 
