@@ -124,6 +124,17 @@ def request_key(event_type: str, ticker: str, window: tuple[int, int]) -> str:
     return f"{event_type}:{ticker}:{window[0]}:{window[1]}"
 
 
+def _request_details(request: VerifyRequest) -> dict[str, Any]:
+    """What both events of a request say about it; ``recorded_requests`` reads it back."""
+    s, e = request.window
+    return {
+        "ticker": request.ticker,
+        "window_start_ms": s,
+        "window_end_ms": e,
+        "runs": [list(run) for run in request.runs],
+    }
+
+
 def verify_requested_event(request: VerifyRequest, now_ms: int) -> SystemEvent:
     """REST was asked about ``request``'s unverified minutes (through ``repair_gap``)."""
     s, e = request.window
@@ -134,13 +145,7 @@ def verify_requested_event(request: VerifyRequest, now_ms: int) -> SystemEvent:
         message=f"{request.ticker}: {request.minutes} unverified minute(s) sent to REST "
         f"in one request of {(e - s) // 60_000} min",
         ts_ms=now_ms,
-        details={
-            "ticker": request.ticker,
-            "window_start_ms": s,
-            "window_end_ms": e,
-            "runs": [list(run) for run in request.runs],
-            "unverified_minutes": request.minutes,
-        },
+        details={**_request_details(request), "unverified_minutes": request.minutes},
         dedupe_key=request_key(VERIFY_REQUESTED, request.ticker, request.window),
     )
 
@@ -150,7 +155,6 @@ def minutes_verified_event(
 ) -> SystemEvent:
     """REST answered ``request``: ``repaired`` of its minutes have bars now, the rest had none
     at the vendor (confirmed quiet). Counts the repair reported (bars, trades) are kept."""
-    s, e = request.window
     quiet = request.minutes - repaired
     counts = {
         k: v
@@ -165,10 +169,7 @@ def minutes_verified_event(
         f"{repaired} repaired, {quiet} confirmed quiet",
         ts_ms=now_ms,
         details={
-            "ticker": request.ticker,
-            "window_start_ms": s,
-            "window_end_ms": e,
-            "runs": [list(run) for run in request.runs],
+            **_request_details(request),
             "repaired_minutes": repaired,
             "quiet_minutes": quiet,
             "repair": counts,
