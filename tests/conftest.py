@@ -120,7 +120,6 @@ def clean_redis(redis_url: str) -> str:
 
 # What a worker test must leave behind in its broker: nothing queued, nothing taken and unacked.
 BROKER_QUEUES = ("ingest", "backfill", "default")
-UNACKED_KEYS = ("unacked", "unacked_index")
 
 
 def broker_leftovers(redis_url: str) -> dict[str, int]:
@@ -294,9 +293,10 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # Zombies of our own children count as gone.
+    # Zombies of our own children count as gone. The worker leads its own session
+    # (start_new_session), whose id is its group's: ps selects by session, not by group.
     out = subprocess.run(
-        ["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True, text=True, check=False
+        ["ps", "-o", "stat=", "--sid", str(pgid)], capture_output=True, text=True, check=False
     )
     return any(not stat.startswith("Z") for stat in out.stdout.split())
 

@@ -8,9 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +19,14 @@ from rrr.models import SOURCE_SIMULATOR, Bar, Quote, Trade
 from rrr.runner import die_with_parent
 from rrr.simulator.server import Simulator, SimulatorOptions, with_feed
 from rrr.storage import open_store
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TICKERS = ("X:BTCUSD", "X:ETHUSD")
 FAR_FUTURE_MS = 10**13
 
 
-def wait_until(
-    condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.1
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(poll_s)
+wait_until = wait_for  # the stream tests' name for the one bounded wait
 
 
 def simulator(rate: float, max_events: int | None, **feed: Any) -> Simulator:

@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 
 def wait_for(
-    condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1
+    condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.1
 ) -> None:
     """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(interval_s)
+        time.sleep(poll_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
