@@ -212,10 +212,11 @@ class StreamWorker:
                 self._repair(gaps)
             self.stats.by_kind[batch.kind] += len(batch.rows)
             self._publish(BATCH, batch)
-        if self._rejected and (
-            len(self._rejected) >= DEAD_LETTER_BATCH
-            or self._rejected_chars >= DEAD_LETTER_MAX_CHARS
-            or self._clock.now_ms() - self._rejected_since_ms >= DEAD_LETTER_MAX_AGE_MS
+        # A full group went from _handle_others, the only place the group grows; an old one
+        # goes here.
+        if (
+            self._rejected
+            and self._clock.now_ms() - self._rejected_since_ms >= DEAD_LETTER_MAX_AGE_MS
         ):
             self._send_dead_letters()
 

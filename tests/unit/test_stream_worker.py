@@ -15,9 +15,9 @@ from rrr.clock import FrozenClock
 from rrr.errors import VendorAuthError
 from rrr.models import Batch, Rejected, SystemEvent, Trade
 from rrr.polygon.stream import StreamListener
-from workers.items import RAW_CAP_CHARS
+from workers.items import RAW_CAP_CHARS, cap_raw
 from workers.journal import Journal
-from workers.stream import StreamWorker
+from workers.stream import DEAD_LETTER_BATCH, DEAD_LETTER_MAX_CHARS, StreamWorker
 
 T0 = 1_700_000_000_000
 Step = Callable[[StreamListener], None]
@@ -185,6 +185,22 @@ def test_a_huge_rejected_frame_becomes_a_capped_dead_letter(tmp_path: Path) -> N
     assert letter.raw.startswith('{"ev":"XZ","junk":"xxx')
     assert letter.raw.endswith("[truncated: 2,000,021 characters in all]")
     assert len(h.rows()) == 1
+
+
+def test_dead_letters_go_once_500_or_a_mib_of_raw_text_are_held(tmp_path: Path) -> None:
+    """Before they are a second old (the clock is frozen here), rejected events go in a group
+    as soon as there are DEAD_LETTER_BATCH of them or DEAD_LETTER_MAX_CHARS of raw text."""
+    big = {"ev": "XZ", "junk": "x" * 100_000}  # capped: RAW_CAP_CHARS and a note each
+    per_mib = -(-DEAD_LETTER_MAX_CHARS // len(cap_raw(orjson.dumps(big).decode())))
+    h = Harness(tmp_path / "chars", [lambda listener: listener.on_connected()])
+    h.stream.script += [frame(big) for _ in range(per_mib + 3)] + [lambda _: h.worker.stop()]
+    h.worker.run()
+    assert [len(group) for group in h.dead] == [per_mib, 3]  # the 3 left went at the stop
+    h = Harness(tmp_path / "count", [lambda listener: listener.on_connected()])
+    bad = [{"ev": "XZ"}] * (DEAD_LETTER_BATCH // 5)
+    h.stream.script += [frame(*bad) for _ in range(6)] + [lambda _: h.worker.stop()]
+    h.worker.run()
+    assert [len(group) for group in h.dead] == [DEAD_LETTER_BATCH, len(bad)]
 
 
 def test_everything_handed_on_is_confirmed_in_the_journal(tmp_path: Path) -> None:
