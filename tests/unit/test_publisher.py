@@ -222,6 +222,37 @@ def test_close_returns_even_when_the_queue_is_full_and_the_broker_hangs(tmp_path
     wait_for(lambda: len(sent) == 3)
 
 
+@pytest.mark.parametrize("then_another", [True, False])
+def test_an_item_put_on_disk_only_is_published_in_its_place(
+    tmp_path: Path, then_another: bool
+) -> None:
+    """A put abandoned on a full queue (a stop with a stuck publisher) leaves its item in the
+    journal only: a later queued item must not overtake it, nor may close() leave it behind."""
+    release = threading.Event()
+    sent: list[Any] = []
+
+    def slow(payload: Any) -> None:
+        release.wait()
+        sent.append(payload)
+
+    journal = Journal(tmp_path, 1_000_000)
+    pub = Publisher({BATCH: slow}, journal, StreamStats(), lambda: 0, queue_size=1)
+    pub.start()
+    pub.put(BATCH, batch(0))  # in the sender's hands
+    wait_for(lambda: pub._queue.empty())
+    pub.put(BATCH, batch(1))  # fills the queue
+    assert pub.put(BATCH, batch(2), abandon=lambda: True)  # journaled, never queued
+    later = threading.Thread(target=pub.put, args=(BATCH, batch(3)))  # waits for room
+    if then_another:
+        later.start()
+    release.set()
+    if then_another:
+        later.join(10)
+    assert pub.close(timeout_s=10)
+    assert ids(sent) == [f"s-{n}" for n in range(4 if then_another else 3)]
+    assert len(journal) == 0
+
+
 def test_a_message_that_can_never_be_sent_is_loud_then_dead_lettered(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
