@@ -1,1 +1,1 @@
-"""Long-running processes that are not Celery tasks: the stream worker and its spool."""
+"""Long-running processes that are not Celery tasks: the stream worker and its journal."""
