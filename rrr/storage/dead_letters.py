@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rrr.errors import PermanentStorageError
 from rrr.models import Rejected
 
 ESCAPED = "unicode_escape"  # the value of text_encoding; also the Python codec's name
@@ -95,6 +96,16 @@ def original_text(stored: str, text_encoding: str | None) -> str:
 class Outcome:
     new: int  # letters written (a letter already stored under its key counts 0)
     refused: list[str]  # one line per letter no form of which the store took
+
+    def checked(self, store: str, total: int) -> int:
+        """``new``; PermanentStorageError when some letter was refused in every form (the
+        others are stored: say which could not be)."""
+        if self.refused:
+            raise PermanentStorageError(
+                f"{store} refused {len(self.refused)} of {total} dead letters in every form:"
+                f" {self.refused[0]}"
+            )
+        return self.new
 
 
 def store_each(

@@ -341,9 +341,9 @@ class PostgresStore:
             row = cur.fetchone()
             applied, stored = (bool(row[0]), int(row[1])) if row else (False, 0)
             if applied and bad:
-                refused = _insert_dead_letters(cur, bad).refused
-                if refused:  # the batch would drop them: let the caller set it aside whole
-                    raise PermanentStorageError(_refused_text(len(bad), refused))
+                # A letter refused in every form: the batch would drop it, so the caller sets
+                # the batch aside whole.
+                _insert_dead_letters(cur, bad).checked("PostgreSQL", len(bad))
             return BatchResult(batch.id, applied, stored, len(bad) if applied else 0)
 
         try:
@@ -361,9 +361,7 @@ class PostgresStore:
         if not rejected:
             return 0
         outcome: Outcome = self._run(lambda cur: _insert_dead_letters(cur, rejected))
-        if outcome.refused:  # the others are stored; say which could not be, in no form at all
-            raise PermanentStorageError(_refused_text(len(rejected), outcome.refused))
-        return outcome.new
+        return outcome.checked("PostgreSQL", len(rejected))
 
     def add_events(self, events: list[SystemEvent]) -> int:
         if not events:
@@ -660,10 +658,6 @@ def _insert_dead_letters(cur: psycopg.Cursor[Any], rejected: list[Rejected]) -> 
             return int(cur.rowcount)
 
     return store_each(rejected, insert_one, lambda exc: isinstance(exc, _LETTER_REFUSALS))
-
-
-def _refused_text(total: int, refused: list[str]) -> str:
-    return f"PostgreSQL refused {len(refused)} of {total} dead letters in every form: {refused[0]}"
 
 
 def _json(value: Any) -> str:

@@ -198,9 +198,9 @@ class SqliteStore:
             if cur.rowcount == 0:  # applied before: nothing was written, the commit is a no-op
                 return BatchResult(batch.id, applied=False, stored=0, rejected=0)
             stored = self._write_rows(batch.kind, good, version_ms)
-            refused = self._insert_dead_letters(bad).refused
-            if refused:  # the batch would drop them: let the caller set it aside whole
-                raise PermanentStorageError(_refused_text(len(bad), refused))
+            # A letter refused in every form: the batch would drop it, so the caller sets the
+            # batch aside whole.
+            self._insert_dead_letters(bad).checked("SQLite", len(bad))
         return BatchResult(batch.id, applied=True, stored=stored, rejected=len(bad))
 
     def _write_rows(self, kind: str, rows: list[Any], version_ms: int | None = None) -> int:
@@ -256,9 +256,7 @@ class SqliteStore:
             return 0
         with self._transaction():
             outcome = self._insert_dead_letters(rejected)
-        if outcome.refused:  # the others are stored; say which could not be, in no form at all
-            raise PermanentStorageError(_refused_text(len(rejected), outcome.refused))
-        return outcome.new
+        return outcome.checked("SQLite", len(rejected))
 
     def add_events(self, events: list[SystemEvent]) -> int:
         return self._write(
@@ -481,10 +479,6 @@ class SqliteStore:
 
 def _is_letter_refusal(exc: BaseException) -> bool:
     return isinstance(exc, _LETTER_REFUSALS)
-
-
-def _refused_text(total: int, refused: list[str]) -> str:
-    return f"SQLite refused {len(refused)} of {total} dead letters in every form: {refused[0]}"
 
 
 def split_statements(sql: str) -> list[str]:

@@ -51,7 +51,7 @@ from rrr.storage.base import (
     frame,
     migrations,
 )
-from rrr.storage.dead_letters import LetterRow, letter_row, store_each
+from rrr.storage.dead_letters import LetterRow, Outcome, letter_row, store_each
 from rrr.storage.rows import split_storable
 from rrr.storage.supabase_errors import SCHEMA_HELP, RestConflict, rest_error
 from rrr.storage.supabase_wire import (
@@ -236,12 +236,7 @@ class SupabaseStore:
             outcome = store_each(part, self._insert_letter, self._is_letter_refusal)
             new += outcome.new
             refused += outcome.refused
-        if refused:  # the others are stored; say which could not be, in no form at all
-            raise PermanentStorageError(
-                f"Supabase refused {len(refused)} of {len(rejected)} dead letters in every"
-                f" form: {refused[0]}"
-            )
-        return new
+        return Outcome(new, refused).checked("Supabase", len(rejected))
 
     def _insert_letter(self, row: LetterRow) -> int:
         return self._insert_chunk("dead_letters", [dead_letter_row(row)], "dedupe_key")
