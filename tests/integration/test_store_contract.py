@@ -430,6 +430,20 @@ def test_one_refused_letter_never_takes_its_companions_with_it(
     assert store.count_rows("dead_letters") == 3
 
 
+def test_a_batch_whose_dead_letter_is_refused_in_every_form_is_refused_whole(
+    store: Store, request: pytest.FixtureRequest
+) -> None:
+    # Stored without its letter, the bad row would be lost; refused whole, the batch is set
+    # aside by the caller (rrr.storage.isolate, the poison path) with nothing half-written.
+    refuse_letters(store, request, "reason LIKE '%price is null%'")
+    rows = [trade("1"), trade("2")._replace(price=None), trade("3")]
+    with pytest.raises(PermanentStorageError):
+        store.apply_batch(Batch("b", "trades", rows))
+    assert store.count_rows("crypto_trades") == 0
+    assert store.count_rows("ingest_batches") == 0
+    assert store.count_rows("dead_letters") == 0
+
+
 def test_dead_letters_are_counted_by_kind(store: Store) -> None:
     from rrr.models import Rejected
 
