@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import TypeVar
 from urllib.parse import quote
 
 import requests
@@ -69,6 +71,14 @@ def trades_path(ticker: str, start_ms: int, end_ms: int) -> str:
         f"/v3/trades/{quote(dashed, safe=':')}?timestamp.gte={start_ms * NS_PER_MS}"
         f"&timestamp.lt={end_ms * NS_PER_MS}&order=asc&sort=timestamp&limit={MAX_LIMIT}"
     )
+
+
+PageT = TypeVar("PageT", AggsPage, TradesPage)
+
+
+def _log_dropped(ticker: str, what: str, dropped: int) -> None:
+    if dropped:
+        log.debug("%s: dropped %d %s outside the range", ticker, dropped, what)
 
 
 class PolygonRest:
@@ -142,12 +152,10 @@ class PolygonRest:
         """(path requested, page) for each page of bars starting in [start_ms, end_ms),
         following ``next_url`` until the vendor stops giving one. ``resume_path`` continues an
         interrupted walk at the page that failed."""
-        path: str | None = resume_path or aggs_path(ticker, multiplier, timespan, start_ms, end_ms)
-        for _ in range(MAX_PAGES):
-            if path is None:
-                return
+
+        def parse(body: bytes) -> AggsPage:
             page = parse_aggs_page(
-                self.get(path),
+                body,
                 ticker=ticker,
                 multiplier=multiplier,
                 timespan=timespan,
@@ -155,16 +163,11 @@ class PolygonRest:
                 now_ms=time.time_ns() // 1_000_000,  # a bar may not start a day past this
             )
             inside = [b for b in page.bars if start_ms <= b.start_ms < end_ms]
-            if len(inside) != len(page.bars):
-                log.debug(
-                    "%s: dropped %d bars outside the range", ticker, len(page.bars) - len(inside)
-                )
-                page = AggsPage(
-                    inside, page.rejected, page.next_url, page.request_id, page.results_count
-                )
-            yield path, page
-            path = page.next_path
-        raise ParseError(f"{ticker}: more than {MAX_PAGES} pages for one range; giving up")
+            _log_dropped(ticker, "bars", len(page.bars) - len(inside))
+            return replace(page, bars=inside)
+
+        first = resume_path or aggs_path(ticker, multiplier, timespan, start_ms, end_ms)
+        return self._walk(ticker, first, parse)
 
     def trades_pages(
         self, ticker: str, start_ms: int, end_ms: int, *, resume_path: str | None = None
@@ -173,29 +176,31 @@ class PolygonRest:
         end_ms), oldest first, following the ``next_url`` cursor. ``resume_path`` continues an
         interrupted walk at the page that failed. A plan without trades raises
         ``VendorAuthError`` (status 403) on the first page."""
-        path: str | None = resume_path or trades_path(ticker, start_ms, end_ms)
-        for _ in range(MAX_PAGES):
-            if path is None:
-                return
+
+        def parse(body: bytes) -> TradesPage:
             page = parse_trades_page(
-                self.get(path),
+                body,
                 ticker=validate_ticker(ticker),
                 source=self.source,
                 now_ms=time.time_ns() // 1_000_000,  # a trade may not be a day past this
             )
             inside = [t for t in page.trades if start_ms <= t.ts_ms < end_ms]
-            if len(inside) != len(page.trades):
-                log.debug(
-                    "%s: dropped %d trades outside the range",
-                    ticker,
-                    len(page.trades) - len(inside),
-                )
-                page = TradesPage(
-                    inside, page.rejected, page.next_url, page.request_id, page.results_count
-                )
+            _log_dropped(ticker, "trades", len(page.trades) - len(inside))
+            return replace(page, trades=inside)
+
+        return self._walk(ticker, resume_path or trades_path(ticker, start_ms, end_ms), parse)
+
+    def _walk(
+        self, ticker: str, path: str | None, parse: Callable[[bytes], PageT]
+    ) -> Iterator[tuple[str, PageT]]:
+        """(path requested, parsed page), following each page's ``next_path``."""
+        for _ in range(MAX_PAGES):
+            if path is None:
+                return
+            page = parse(self.get(path))
             yield path, page
             path = page.next_path
-        raise ParseError(f"{ticker}: more than {MAX_PAGES} trade pages for one range; giving up")
+        raise ParseError(f"{ticker}: more than {MAX_PAGES} pages for one range; giving up")
 
     def aggs(
         self, ticker: str, multiplier: int, timespan: str, start_ms: int, end_ms: int
