@@ -37,8 +37,10 @@ result_expires = 3600
 task_acks_late = True
 task_reject_on_worker_lost = True
 # A failed or timed-out task is never acked: its message comes back (tasks.delivery counts the
-# deliveries and sets a poison message aside, so the loop ends).
-task_acks_on_failure_or_timeout = False
+# deliveries and sets a poison message aside, so the loop ends). Two settings since Celery 5.7
+# (the joint task_acks_on_failure_or_timeout is deprecated).
+task_acks_on_failure = False
+task_acks_on_timeout = False
 worker_prefetch_multiplier = 1
 # Their own settings (rrr/config.py says why each value), checked to stay under the timeout.
 task_soft_time_limit = _settings.task_soft_time_limit_s

@@ -38,13 +38,20 @@ def parse_token(token: object) -> tuple[str, int]:
     raise ValueError(f"not a confirm token ('<session>:<seq>'): {token!r}")
 
 
-def mark_applied(client: redis.Redis, token: object) -> None:
-    """Record that the item ``token`` names is stored (or set aside). Idempotent."""
+def add_mark(pipe: redis.client.Pipeline, token: object) -> None:
+    """Queue on ``pipe`` the mark that the item ``token`` names is stored (or set aside), so it
+    shares a round trip with the caller's other commands. Idempotent. ValueError for a token
+    that is none, before anything is queued."""
     session, seq = parse_token(token)
     key = APPLIED_KEY.format(session=session)
+    pipe.sadd(key, seq)
+    pipe.expire(key, APPLIED_TTL_S)
+
+
+def mark_applied(client: redis.Redis, token: object) -> None:
+    """Record that the item ``token`` names is stored (or set aside). Idempotent."""
     with client.pipeline(transaction=False) as pipe:
-        pipe.sadd(key, seq)
-        pipe.expire(key, APPLIED_TTL_S)
+        add_mark(pipe, token)
         pipe.execute()
 
 

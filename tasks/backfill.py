@@ -40,7 +40,7 @@ from rrr.polygon.rest import PolygonRest, new_session
 from rrr.ratelimit import RedisRateLimiter, come_back_in_s, is_limiter_wait
 from rrr.storage import Store
 from tasks import app
-from tasks.resources import gc_paused, retry_countdown_s, settings, store
+from tasks.resources import gc_paused, longest_countdown_s, retry_countdown_s, settings, store
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,10 @@ def rest() -> PolygonRest:
     return _rest
 
 
-def limiter_countdown_s(wait_s: float) -> float:
-    """The retry's countdown after the limiter turned a task away: when its next token exists,
-    capped at half the visibility timeout (a retry the worker holds longer than that would be
-    delivered a second time)."""
-    return come_back_in_s(wait_s, settings().visibility_timeout_s / 2)
+def come_back_countdown_s(wait_s: float) -> float:
+    """The retry's countdown of a task turned away (the limiter: when its next token exists; a
+    repair: when its window has closed), never past ``longest_countdown_s``."""
+    return come_back_in_s(wait_s, longest_countdown_s())
 
 
 def default_lease_ms() -> int:
@@ -155,7 +154,7 @@ def fetch_chunk(
     except ChunkInterrupted as exc:
         where = exc.resume
         if is_limiter_wait(exc.cause):  # our turn comes later: not a failure, never counted
-            countdown = limiter_countdown_s(exc.retry_after_s or 0.0)
+            countdown = come_back_countdown_s(exc.retry_after_s or 0.0)
             log.debug("chunk %s: rate limit; again in %.1f s", chunk_id, countdown)
             waiting = {**again, "deferrals": deferrals, "resume": where.to_dict()}
             raise self.retry(args=args, kwargs=waiting, countdown=countdown) from None
@@ -164,7 +163,9 @@ def fetch_chunk(
             log.error("chunk %s failed for good: %s", chunk_id, exc.cause)
             return {"chunk_id": chunk_id, "status": "failed", "error": str(exc.cause)}
         wait_s = exc.retry_after_s
-        countdown = wait_s if wait_s is not None else retry_countdown_s(where.errors)
+        countdown = (
+            come_back_countdown_s(wait_s) if wait_s is not None else retry_countdown_s(where.errors)
+        )
         log.info("chunk %s: %s; again in %.1f s", chunk_id, exc.cause, countdown)
         raise self.retry(
             args=args, kwargs={**again, "resume": where.to_dict()}, countdown=countdown
@@ -213,7 +214,7 @@ def repair_gap(
     now = now_ms()
     wait_s = repair.repair_countdown_s(int(end_ms), now)
     if wait_s > 0 and int(end_ms) <= now + MAX_AHEAD_MS:  # too far ahead: check_gap refuses it
-        countdown = come_back_in_s(wait_s, settings().visibility_timeout_s / 2)
+        countdown = come_back_countdown_s(wait_s)
         log.debug("repair %s: window still open; in %.1f s", ticker, countdown)
         kwargs = {**request, "errors": errors, "progress": progress}
         raise self.retry(args=(), kwargs=kwargs, countdown=countdown)
@@ -235,13 +236,15 @@ def repair_gap(
         where = exc.progress.to_dict()
         cause = exc.cause
         if is_limiter_wait(cause):  # our turn comes later; the request waits, whole
-            countdown = limiter_countdown_s(cause.retry_after_s or 0.0)
+            countdown = come_back_countdown_s(cause.retry_after_s or 0.0)
             log.debug("repair %s: rate limit; again in %.1f s", ticker, countdown)
             kwargs = {**request, "errors": errors, "progress": where}
             raise self.retry(args=(), kwargs=kwargs, countdown=countdown) from None
         if errors < MAX_REPAIR_ERRORS:
             wait = cause.retry_after_s if isinstance(cause, RateLimited) else None
-            countdown = wait if wait is not None else retry_countdown_s(errors)
+            countdown = (
+                come_back_countdown_s(wait) if wait is not None else retry_countdown_s(errors)
+            )
             log.info("repair %s: %s; again in %.1f s", ticker, cause, countdown)
             kwargs = {**request, "errors": errors + 1, "progress": where}
             raise self.retry(args=(), kwargs=kwargs, countdown=countdown) from exc

@@ -1,6 +1,6 @@
 """No message is acked unless its work is stored or set aside: the base class of every rrr task.
 
-Celery acks a failed task's message (``task_acks_on_failure_or_timeout``, on by default), and
+Celery acks a failed task's message (``task_acks_on_failure``, on by default), and
 with that setting off it *rejects* it without requeue, which on Redis drops it just the same.
 So two guards, one per process:
 
@@ -13,7 +13,7 @@ So two guards, one per process:
   goes to ``dead_letters`` as kind ``poison`` with the last error, and the message is acked.
 - In the worker's main process, ``RequeueingRequest`` requeues whatever still escapes (a
   failure of the guard itself) instead of dropping it, and the hard time limit requeues too
-  (``task_acks_on_failure_or_timeout = False``).
+  (``task_acks_on_failure = task_acks_on_timeout = False``).
 
 A transient retry or a soft time limit does not count towards poison: a database that is down
 or slow for an hour must not dead-letter healthy batches.
@@ -33,11 +33,11 @@ from celery.worker.request import Request
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
 
-from rrr.applied import mark_applied
+from rrr.applied import add_mark
 from rrr.errors import StorageError, is_transient
 from rrr.models import Rejected, raw_text, shown
 from rrr.storage.base import POISON_KIND
-from tasks.resources import retry_countdown_s, store
+from tasks.resources import longest_countdown_s, retry_countdown_s, store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,20 +77,6 @@ def _broker(url: str) -> redis.Redis:
     return _redis
 
 
-def note_applied(url: str, confirm: object) -> None:
-    """Tell the stream worker its item ``confirm`` is stored or set aside (rrr.applied), on
-    this process's broker client. A failure is a warning, never a task failure: the worst it
-    costs is a republish, a no-op in the store."""
-    if confirm is None:
-        return
-    try:
-        mark_applied(_broker(url), confirm)
-    except (redis.RedisError, ValueError) as exc:
-        log.warning(
-            "could not mark %r applied (%s); the stream worker will send it again", confirm, exc
-        )
-
-
 def _counted(what: str, operation: Callable[[], T], fallback: T) -> T:
     """A delivery-count operation; with the broker unreachable the count is skipped, never
     the task: failing here would fail the delivery, and kombu cannot requeue a message while
@@ -100,6 +86,21 @@ def _counted(what: str, operation: Callable[[], T], fallback: T) -> T:
     except redis.RedisError as exc:
         log.warning("delivery count unavailable (%s: %s); running uncounted", what, exc)
         return fallback
+
+
+def _forget(counts: redis.Redis, key: str, confirm: object = None) -> None:
+    """The delivery has an outcome: forget its count. With ``confirm`` (the stream worker's
+    token, rrr.applied) the outcome is stored or set aside, so the item is marked applied in
+    the same round trip. Neither fails the task: a count left behind expires, and a mark never
+    written costs a republish, a no-op in the store."""
+    with counts.pipeline(transaction=False) as pipe:
+        pipe.delete(key)
+        if confirm is not None:
+            try:
+                add_mark(pipe, confirm)
+            except ValueError as exc:
+                log.warning("%s; the stream worker will send it again", exc)
+        _counted("forget" if confirm is None else "forget, mark applied", pipe.execute, [])
 
 
 class RequeueingRequest(Request):
@@ -141,17 +142,16 @@ class ReliableTask(Task):
                 f" without an outcome; the last: {how}"
             )
             self._set_aside(args, kwargs, reason)
-            note_applied(self.app.conf.broker_url, kwargs.get("confirm"))  # set aside: done
-            _counted("forget", lambda: counts.delete(key), 0)
+            _forget(counts, key, kwargs.get("confirm"))  # set aside: done with
             return {"poison": True}
         try:
             result = self.run(*args, **kwargs)
         except Retry:
             # The task handed its message back on purpose (transient): not a failed delivery.
-            _counted("forget", lambda: counts.delete(key), 0)
+            _forget(counts, key)
             raise
         except SoftTimeLimitExceeded as exc:
-            _counted("forget", lambda: counts.delete(key), 0)  # slow, not poison
+            _forget(counts, key)  # slow, not poison
             countdown = retry_countdown_s(request.retries)
             log.warning(
                 "%s[%s]: soft time limit; retry in %.1f s", self.name, request.id, countdown
@@ -166,8 +166,17 @@ class ReliableTask(Task):
                 *(self.name, request.id, delivery, MAX_DELIVERIES, text, countdown),
             )
             raise self.retry(exc=exc, countdown=countdown, max_retries=NO_RETRY_LIMIT) from exc
-        _counted("forget", lambda: counts.delete(key), 0)
+        # Returned: stored or set aside, so the stream worker's item (if any) is applied.
+        _forget(counts, key, kwargs.get("confirm"))
         return result
+
+    def retry(self, *args: Any, countdown: float | None = None, **options: Any) -> Any:
+        """Celery's retry, its countdown never past ``longest_countdown_s``, whoever named it (a
+        backoff, a vendor's Retry-After, a lease's remaining time, the rate limiter): a retry
+        held past the visibility timeout would be delivered twice and run twice."""
+        if countdown is not None:
+            countdown = min(countdown, longest_countdown_s())
+        return super().retry(*args, countdown=countdown, **options)
 
     def _set_aside(self, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str) -> None:
         """The payload as a dead letter no store refuses (rrr.storage.dead_letters); a store

@@ -5,9 +5,10 @@ is back, never dropped. Input that cannot be stored is set aside in ``dead_lette
 reason, one item at a time: an undecodable batch whole, a refused row alone
 (rrr.storage.isolate), a malformed event or letter alone (rrr.wire). What escapes all of that
 is the base class's affair (tasks.delivery): retried, and set aside as poison after
-``MAX_DELIVERIES``. The stream worker sends these by name, each with a ``confirm`` token the
-task marks applied once its write has committed or its input is set aside (rrr.applied): only
-then does the stream worker drop the item from its journal.
+``MAX_DELIVERIES``. The stream worker sends these by name, each with a ``confirm`` token; a
+task that returns has committed its write or set its input aside, and the base class then marks
+the token applied (rrr.applied), in the round trip that forgets the delivery count: only then
+does the stream worker drop the item from its journal.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from rrr.models import Batch, Rejected, raw_text
 from rrr.storage.isolate import apply_isolating
 from rrr.wire import decode_dead_letters, decode_events
 from tasks import app
-from tasks.delivery import note_applied
 from tasks.resources import retry_countdown_s, store
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,9 @@ def insert_batch(self: Any, message: dict[str, Any], confirm: str | None = None)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         letter = Rejected(raw=raw_text(message), reason=f"undecodable batch: {exc}", kind="batch")
         _set_aside(self, [letter])
-        _applied(self, confirm)
         return {"batch_id": None, "dead_lettered": True}
     # A batch id already stored is a no-op that reports applied=False: marked all the same.
     result = _retrying(self, f"batch {batch.id}", lambda: apply_isolating(store(), batch))
-    _applied(self, confirm)
     return {
         "batch_id": result.batch_id,
         "applied": result.applied,
@@ -85,9 +83,7 @@ def insert_dead_letters(self: Any, rows: Any, confirm: str | None = None) -> int
     """Rejected input (``[raw, reason, kind, source]`` each) -> ``dead_letters``; an item of
     another shape is stored too, as itself, marked malformed."""
     letters = decode_dead_letters(rows)
-    stored = _retrying(self, "dead letters", lambda: store().add_dead_letters(letters))
-    _applied(self, confirm)
-    return stored
+    return _retrying(self, "dead letters", lambda: store().add_dead_letters(letters))
 
 
 @app.task(name="tasks.ingest.record_events", bind=True, max_retries=None, ignore_result=True)
@@ -96,14 +92,7 @@ def record_events(self: Any, events: Any, confirm: str | None = None) -> int:
     an item that is no valid event goes to ``dead_letters`` with the reason."""
     decoded, malformed = decode_events(events, now_ms())
     _set_aside(self, malformed)
-    stored = _retrying(self, "system events", lambda: store().add_events(decoded))
-    _applied(self, confirm)
-    return stored
-
-
-def _applied(task: Any, confirm: str | None) -> None:
-    """The write committed: the stream worker may drop the item from its journal."""
-    note_applied(task.app.conf.broker_url, confirm)
+    return _retrying(self, "system events", lambda: store().add_events(decoded))
 
 
 # Batch ids are the first guard against a redelivered batch; none can come back after the

@@ -52,11 +52,16 @@ def store() -> Store:
     return _store
 
 
+def longest_countdown_s() -> float:
+    """No retry waits longer: half the visibility timeout. A retry waits in a worker as an
+    unacked message, and one held longer than the timeout would be handed out a second time."""
+    return settings().visibility_timeout_s / 2
+
+
 def retry_countdown_s(retries: int, cap_s: float = 60.0) -> float:
     """Capped exponential backoff with full jitter: retries spread out, never synchronised.
-    Never past half the visibility timeout: a retry waits in a worker as an unacked message,
-    and one held longer than the timeout would be handed out a second time."""
-    cap_s = min(cap_s, settings().visibility_timeout_s / 2)
+    Never past ``longest_countdown_s``."""
+    cap_s = min(cap_s, longest_countdown_s())
     return random.uniform(min(0.5, cap_s), min(cap_s, 2.0 ** min(retries, 10)))
 
 

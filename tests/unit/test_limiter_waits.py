@@ -3,6 +3,8 @@ turned away comes back."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from rrr.errors import RateLimited, VendorAuthError, VendorUnavailable
@@ -35,3 +37,23 @@ def test_come_back_when_the_token_exists_but_never_too_late(
     wait_s: float, longest_s: float, expected: float
 ) -> None:
     assert come_back_in_s(wait_s, longest_s) == expected
+
+
+@pytest.mark.parametrize(("asked_s", "held_s"), [(3_600.0, 30.0), (29.0, 29.0), (None, None)])
+def test_no_task_retry_waits_past_half_the_visibility_timeout(
+    asked_s: float | None, held_s: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever names the countdown (a vendor's Retry-After, a lease, a backoff), a retry held
+    longer than the visibility timeout would be delivered twice: ReliableTask caps them all."""
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # the app is imported, not used
+    from celery.app.task import Task
+
+    from tasks import resources
+    from tasks.backfill import repair_gap
+
+    short = dataclasses.replace(resources.settings(), visibility_timeout_s=60)
+    monkeypatch.setattr(resources, "_settings", short)
+    asked: dict[str, object] = {}
+    monkeypatch.setattr(Task, "retry", lambda self, *a, **kw: asked.update(kw))
+    repair_gap.retry(kwargs={"errors": 1}, countdown=asked_s)
+    assert asked == {"kwargs": {"errors": 1}, "countdown": held_s}
