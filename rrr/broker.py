@@ -7,7 +7,10 @@ private one, since a worker and a stream worker on different brokers would lose 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import signal
 import socket
 import subprocess
 import time
@@ -82,6 +85,15 @@ def server_binary() -> Path:
     return Path(get_binary_path())
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:  # runs in the child between fork and exec
+    """The child gets SIGTERM when the process that started it dies, even by SIGKILL."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_embedded_redis(
     data_dir: Path, port: int | None = None, record_to: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
@@ -111,6 +123,9 @@ def start_embedded_redis(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        # It runs while its starter does (`rrr run`, `rrr redis`, a benchmark): a starter
+        # killed outright must not leave it behind, holding its port and data directory.
+        preexec_fn=die_with_parent,
     )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 15

@@ -11,7 +11,6 @@ parent-death signal).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import re
@@ -26,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from rrr.broker import ensure_broker, free_port
+from rrr.broker import die_with_parent, ensure_broker, free_port
 from rrr.broker_persistence import probe_persistence
 from rrr.config import PROJECT_ROOT, Settings, redact_url
 from rrr.errors import ConfigError
@@ -37,12 +36,6 @@ log = logging.getLogger(__name__)
 
 STATUS_TABLES = ("crypto_trades", "crypto_quotes", "crypto_aggregates", "market_sentiment")
 SIMULATOR_KEY = "sim-key"  # the key the local simulator accepts by default
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 # Celery's INFO line per task received, succeeded or retried: tens a second at full feed (each

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 import redis
 
-from rrr.runner import die_with_parent
+from rrr.broker import die_with_parent
 
 FAULT_LINES_ENV = "RRR_FAULT_LINES_FILE"  # tests/faults/harness.py writes it
 

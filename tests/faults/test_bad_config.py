@@ -27,8 +27,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rrr.broker import free_port
-from rrr.runner import die_with_parent
+from rrr.broker import die_with_parent, free_port
 from tests.conftest import PG_BASE_URL, ROOT, broker_leftovers, pipeline_env
 from tests.faults.harness import LONG, fault_line
 from tests.faults.tcp_proxy import TcpProxy

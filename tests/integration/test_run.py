@@ -114,9 +114,10 @@ def test_rrr_run_streams_rows_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
             sources = {r[0] for r in conn.execute("SELECT DISTINCT source FROM crypto_trades")}
         assert sources == {"simulator"}
     finally:
+        leftovers = process_tree(proc.pid)  # while they are its children: orphans are not
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        for pid in process_tree(proc.pid):
+        for pid in leftovers:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
