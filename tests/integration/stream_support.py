@@ -14,9 +14,8 @@ from typing import Any
 
 import orjson
 
-from rrr.broker import free_port, is_up, server_binary
+from rrr.broker import die_with_parent, free_port, is_up, server_binary
 from rrr.models import SOURCE_SIMULATOR, Bar, Quote, Trade
-from rrr.runner import die_with_parent
 from rrr.simulator.server import Simulator, SimulatorOptions, with_feed
 from rrr.storage import open_store
 from tests.support.waiting import wait_for
@@ -52,7 +51,12 @@ MINUTE = 60_000
 def market_truth(sim: Simulator) -> Counter[tuple[Any, ...]]:
     """Trades and bars of the whole run as the pipeline must store them: every trade the market
     made (those the WebSocket sent carry their receive time; those it never sent, because the
-    client was away, come from REST without one) and every minute bar it closed, sent or not."""
+    client was away, come from REST without one) and every minute bar it closed, sent or not.
+
+    What was sent is read before the market: a bar closes in the market before it is sent, so
+    every bar sent by then is among the market's closed bars (read the other way round, a bar
+    closing in between was sent but not yet in the market's list)."""
+    sent_bars = [_normal(b) for b in sim.truth().bars() if b.timeframe == "1m"]
     sent = {(t.ticker, t.exchange_id, t.trade_id) for t in sim.sent_trades()}
     rows: list[Trade | Bar] = []
     for ticker in TICKERS:
@@ -71,7 +75,6 @@ def market_truth(sim: Simulator) -> Counter[tuple[Any, ...]]:
                 Bar(ticker, "1m", b["o"], b["h"], b["l"], b["c"], b["v"], b["vw"], b["n"],
                     b["t"], b["t"] + MINUTE, SOURCE_SIMULATOR)
             )  # fmt: skip
-    sent_bars = [_normal(b) for b in sim.truth().bars() if b.timeframe == "1m"]
     assert set(sent_bars) <= {_normal(r) for r in rows}  # the live bars are the ones it sent
     return Counter(_normal(r) for r in rows)
 
