@@ -79,6 +79,17 @@ def market_truth(sim: Simulator) -> Counter[tuple[Any, ...]]:
     return Counter(_normal(r) for r in rows)
 
 
+def stored_count(database_url: str) -> int:
+    """How many trades, quotes and bars the store holds: a cheap figure of progress."""
+    store = open_store(database_url)
+    try:
+        return sum(
+            store.count_rows(t) for t in ("crypto_trades", "crypto_quotes", "crypto_aggregates")
+        )
+    finally:
+        store.close()
+
+
 def stored_records(database_url: str) -> Counter[tuple[Any, ...]]:
     store = open_store(database_url)
     try:
