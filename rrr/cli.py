@@ -436,8 +436,9 @@ def stream(
     max_messages: int = typer.Option(None, "--max-messages", min=1, help="Stop after N events."),
     max_seconds: float = typer.Option(None, "--max-seconds", min=0.1, help="Stop after S s."),
 ) -> None:
-    """Run the stream worker: WebSocket -> parse -> batch -> insert_batch tasks (spooled to
-    var/spool while the broker is down). SIGTERM flushes the open batch and exits 0."""
+    """Run the stream worker: WebSocket -> parse -> batch -> journal (var/journal) -> insert_batch
+    tasks. An item leaves the journal once stored or set aside, so a broker outage or a kill
+    loses nothing. SIGTERM flushes the open batch and exits 0."""
     import importlib
 
     from rrr.broker import resolve_redis_url
@@ -518,11 +519,11 @@ def status() -> None:
                 f"{s.get('lag_ms', {}).get('p99', 0):.0f} ms (exchange time -> enqueue)",
             )
             table.add_row(
-                "batches published / spooled",
+                "batches published / journaled",
                 f"{batches.get('published', 0):,} / {batches.get('spooled', 0):,}",
             )
             table.add_row(
-                "spool",
+                "journal",
                 f"{spool.get('bytes', 0) / 1e6:.1f} of {spool.get('max_bytes', 0) / 1e6:.0f} MB",
             )
     for name, length in queues.items():
