@@ -46,7 +46,7 @@ def guarded(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[C
     app.close()
 
 
-def applied(redis_url: str) -> set[bytes]:
+def applied(redis_url: str) -> set[bytes | str]:
     client = redis.Redis.from_url(redis_url)
     try:
         return set(client.smembers(APPLIED_KEY.format(session=SESSION)))
@@ -86,7 +86,7 @@ def test_an_item_is_marked_applied_when_its_task_returns_and_not_while_it_fails(
     guarded: tuple[Celery, LetterBox], redis_url: str
 ) -> None:
     app, box = guarded
-    marks_seen: list[set[bytes]] = []
+    marks_seen: list[set[bytes | str]] = []
 
     @app.task(name="test.fails_twice", bind=True)
     def fails_twice(self: Any, confirm: str | None = None) -> str:
@@ -117,7 +117,7 @@ def test_a_failure_outside_the_guard_is_requeued_not_dropped(
     message = TaskMessage("tasks.ingest.insert_batch", id="m-1", args=[{}])
     on_reject = Mock()
     request = RequeueingRequest(message, app=app, task=insert_batch, on_reject=on_reject)
-    request.send_event = Mock()  # type: ignore[method-assign]
+    request.send_event = Mock()
     try:
         raise RuntimeError("the guard itself failed")
     except RuntimeError:
