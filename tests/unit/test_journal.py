@@ -5,6 +5,7 @@ one process per directory."""
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from pathlib import Path
 
@@ -244,6 +245,64 @@ def test_an_old_spool_is_adopted_in_order(tmp_path: Path) -> None:
     assert not list(old.glob("*.seg")) and not (old / "position").exists()
     assert drain(journal) == [b"two", b"three", b"four"]
     journal.close()
+
+
+def test_with_fsync_batch_every_append_is_on_disk_before_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fsync="batch"``: each record's write is followed by an fsync of that same file before
+    ``append`` returns (a power loss then loses no item the publisher was handed); ``"off"``
+    leaves writeback to the kernel."""
+    calls: list[tuple[str, int]] = []
+    real_write, real_fsync = os.write, os.fsync
+
+    def write(fd: int, data: bytes) -> int:
+        calls.append(("write", fd))
+        return real_write(fd, data)
+
+    def fsync(fd: int) -> None:
+        calls.append(("fsync", fd))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "fsync", fsync)
+    for mode in ("batch", "off"):
+        journal = Journal(tmp_path / mode, max_bytes=1_000_000, fsync=mode)
+        for n in range(3):
+            calls.clear()
+            journal.append(b"item %d" % n)
+            writes = [fd for what, fd in calls if what == "write"]
+            assert len(writes) == 1
+            if mode == "batch":
+                assert calls[-1] == ("fsync", writes[0])  # after the write, on its file
+            else:
+                assert [c for c in calls if c[0] == "fsync"] == []
+        journal.close()
+
+
+def test_the_stream_process_opens_its_journal_with_the_old_spool_adopted(
+    tmp_path: Path,
+) -> None:
+    """``open_journal`` (what ``rrr stream`` runs) takes over what an earlier version left in
+    var/spool, in order, before anything new; and honours RRR_JOURNAL_FSYNC and RRR_JOURNAL."""
+    from rrr.config import Settings
+    from workers.stream_process import open_journal
+
+    old = tmp_path / "var" / "spool"
+    old.mkdir(parents=True)
+    records = [b"one", b"two", b"three"]
+    (old / f"{1:012d}.seg").write_bytes(b"".join(struct.pack(">I", len(r)) + r for r in records))
+    (old / "position").write_text("1 0\n")
+    settings = Settings(home=tmp_path, journal_fsync="batch", spool_max_mb=1)
+    journal = open_journal(settings)
+    assert journal is not None
+    assert journal.directory == tmp_path / "var" / "journal"
+    assert journal.fsync == "batch" and journal.max_bytes == 1_000_000
+    assert not list(old.glob("*.seg"))
+    journal.append(b"new")
+    assert drain(journal) == [*records, b"new"]
+    journal.close()
+    assert open_journal(Settings(home=tmp_path, journal_enabled=False)) is None
 
 
 def test_items_survive_the_journal_encoding() -> None:
