@@ -6,6 +6,8 @@ window): nothing marks it applied unless the test does, with the tasks' own ``ma
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +16,8 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from rrr.applied import APPLIED_KEY, APPLIED_TTL_S, AppliedMarks, mark_applied, parse_token
 from rrr.models import Batch, SystemEvent, Trade
@@ -235,3 +239,49 @@ def test_at_a_stop_the_unapplied_go_once_more_and_the_next_run_sends_them_again(
         apply(client, again, batch_id)
     assert pub.close(timeout_s=10)
     assert len(journal) == 0
+
+
+def test_while_the_marks_cannot_be_read_items_stay_journaled(
+    tmp_path: Path, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis that cannot answer for the applied marks delays the confirmation, nothing more:
+    marks that exist but cannot be read confirm nothing, the publisher keeps going, and once
+    they are readable again the items are confirmed."""
+    caplog.set_level(logging.WARNING, logger="workers.confirmer")
+    with socket.socket() as s:  # a port nothing listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    unreachable = redis.Redis(  # no retries: each tick fails at once (redis-py's take ~4 s)
+        host="127.0.0.1", port=port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
+    broker, stats = Broker(), StreamStats()
+    journal = Journal(tmp_path, 1_000_000)
+    marks = AppliedMarks(unreachable, SESSION)
+    confirmer = Confirmer(
+        journal, marks, stats, republish_after_s=600.0, idle_after_s=600.0, every_s=0.05
+    )
+    senders = {BATCH: broker, DEAD_LETTERS: broker, EVENTS: broker, REPAIR: broker}
+    pub = Publisher(
+        senders,
+        journal,
+        stats,
+        lambda: 0,
+        probe_s=0.05,
+        confirmer=confirmer,
+        stop_wait_applied_s=0.5,
+    )
+    pub.start()
+    for n in range(3):
+        pub.put(BATCH, batch(n))
+    wait_for(lambda: len(broker.sent) == 3)
+    for n in range(3):
+        apply(client, broker, f"s-{n}")  # stored, but the marks cannot be read
+    wait_for(lambda: any("cannot read applied marks" in r.getMessage() for r in caplog.records))
+    time.sleep(0.5)  # several ticks
+    assert len(journal) == 3 and stats.awaiting_applied == 3
+    marks.client = client  # readable again
+    wait_for(lambda: len(journal) == 0)
+    assert any("applied marks readable again" in r.getMessage() for r in caplog.records)
+    assert pub.close(timeout_s=10)
+    assert broker.ids() == ["s-0", "s-1", "s-2"]  # nothing republished meanwhile
+    unreachable.close()
