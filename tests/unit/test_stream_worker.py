@@ -3,6 +3,7 @@ transport), ``list.append`` for every sender, a frozen clock and a journal in tm
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,12 @@ from rrr.models import Batch, Rejected, SystemEvent, Trade
 from rrr.polygon.stream import StreamListener
 from workers.items import RAW_CAP_CHARS, cap_raw
 from workers.journal import Journal
-from workers.stream import DEAD_LETTER_BATCH, DEAD_LETTER_MAX_CHARS, StreamWorker
+from workers.stream import (
+    DEAD_LETTER_BATCH,
+    DEAD_LETTER_MAX_AGE_MS,
+    DEAD_LETTER_MAX_CHARS,
+    StreamWorker,
+)
 
 T0 = 1_700_000_000_000
 Step = Callable[[StreamListener], None]
@@ -58,7 +64,7 @@ class Harness:
         self.events: list[SystemEvent] = []
         self.repairs: list[dict[str, Any]] = []
         self.clock = FrozenClock(T0 + 10_000)
-        self.stream = ScriptedStream(script)
+        self.stream = options.pop("stream_type", ScriptedStream)(script)
         self.worker = StreamWorker(
             self.stream,
             Batcher(size=options.pop("size", 1000), max_age_ms=50, new_id=sequential_ids("t")),
@@ -211,3 +217,62 @@ def test_everything_handed_on_is_confirmed_in_the_journal(tmp_path: Path) -> Non
     journal = Journal(tmp_path / "journal", 1_000_000)  # the worker closed and unlocked it
     assert len(journal) == 0 and not list((tmp_path / "journal").glob("*.seg"))
     journal.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_rejected_events_go_once_a_second_old_while_the_feed_runs(tmp_path: Path) -> None:
+    """The third bound on a dead-letter group, its age (DEAD_LETTER_MAX_AGE_MS): reached while
+    idle, or while frames keep coming, the group goes then, not at the stop."""
+    h = Harness(tmp_path, [lambda listener: listener.on_connected()], size=1)
+    groups: list[int] = []  # dead-letter groups the publisher had sent, at each look
+
+    def look(expect: int) -> Step:
+        def step(_: StreamListener) -> None:
+            # expecting none: give the publisher 0.2 s to send one it should not have
+            wait_for(lambda: len(h.dead) >= max(expect, 1), timeout_s=5.0 if expect else 0.2)
+            groups.append(len(h.dead))
+
+        return step
+
+    h.stream.script += [
+        frame({"ev": "XZ"}),
+        lambda _: h.clock.advance(DEAD_LETTER_MAX_AGE_MS - 1),
+        lambda listener: listener.on_idle(),
+        look(0),  # not old enough yet
+        lambda _: h.clock.advance(1),
+        lambda listener: listener.on_idle(),
+        look(1),  # a second old, the feed idle
+        frame({"ev": "XZ"}),
+        lambda _: h.clock.advance(DEAD_LETTER_MAX_AGE_MS),
+        frame(xt(1)),  # the feed never idles: a batch goes, and the old group with it
+        look(2),
+        lambda _: h.worker.stop(),
+    ]
+    h.worker.run()
+    assert groups == [0, 1, 2]
+    assert [len(group) for group in h.dead] == [1, 1] and len(h.rows()) == 1
+
+
+class DiesMidStream(ScriptedStream):
+    """A transport that ends with an error of its own, never calling ``on_disconnected``."""
+
+    def run(self, listener: StreamListener) -> None:
+        for step in self.script:
+            step(listener)
+        raise RuntimeError("transport failed")
+
+
+def test_the_open_batch_is_handed_on_even_when_the_transport_dies(tmp_path: Path) -> None:
+    script = [lambda listener: listener.on_connected(), frame(xt(1), xt(2), xt(3))]
+    h = Harness(tmp_path, script, size=1000, stream_type=DiesMidStream)
+    with pytest.raises(RuntimeError, match="transport failed"):
+        h.worker.run()
+    assert [r.trade_id for r in h.rows()] == ["1", "2", "3"]  # the open batch, at the end
