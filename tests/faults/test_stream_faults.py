@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from rrr.polygon.stream import StreamOptions, backoff_delay_s
 from rrr.storage import open_store
 from tests.conftest import WorkerProcess
 from tests.faults.harness import (
@@ -22,6 +23,7 @@ from tests.faults.harness import (
     report,
     scaled,
 )
+from tests.integration.stream_support import TICKERS
 from workers.stream import COMPONENT as STREAM_COMPONENT
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
@@ -42,8 +44,9 @@ def gap_events(database_url: str) -> list[dict[str, Any]]:
     return list(gaps["details"])
 
 
-def finish_and_count(run: Pipeline, fault: str, started: float, **extra: Any) -> None:
-    """Wait for the repairs, stop, drain; print the line and check it."""
+def finish_and_count(run: Pipeline, fault: str, started: float, **extra: Any) -> int:
+    """Wait for the repairs, stop, drain; print the line and check it. Returns how many gaps
+    the stream worker announced."""
     run.wait_feed_done(run.events, 60)
     run.wait_market_stored(REPAIR_WAIT_S)
     run.stop_streams()
@@ -58,6 +61,7 @@ def finish_and_count(run: Pipeline, fault: str, started: float, **extra: Any) ->
     )  # fmt: skip
     assert (ticks.lost, ticks.duplicates) == (0, 0), run.logs()
     assert quotes.duplicates == 0 and unannounced == 0
+    return len(gaps)
 
 
 def test_stream_kill(
@@ -87,16 +91,27 @@ def test_feed_flap(
     trades and bars equal the market's."""
     started = time.monotonic()
     every_s, flaps = scaled(3, 5), int(scaled(4, 12))
-    events = int(RATE * (every_s * (flaps + 1) + 5))
+    # A gap is closed (and its repair asked for) by the first event after the reconnect, so the
+    # feed must outlast the last reconnect. The worker's backoff grows while its connections
+    # stay short (1, 2, 4, 8... s, capped): the feed lasts as long as the longest it can take.
+    options = StreamOptions()
+    backoff_s = sum(
+        backoff_delay_s(attempt, 1.0, options.backoff_base_s, options.backoff_cap_s)
+        for attempt in range(1, flaps + 1)
+    )
+    events = int(RATE * (every_s * flaps + backoff_s + 5))
     with pipeline(tmp_path, redis_url, pg_url, start_worker, rate=RATE, events=events) as run:
         run.start_ingest_worker()
         run.start_backfill_worker()
         run.start_stream()
-        for _ in range(flaps):
-            run.wait_connected()  # its reconnect backoff grows while connections stay short
+        for connection in range(1, flaps + 1):
+            run.wait_sent_on(connection, int(RATE / 10), timeout_s=options.backoff_cap_s + 30)
             time.sleep(every_s)
             assert run.sim.disconnect_all() == 1
-        finish_and_count(run, "feed-flap", started, flaps=flaps)
+        # Events on the connection after the last drop: its gap is closed and repaired.
+        run.wait_sent_on(flaps + 1, int(RATE / 10), timeout_s=options.backoff_cap_s + 30)
+        gaps = finish_and_count(run, "feed-flap", started, flaps=flaps)
+    assert gaps == flaps * len(TICKERS)  # every drop detected, on every ticker
 
 
 def test_stream_term(
