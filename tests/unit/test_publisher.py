@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -200,15 +201,21 @@ def test_an_item_larger_than_the_journal_does_not_wedge_the_publisher(tmp_path: 
     assert len(broker.sent[1].rows) == 200
 
 
-def test_close_returns_even_when_the_queue_is_full_and_the_broker_hangs(tmp_path: Path) -> None:
-    """Edge case (c): the old close() put a sentinel on a full queue and blocked forever."""
+def held_sender() -> tuple[threading.Event, list[Any], Callable[[Any], None]]:
+    """A sender that holds each payload until ``release`` is set, then records it in ``sent``."""
     release = threading.Event()
     sent: list[Any] = []
 
-    def hanging(payload: Any) -> None:
+    def send(payload: Any) -> None:
         release.wait()
         sent.append(payload)
 
+    return release, sent, send
+
+
+def test_close_returns_even_when_the_queue_is_full_and_the_broker_hangs(tmp_path: Path) -> None:
+    """Edge case (c): the old close() put a sentinel on a full queue and blocked forever."""
+    release, sent, hanging = held_sender()
     journal = Journal(tmp_path, 1_000_000)
     pub = Publisher({BATCH: hanging}, journal, StreamStats(), lambda: 0, queue_size=2)
     pub.start()
@@ -228,13 +235,7 @@ def test_an_item_put_on_disk_only_is_published_in_its_place(
 ) -> None:
     """A put abandoned on a full queue (a stop with a stuck publisher) leaves its item in the
     journal only: a later queued item must not overtake it, nor may close() leave it behind."""
-    release = threading.Event()
-    sent: list[Any] = []
-
-    def slow(payload: Any) -> None:
-        release.wait()
-        sent.append(payload)
-
+    release, sent, slow = held_sender()
     journal = Journal(tmp_path, 1_000_000)
     pub = Publisher({BATCH: slow}, journal, StreamStats(), lambda: 0, queue_size=1)
     pub.start()
