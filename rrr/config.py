@@ -27,6 +27,9 @@ DEFAULT_REST_URL = "https://api.massive.com"
 DEFAULT_PERPLEXITY_URL = "https://api.perplexity.ai"
 DEFAULT_TICKERS = ("X:BTCUSD", "X:ETHUSD")
 DEFAULT_DATABASE_URL = "sqlite:///var/rrr.db"
+# The key the local simulator (`rrr simulate`, `rrr run`) accepts by default, on its WebSocket
+# and its REST endpoints alike (rrr.simulator.protocol.DEFAULT_SIM_KEY).
+SIMULATOR_KEY = "sim-key"
 
 
 def redact_url(url: str) -> str:
@@ -185,6 +188,18 @@ class Settings:
     def simulated(self) -> bool:
         """No vendor key (or `rrr run` started the simulator): rows carry source='simulator'."""
         return self.simulator or self.polygon_api_key is None
+
+    @property
+    def polygon_rest_key(self) -> Secret | None:
+        """The key REST requests carry: POLYGON_API_KEY; without one, the simulator's default
+        key (it refuses other keys on REST as on the WebSocket, as the vendor does: 401
+        ``Unknown API Key``, spec §2.4), as the stream does (workers.stream_process). Never a
+        made-up key to the vendor's own URL, whose answer must stay "API Key was not provided"."""
+        if self.polygon_api_key is not None:
+            return self.polygon_api_key
+        if self.polygon_rest_url.rstrip("/") == DEFAULT_REST_URL:
+            return None
+        return Secret(SIMULATOR_KEY)
 
     @property
     def resolved_database_url(self) -> str:

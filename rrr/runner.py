@@ -27,7 +27,7 @@ from typing import Any
 
 from rrr.broker import die_with_parent, ensure_broker, free_port
 from rrr.broker_persistence import probe_persistence
-from rrr.config import PROJECT_ROOT, Settings, redact_url
+from rrr.config import PROJECT_ROOT, SIMULATOR_KEY, Settings, redact_url
 from rrr.errors import ConfigError
 from rrr.storage import Store, open_store_from_settings
 from rrr.worker_roles import worker_argv
@@ -35,7 +35,6 @@ from rrr.worker_roles import worker_argv
 log = logging.getLogger(__name__)
 
 STATUS_TABLES = ("crypto_trades", "crypto_quotes", "crypto_aggregates", "market_sentiment")
-SIMULATOR_KEY = "sim-key"  # the key the local simulator accepts by default
 
 
 # Celery's INFO line per task received, succeeded or retried: tens a second at full feed (each

@@ -65,7 +65,7 @@ def rest() -> PolygonRest:
             new_session(),
             RedisRateLimiter(client, s.polygon_rate_limit, max_wait_s=LIMITER_MAX_WAIT_S),
             s.polygon_rest_url,
-            s.polygon_api_key,
+            s.polygon_rest_key,
             source=SOURCE_SIMULATOR if s.simulated else SOURCE_POLYGON,
         )
         _rest_pid = os.getpid()

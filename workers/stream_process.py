@@ -29,7 +29,7 @@ from rrr.applied import AppliedMarks
 from rrr.batching import Batcher, sequential_ids
 from rrr.broker import resolve_redis_url
 from rrr.clock import SystemClock
-from rrr.config import DEFAULT_WS_URL, Secret, Settings
+from rrr.config import DEFAULT_WS_URL, SIMULATOR_KEY, Secret, Settings
 from rrr.errors import ConfigError
 from rrr.models import SOURCE_POLYGON, SOURCE_SIMULATOR, Batch, Rejected, SystemEvent
 from rrr.polygon.stream import PolygonStream
@@ -38,8 +38,6 @@ from workers.journal import Journal, adopt_spool
 from workers.stream import REPAIR_TASK, StreamWorker
 
 log = logging.getLogger(__name__)
-
-SIMULATOR_KEY = "sim-key"  # rrr.simulator.ws.DEFAULT_SIM_KEY, without importing the server
 
 
 def feed_credentials(settings: Settings) -> tuple[Secret, str]:

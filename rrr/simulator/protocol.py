@@ -12,9 +12,10 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from rrr.config import SIMULATOR_KEY
 from rrr.simulator.load import LoadOptions
 
-DEFAULT_SIM_KEY = "sim-key"
+DEFAULT_SIM_KEY = SIMULATOR_KEY
 CLUSTER_PATH = "/crypto"
 
 
@@ -31,6 +32,13 @@ class FeedOptions:
     max_events: int | None = None  # stop the stream after this many events
     max_queued_frames: int = 10_000  # per connection; beyond it: slow_consumer
     load: LoadOptions | None = None
+
+
+def key_accepted(key: str | None, accepted_keys: frozenset[str], accept_any_key: bool) -> bool:
+    """Whether a key authenticates: one rule for the WebSocket's ``auth`` and REST's
+    ``Authorization``/``apiKey``, so a key the feed refuses is refused on REST too, as the vendor
+    does (WS ``auth_failed``, spec §1.4; REST 401 ``Unknown API Key``, spec §2.4)."""
+    return bool(key) and (accept_any_key or key in accepted_keys)
 
 
 def status_frame(status: str, message: str) -> bytes:

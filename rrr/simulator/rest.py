@@ -8,7 +8,12 @@ events), rolled up into ``multiplier`` x minute, hour or day bars (UTC, epoch-al
 As the vendor does (spec §2.2, §5): ``from``/``to`` as ``YYYY-MM-DD`` or ms, ``to`` inclusive;
 ``limit`` (default 5000, max 50000) counts base bars (minutes for minute/hour, days for day);
 ``sort`` asc/desc; ``results`` omitted when empty; a ``request_id`` in the body and the
-``X-Request-Id`` header; gzip when asked; auth by ``Authorization: Bearer`` or ``apiKey``.
+``X-Request-Id`` header; gzip when asked; auth by ``Authorization: Bearer`` or ``apiKey``
+(spec §2.1): no key -> 401 ``API Key was not provided``, a key not accepted -> 401 ``Unknown
+API Key`` (spec §2.4). ``rrr.simulator.server.Simulator`` accepts on REST exactly the keys its
+WebSocket accepts; ``rest_routes`` alone accepts any key unless ``accepted_keys`` is set.
+The last crypto trade (``GET /v1/last/crypto/{from}/{to}``) is in
+``rrr.simulator.rest_last_trade``.
 
 Paging: a page holds at most ``min(limit, options.page_size)`` base bars of time (a quiet
 minute still counts: simpler than the vendor, which counts bars that exist) and whole rolled-up
@@ -18,7 +23,8 @@ and ``cursor`` = unpadded base64url of the remaining query, never the key.
 Test hooks (``RestSimOptions``): a small page size (base bars, and trades, per page), failures
 injected on chosen request numbers or every Nth request (429 JSON with an optional Retry-After,
 5xx as an nginx HTML page), the free tier's limit enforced, a delay, a plan without trades
-(``trades_authorized=False``: ``/v3/trades`` answers 403 NOT_AUTHORIZED, the vendor's body),
+(``trades_authorized=False``: ``/v3/trades`` and the last trade answer 403 NOT_AUTHORIZED, the
+vendor's body),
 and a ``RequestLog`` of every request, readable in-process (``options.log``) or at
 ``GET /_sim/rest/stats`` and ``GET /_sim/rest/log``.
 """
@@ -41,7 +47,9 @@ import numpy as np
 import orjson
 
 from rrr.simulator.http import Request, Response, Routes
+from rrr.simulator.protocol import key_accepted
 from rrr.simulator.request_log import LoggedRequest, RequestLog
+from rrr.simulator.rest_last_trade import LAST_TRADE_PREFIX, last_trade_body
 from rrr.simulator.rest_trades import (
     NOT_ENTITLED_TEXT,
     TRADES_PREFIX,
@@ -93,7 +101,10 @@ def _wall_ms() -> int:
 
 @dataclass
 class RestSimOptions:
-    api_key: str | None = None  # None: any key, or none, is accepted (the simulated pipeline)
+    # The keys REST accepts (None: any key, or none: a bare ``rest_routes`` in a test);
+    # accept_any_key: any non-empty key. The Simulator sets both from its FeedOptions.
+    accepted_keys: frozenset[str] | None = None
+    accept_any_key: bool = False
     page_size: int = MAX_LIMIT  # base bars per page at most
     fail_requests: dict[int, int] = field(default_factory=dict)  # request number -> status
     fail_every: int = 0  # every Nth request fails with fail_status (0: never)
@@ -107,9 +118,12 @@ class RestSimOptions:
     # never changes (a market that is not live); bench.backfill renders its pages before the
     # clock starts, so its figure is the pipeline's, not the simulator's.
     keep_pages: bool = False
-    # False: a plan without trades; /v3/trades answers 403 NOT_AUTHORIZED as the vendor does.
+    # False: a plan without trades; /v3/trades and /v1/last/crypto answer 403 NOT_AUTHORIZED
+    # as the vendor does (both are the "trades" entitlement in the vendor's OpenAPI file).
     trades_authorized: bool = True
-    now_ms: Callable[[], int] = _wall_ms  # bars stop at the minute in progress
+    # Bars stop at the minute in progress of this clock (None: the wall clock; the Simulator
+    # passes its own, the one its market stamps events with).
+    now_ms: Callable[[], int] | None = None
     log: RequestLog = field(default_factory=RequestLog)
 
 
@@ -193,6 +207,13 @@ class _Aggregates:
         self._count = 0
         self._accepted: deque[float] = deque()
         self._kept: dict[_Page, Response] = {}  # options.keep_pages
+        self._now_ms = options.now_ms or _wall_ms
+        # The data endpoints, by path prefix: one key check, rate limit and log for all.
+        self._endpoints: dict[str, Callable[[Request], Response]] = {
+            AGGS_PREFIX: self._aggregates,
+            TRADES_PREFIX: self._trades,
+            LAST_TRADE_PREFIX: self._last_trade,
+        }
 
     def __call__(self, request: Request) -> Response:
         arrived = time.monotonic()
@@ -223,10 +244,10 @@ class _Aggregates:
         auth = "bearer" if key else "none"
         if key is None and request.query.get("apiKey"):
             key, auth = request.query["apiKey"][-1], "query"
-        if opts.api_key is not None:
+        if opts.accepted_keys is not None:
             if not key:
                 return _error(401, "API Key was not provided"), auth
-            if key != opts.api_key:
+            if not key_accepted(key, opts.accepted_keys, opts.accept_any_key):
                 return _error(401, "Unknown API Key"), auth
         if opts.enforce_rate is not None and not self._within_rate(arrived, *opts.enforce_rate):
             return _error(429, RATE_LIMIT_TEXT), auth
@@ -235,9 +256,10 @@ class _Aggregates:
             status = opts.fail_status
         if status is not None:
             return _injected(status, opts.retry_after_s), auth
-        if request.path.startswith(TRADES_PREFIX):
-            return self._trades(request), auth
-        return self._aggregates(request), auth
+        for prefix, endpoint in self._endpoints.items():
+            if request.path == prefix or request.path.startswith(prefix + "/"):
+                return endpoint(request), auth
+        return _error(404, "Not found"), auth
 
     def _trades(self, request: Request) -> Response:
         if not self.options.trades_authorized:
@@ -253,6 +275,19 @@ class _Aggregates:
             )
         except BadTradesRequest as exc:
             return _error(exc.status, str(exc))
+        return self._json_200(request, body)
+
+    def _last_trade(self, request: Request) -> Response:
+        if not self.options.trades_authorized:
+            return _error(403, NOT_ENTITLED_TEXT, key="message")
+        try:
+            body = last_trade_body(self.market, request.path)
+        except BadTradesRequest as exc:
+            return _error(exc.status, str(exc))
+        return self._json_200(request, body)
+
+    def _json_200(self, request: Request, body: dict[str, Any]) -> Response:
+        """``body`` with a fresh ``request_id`` (also in ``X-Request-Id``), gzipped when asked."""
         request_id = uuid.uuid4().hex
         payload = orjson.dumps({**body, "request_id": request_id})
         headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
@@ -308,7 +343,7 @@ class _Aggregates:
         bar_ms = multiplier * unit_ms
         # Bars are whole windows that start in [from, to]; none for the minute in progress.
         first = -(-from_ms // bar_ms) * bar_ms
-        stop = min(to_ms + 1, self.options.now_ms() // MINUTE_MS * MINUTE_MS)
+        stop = min(to_ms + 1, self._now_ms() // MINUTE_MS * MINUTE_MS)
         page_bars = max(1, min(limit, self.options.page_size) // (multiplier * base_per_unit))
         page_ms = page_bars * bar_ms
         more = False
@@ -414,6 +449,7 @@ def rest_routes(market: MarketData, options: RestSimOptions | None = None) -> Ro
     return {
         ("GET", AGGS_PREFIX): endpoints,
         ("GET", TRADES_PREFIX): endpoints,
+        ("GET", LAST_TRADE_PREFIX): endpoints,
         ("GET", "/_sim/rest/stats"): stats,
         ("GET", "/_sim/rest/log"): entries,
         ("POST", "/_sim/rest/reset"): reset,

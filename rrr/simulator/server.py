@@ -34,6 +34,7 @@ from rrr.errors import ConfigError
 from rrr.simulator.http import Request, Response, Routes, SimulatorHTTPServer
 from rrr.simulator.load import LoadOptions
 from rrr.simulator.market import Market
+from rrr.simulator.rest import RestSimOptions, rest_routes
 from rrr.simulator.truth import GroundTruth, Recorder
 from rrr.simulator.ws import DEFAULT_SIM_KEY, DisconnectMode, FeedOptions, FeedServer
 
@@ -54,8 +55,24 @@ class SimulatorOptions:
     id_epoch_s: int | None = None  # trade-id namespace; default: the start time
     record_path: Path | None = None  # JSONL ground truth
     record_in_memory: bool = True
-    rest: Any = None  # passed to rrr.simulator.rest.rest_routes(market, rest)
+    # RestSimOptions for rrr.simulator.rest.rest_routes; its keys and clock are the feed's.
+    rest: RestSimOptions | None = None
     perplexity: Any = None  # passed to rrr.simulator.perplexity.perplexity_routes(perplexity)
+
+
+def rest_options_for(options: SimulatorOptions, clock: Clock) -> RestSimOptions:
+    """``options.rest`` made to agree with the feed: REST accepts exactly the keys the
+    WebSocket accepts (the vendor refuses a wrong key on both: WS ``auth_failed`` spec §1.4,
+    REST 401 ``Unknown API Key`` spec §2.4), and its bars stop at the minute in progress of
+    the clock the market stamps events with (unless the caller gave REST a clock of its own).
+    The request log is shared with ``options.rest``, so a caller reading it sees every request."""
+    rest = options.rest or RestSimOptions()
+    return replace(
+        rest,
+        accepted_keys=options.feed.accepted_keys,
+        accept_any_key=options.feed.accept_any_key,
+        now_ms=rest.now_ms or clock.now_ms,
+    )
 
 
 class Simulator:
@@ -71,6 +88,7 @@ class Simulator:
             id_epoch_s=self.clock.now_ms() // 1000 if epoch_s is None else epoch_s,
         )
         self.recorder = Recorder(options.record_path, options.record_in_memory)
+        self.rest_options = rest_options_for(options, self.clock)
         self.feed = FeedServer(self.market, options.feed, self.recorder, self.clock)
         self.http = SimulatorHTTPServer(self._routes(), port=options.http_port)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,9 +101,9 @@ class Simulator:
             ("POST", "/_sim/disconnect"): self._disconnect_route,
             ("GET", "/_sim/stats"): self._stats_route,
         }
+        routes = {**rest_routes(self.market, self.rest_options), **routes}
         # Written in parallel by other engineers: mounted when present.
         for module, factory, arg in (
-            ("rrr.simulator.rest", "rest_routes", (self.market, self.options.rest)),
             ("rrr.simulator.perplexity", "perplexity_routes", (self.options.perplexity,)),
         ):
             if importlib.util.find_spec(module) is not None:
@@ -225,8 +243,6 @@ def simulate_command(
 ) -> None:
     """``rrr simulate``: run until Ctrl-C, SIGTERM or ``max_seconds``. ``trades_authorized``
     False: ``/v3/trades`` answers 403 NOT_AUTHORIZED, as a plan without trades does."""
-    from rrr.simulator.rest import RestSimOptions
-
     load = LoadOptions(load_events, events_per_frame, load_rate) if load_events else None
     feed = FeedOptions(
         port=port,
@@ -263,9 +279,9 @@ def simulate_command(
         say("SIMULATED Polygon/Massive market data (rows are source='simulator')")
         say(f"  WebSocket  POLYGON_WS_URL={sim.ws_url}")
         say(f"  REST       POLYGON_REST_URL={sim.rest_url}")
-        if any(path.startswith("/v1/") for _, path in sim.http.routes):
+        if any(m == "POST" and path.startswith("/v1/") for m, path in sim.http.routes):
             say(f"  Perplexity PERPLEXITY_BASE_URL={sim.rest_url}")
-        say(f"  API keys   {accepted}   tickers {' '.join(tickers)}   {mode}")
+        say(f"  API keys   {accepted} (WebSocket and REST)   tickers {' '.join(tickers)}   {mode}")
         if not trades_authorized:
             say("  plan       without trades: /v3/trades answers 403 NOT_AUTHORIZED")
         say(f"  control    POST {sim.rest_url}/_sim/disconnect   GET {sim.rest_url}/_sim/stats")

@@ -108,6 +108,13 @@ class TradeTape:
             for seq, t, x, n, p, s, side in rows
         ]
 
+    def last(self) -> TapeTrade | None:
+        """The newest trade (None: none yet)."""
+        with self._lock:
+            end = self._first_seq + len(self._t)
+        kept = self.read(end - 1, end)
+        return kept[-1] if kept else None
+
     def between(self, start_ms: int, end_ms: int) -> list[TapeTrade]:
         """Every kept trade made in [start_ms, end_ms), oldest first."""
         return self.read(*self.seq_range(start_ms, end_ms))

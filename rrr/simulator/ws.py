@@ -59,6 +59,7 @@ from rrr.simulator.protocol import (
     CLUSTER_PATH,
     DEFAULT_SIM_KEY,
     FeedOptions,
+    key_accepted,
     normalize_topic,
     only_cluster_path,
     status_frame,
@@ -247,7 +248,7 @@ class FeedServer:
             await self._send_status(client, "auth_success", "authenticated")
             return
         opts = self.options
-        if not key or not (opts.accept_any_key or key in opts.accepted_keys):
+        if not key_accepted(key, opts.accepted_keys, opts.accept_any_key):
             await self._drop(client, "auth_failed", "authentication failed", 1008)
             return
         client.key, client.auth_order = key, next(self._auth_order)

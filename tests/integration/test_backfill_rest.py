@@ -58,7 +58,7 @@ class Sim:
 
 @pytest.fixture
 def sim(market: Market) -> Iterator[Sim]:
-    s = Sim(market, RestSimOptions(api_key=KEY, page_size=500))
+    s = Sim(market, RestSimOptions(accepted_keys=frozenset({KEY}), page_size=500))
     yield s
     s.server.stop()
 

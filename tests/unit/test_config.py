@@ -135,3 +135,16 @@ def test_time_limits_are_their_own_settings_and_stay_under_the_visibility_timeou
     ):
         with pytest.raises(ConfigError, match=r"RRR_TASK_SOFT_TIME_LIMIT=.* < RRR_TASK_TIME_LIMIT"):
             settings(tmp_path, **env)
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"POLYGON_API_KEY": "pk_1"}, "pk_1"),
+        ({"POLYGON_REST_URL": "http://127.0.0.1:8766"}, "sim-key"),  # the simulator's key
+        ({}, None),  # never a made-up key to the vendor
+    ],
+)
+def test_the_rest_key(tmp_path: Path, env: dict[str, str], key: str | None) -> None:
+    rest_key = settings(tmp_path, **env).polygon_rest_key
+    assert (rest_key.reveal() if rest_key else None) == key

@@ -135,7 +135,7 @@ def test_the_cursor_carries_the_query_and_never_a_key(
     market_and_events: tuple[Market, list[dict[str, Any]]],
 ) -> None:
     market, _ = market_and_events
-    handler = trades_handler(market, api_key="k")
+    handler = trades_handler(market, accepted_keys=frozenset({"k"}))
     path = trades_path("X:BTCUSD", T0, T0 + 60_000).replace("limit=50000", "limit=3") + "&apiKey=k"
     page = body(get(handler, path))
     assert len(page["results"]) == 3
