@@ -4,8 +4,11 @@ the real client path.
 - Sonar chat completions: ``POST /chat/completions`` (also ``/v1/sonar``, ``/v1/chat/completions``)
   with the validation order of spec 7 (model -> roles -> response_format), fixture-shaped bodies
   and ``<think>`` prefixes for reasoning models.
-- Agent API: ``POST /v1/agent`` (alias ``/v1/responses``) with a STRICT body: any unknown field,
-  top-level or nested, is a 400 ``invalid_request`` naming it, as the real endpoint does.
+- Agent API: ``POST /v1/responses`` (the path the official SDK posts to; spec 5 names it the
+  alias of ``/v1/agent``, served too) with a STRICT body: any unknown field, top-level or
+  nested, is a 400 ``invalid_request`` naming it, as the real endpoint does. Chat completions
+  has no such allowlist: spec 1.2 calls the obsolete ``return_citations`` "harmless if sent"
+  and strictness is documented for the Agent API only (spec 5).
 - Auth: a missing key (or, with ``api_key`` set, a different one) is a 401 HTML page as recorded
   in fixture 03 (``auth_json=True``: the JSON variant).
 - Faults on demand: ``options.fail_next(429, count=2, retry_after_s=1)``, or over HTTP
@@ -50,36 +53,49 @@ ERROR_TYPES = {
     504: "gateway_timeout",
 }
 
-# The Agent API's accepted fields, per container (spec 5; request-mapping of Perplexity's guide).
+# The Agent API's accepted request fields, per container. The real endpoint is strict (spec 5):
+# anything else is a 400 naming it. Source: the official SDK's request model, perplexityai
+# 0.46.1 ``perplexity/generated/api.py`` (the classes named below; ``responses.create`` validates
+# its body with ``ResponsesRequestInput`` and posts it to ``/v1/responses``). The older TypedDict
+# ``perplexity/types/response_create_params.py`` is not what ``create`` uses and lacks half of
+# these. tests/unit/test_sentiment_simulator.py compares every table with the SDK's model.
 # fmt: off
 AGENT_FIELDS: dict[str, frozenset[str]] = {
-    "": frozenset(
+    "": frozenset(  # ResponsesRequestInput
         {
-            "model", "models", "preset", "input", "instructions", "max_output_tokens",
-            "reasoning", "stream", "stream_options", "response_format", "tools", "tool_choice",
-            "temperature", "top_p", "max_steps", "max_tool_calls", "metadata", "store",
-            "truncation", "parallel_tool_calls", "language_preference", "previous_response_id",
-            "background",
+            "background", "effort", "input", "instructions", "language_preference",
+            "max_output_tokens", "max_steps", "model", "models", "preset",
+            "previous_response_id", "profile", "prompt_cache_key", "reasoning",
+            "response_format", "service_tier", "skills", "step_budget_reminder", "store",
+            "stream", "temperature", "tool_choice", "tools", "top_p",
         }
     ),
-    "tools": frozenset(
+    "tools.web_search": frozenset(  # WebSearchToolInput, plus max_results from spec 5
         {
-            "type", "filters", "search_context_size", "user_location", "max_results", "name",
-            "description", "parameters", "strict",
+            "type", "filters", "max_tokens", "max_tokens_per_page", "search_context_size",
+            "search_type", "user_location", "max_results",
         }
     ),
-    "filters": frozenset(
+    "tools.function": frozenset(  # FunctionToolInput
+        {"type", "name", "description", "parameters", "strict"}
+    ),
+    "filters": frozenset(  # WebSearchFiltersInput
         {
             "search_domain_filter", "search_recency_filter", "search_after_date_filter",
             "search_before_date_filter", "last_updated_after_filter", "last_updated_before_filter",
         }
     ),
-    "response_format": frozenset({"type", "json_schema"}),
-    "json_schema": frozenset({"name", "schema", "strict", "description"}),
-    "reasoning": frozenset({"effort"}),
-    "input": frozenset({"type", "role", "content"}),
+    "user_location": frozenset(  # ToolUserLocationInput
+        {"city", "country", "latitude", "longitude", "region"}
+    ),
+    "response_format": frozenset({"type", "json_schema"}),  # ResponseFormatInput
+    "json_schema": frozenset({"name", "schema", "strict", "description"}),  # JSONSchemaFormatInput
+    "reasoning": frozenset({"effort"}),  # ReasoningConfigInput
+    "input.message": frozenset({"type", "role", "content"}),  # InputMessageInput
 }
 # fmt: on
+# Fields spec 5 documents that the SDK's model lacks (a caller sends them with extra_body).
+AGENT_SPEC_ONLY_FIELDS = {"tools.web_search": frozenset({"max_results"})}
 
 
 @dataclass
@@ -187,15 +203,28 @@ def sonar_problem(body: dict[str, Any]) -> Response | None:
     return None
 
 
-# (container, field) -> the container whose fields the field's value (or list items) must use.
+# (container, field) -> the container the field's object must match.
 AGENT_NESTED = {
-    ("", "tools"): "tools",
-    ("tools", "filters"): "filters",
     ("", "response_format"): "response_format",
     ("response_format", "json_schema"): "json_schema",
     ("", "reasoning"): "reasoning",
-    ("", "input"): "input",
+    ("tools.web_search", "filters"): "filters",
+    ("tools.web_search", "user_location"): "user_location",
 }
+
+
+def nested_container(container: str, key: str, item: Any) -> str | None:
+    """The AGENT_FIELDS container a nested object must match; None when it is not checked
+    (tool types and input items not tabled: mcp, sandbox, function-call outputs…)."""
+    if not isinstance(item, dict):
+        return None
+    if (container, key) == ("", "tools"):  # a tool's fields depend on its type
+        name = f"tools.{item.get('type')}"
+    elif (container, key) == ("", "input"):  # a message item may omit its type
+        name = "input.message" if item.get("type", "message") == "message" else ""
+    else:
+        name = AGENT_NESTED.get((container, key), "")
+    return name if name in AGENT_FIELDS else None
 
 
 def unknown_agent_field(value: dict[str, Any], container: str = "", path: str = "") -> str | None:
@@ -204,9 +233,9 @@ def unknown_agent_field(value: dict[str, Any], container: str = "", path: str = 
         here = f"{path}.{key}" if path else key
         if key not in AGENT_FIELDS[container]:
             return here
-        nested = AGENT_NESTED.get((container, key))
-        for item in (child if isinstance(child, list) else [child]) if nested else []:
-            found = isinstance(item, dict) and unknown_agent_field(item, nested or "", here)
+        for item in child if isinstance(child, list) else [child]:
+            nested = nested_container(container, key, item)
+            found = nested and unknown_agent_field(item, nested, here)
             if found:
                 return found
     return None

@@ -167,9 +167,11 @@ def agent_response(
     )
     output: list[dict[str, Any]] = []
     if searched and mode != "no_sources":
-        output.append(
-            {"type": "search_results", "queries": [prompt], "results": search_results(asset, day)}
-        )
+        # Agent search results carry an integer ``id`` (spec 5; ``SearchResultOutput.id: int``
+        # in the SDK's perplexity/generated/api.py): without it the SDK's lax parse falls back
+        # to its first output type and reads the item as a message. Sonar's have none.
+        results = [{"id": i, **r} for i, r in enumerate(search_results(asset, day), 1)]
+        output.append({"type": "search_results", "queries": [prompt], "results": results})
     output.append(
         {
             "type": "message",
@@ -186,7 +188,6 @@ def agent_response(
         "id": f"resp_{rng.getrandbits(96):024x}",
         "object": "response",
         "created_at": now_s,
-        "completed_at": now_s,
         "status": "incomplete" if mode == "truncated" else "completed",
         "model": model,
         "output": output,

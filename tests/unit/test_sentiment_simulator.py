@@ -9,11 +9,18 @@ from typing import Any
 
 import orjson
 import pytest
+from perplexity.generated import api as sdk_api
+from pydantic import BaseModel
 
 from rrr.sentiment.prompts import AnswerRejected, agent_body, sonar_body
 from rrr.sentiment.responses import parse_agent_response, parse_sonar_response, score_answer
 from rrr.simulator.http import Request, Response, match_route
-from rrr.simulator.perplexity import PerplexitySimOptions, perplexity_routes
+from rrr.simulator.perplexity import (
+    AGENT_FIELDS,
+    AGENT_SPEC_ONLY_FIELDS,
+    PerplexitySimOptions,
+    perplexity_routes,
+)
 from rrr.simulator.perplexity_answers import ANSWER_MODES
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "perplexity"
@@ -200,3 +207,72 @@ def test_control_routes_refuse_bad_input() -> None:
     options = PerplexitySimOptions()
     assert call(options, "/_sim/perplexity/fail", {"count": 2}).status == 400
     assert call(options, "/_sim/perplexity/answer", {"mode": "nonsense"}).status == 400
+
+
+# Each allowlist of the simulated Agent API against the official SDK's request model it cites
+# (perplexityai 0.46.1, perplexity/generated/api.py): an SDK upgrade that adds or drops a field
+# fails here instead of as a 400 from the simulator.
+SDK_REQUEST_MODELS: dict[str, type[BaseModel]] = {
+    "": sdk_api.ResponsesRequestInput,
+    "tools.web_search": sdk_api.WebSearchToolInput,
+    "tools.function": sdk_api.FunctionToolInput,
+    "filters": sdk_api.WebSearchFiltersInput,
+    "user_location": sdk_api.ToolUserLocationInput,
+    "response_format": sdk_api.ResponseFormatInput,
+    "json_schema": sdk_api.JSONSchemaFormatInput,
+    "reasoning": sdk_api.ReasoningConfigInput,
+    "input.message": sdk_api.InputMessageInput,
+}
+
+
+@pytest.mark.parametrize("container", sorted(AGENT_FIELDS))
+def test_agent_allowlists_are_the_sdk_request_models(container: str) -> None:
+    model = SDK_REQUEST_MODELS[container]
+    wire_names = {f.alias or name for name, f in model.model_fields.items()}
+    spec_only = AGENT_SPEC_ONLY_FIELDS.get(container, frozenset())
+    assert AGENT_FIELDS[container] == wire_names | spec_only
+
+
+# Issue 19 point 4: fields the SDK sends that the simulator refused, at every level.
+SDK_FIELDS_ONCE_REFUSED: list[dict[str, Any]] = [
+    {"effort": "low"},
+    {"profile": {"id": "prof_1", "type": "custom"}},
+    {"prompt_cache_key": "sentiment"},
+    {"service_tier": "auto"},
+    {"skills": [{"name": "office", "type": "builtin"}]},
+    {"step_budget_reminder": True},
+    {"tools": [{"type": "web_search", "max_tokens": 2000, "max_tokens_per_page": 500}]},
+    {"tools": [{"type": "web_search", "search_type": "fast", "user_location": {"country": "US"}}]},
+]
+
+
+@pytest.mark.parametrize("change", SDK_FIELDS_ONCE_REFUSED)
+def test_agent_accepts_the_fields_the_sdk_sends(change: dict[str, Any]) -> None:
+    body = {**agent_body("BTC"), **change}
+    sdk_api.ResponsesRequestInput.model_validate(body)  # the SDK would send this body
+    response = call(PerplexitySimOptions(), "/v1/responses", body)
+    assert response.status == 200, payload(response)
+
+
+@pytest.mark.parametrize(
+    "field", ["stream_options", "truncation", "parallel_tool_calls", "max_tool_calls", "metadata"]
+)
+def test_agent_refuses_fields_neither_the_spec_nor_the_sdk_knows(field: str) -> None:
+    assert field not in sdk_api.ResponsesRequestInput.model_fields
+    response = call(PerplexitySimOptions(), "/v1/responses", {**agent_body("BTC"), field: 1})
+    assert (response.status, payload(response)["error"]["param"]) == (400, field)
+
+
+def test_agent_search_results_carry_integer_ids_and_sonar_ones_do_not() -> None:
+    agent = payload(call(PerplexitySimOptions(), "/v1/responses", agent_body("BTC")))
+    (search,) = [item for item in agent["output"] if item["type"] == "search_results"]
+    assert [r["id"] for r in search["results"]] == [1, 2, 3]
+    sonar = payload(call(PerplexitySimOptions(), "/chat/completions", sonar_body("BTC")))
+    assert all("id" not in r for r in sonar["search_results"])
+
+
+def test_chat_completions_accepts_fields_rrr_never_sends() -> None:
+    """No allowlist on chat completions: spec 1.2 calls the obsolete return_citations
+    "harmless if sent", and strictness is documented for the Agent API only (spec 5)."""
+    body = {**sonar_body("BTC"), "return_citations": True, "search_mode": "web", "top_k": 3}
+    assert call(PerplexitySimOptions(), "/chat/completions", body).status == 200
