@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import requests
+import httpx
 
 from rrr.clock import Clock, SystemClock
 from rrr.config import Settings
@@ -108,7 +108,7 @@ class SentimentAnalyzer:
         self,
         settings: Settings,
         *,
-        session: requests.Session | None = None,
+        http_client: httpx.Client | None = None,
         client: PerplexityClient | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -116,11 +116,11 @@ class SentimentAnalyzer:
             if settings.perplexity_api_key is None:
                 raise ConfigError(NO_KEY_MESSAGE)
             client = PerplexityClient(
-                session or requests.Session(),
                 settings.perplexity_base_url,
                 settings.perplexity_api_key,
                 api=settings.perplexity_api,
                 model=settings.perplexity_model,
+                http_client=http_client,
             )
         self.client = client
         self.clock = clock or SystemClock()

@@ -5,8 +5,9 @@ Wire facts (../shared/specs/perplexity.md):
 - Sonar chat completions (``POST /chat/completions``, announced to end 2026-09-27): text in
   ``choices[0].message.content``, sources in top-level ``search_results`` (falling back to the
   older ``citations`` URL list), usage in ``prompt_tokens``/``completion_tokens``/``cost``.
-- Agent API (``POST /v1/agent``, the default): the body is STRICT (an unknown field is a 400), so
-  only the fields below are ever sent. Text in ``output[type=message].content[type=output_text]``,
+- Agent API (the default; ``POST /v1/responses``, the SDK's path and spec 5's alias of
+  ``/v1/agent``): the body is STRICT (an unknown field is a 400), so only the fields below
+  are ever sent. Text in ``output[type=message].content[type=output_text]``,
   sources in the ``output[type=search_results].results`` item; failed runs come back as HTTP 200
   with ``status: failed``.
 - Envelopes (``choices``/``output``, sources, usage) are parsed in ``rrr.sentiment.responses``.

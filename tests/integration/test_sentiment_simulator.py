@@ -41,9 +41,7 @@ def make_client(
     server: SimulatorHTTPServer, api: str, key: str = KEY, **kw: Any
 ) -> tuple[PerplexityClient, list[float]]:
     slept: list[float] = []
-    client = PerplexityClient(
-        requests.Session(), server.base_url, key, api=api, sleep=slept.append, **kw
-    )
+    client = PerplexityClient(server.base_url, key, api=api, sleep=slept.append, **kw)
     return client, slept
 
 
@@ -150,6 +148,6 @@ def test_nothing_listening_is_unavailable() -> None:
     server = SimulatorHTTPServer(perplexity_routes()).start()
     url = server.base_url
     server.stop()  # the port is closed again
-    client = PerplexityClient(requests.Session(), url, KEY, max_retries=0)
+    client = PerplexityClient(url, KEY, max_retries=0)
     with pytest.raises(VendorUnavailable, match="cannot reach Perplexity"):
         client.ask("BTC")

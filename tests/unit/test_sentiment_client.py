@@ -1,19 +1,20 @@
-"""PerplexityClient over a real ``requests.Session`` whose transport replays the recorded and
-constructed fixtures (a transport adapter, as httpx's MockTransport: no socket, no patching).
-Every HTTP status of the fixtures maps to the right rrr error; the key never leaks."""
+"""PerplexityClient (the official SDK inside) over a real ``httpx.Client`` whose transport
+replays the recorded and constructed fixtures (httpx's MockTransport: no socket, no patching).
+Every HTTP status of the fixtures and every SDK exception maps to the right rrr error; the key
+never leaks."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+import perplexity
 import pytest
-import requests
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
 
 from rrr.config import Settings
 from rrr.errors import (
@@ -27,8 +28,8 @@ from rrr.sentiment.analyzer import SentimentAnalyzer
 from rrr.sentiment.perplexity import (
     PerplexityClient,
     backoff_s,
-    endpoint_url,
     retry_after_s,
+    sdk_base_url,
 )
 from rrr.sentiment.prompts import AnswerRejected
 
@@ -44,49 +45,38 @@ def fixture_reply(name: str, **extra_headers: str) -> Reply:
     return response["status"], {**response["headers"], **extra_headers}, raw
 
 
-class ReplayAdapter(BaseAdapter):
-    """A transport that answers each request with the next queued reply (the last repeats)."""
+class Replay:
+    """A transport handler answering each request with the next queued reply (the last
+    repeats); an exception reply is raised, as httpx's transport would."""
 
     def __init__(self, *replies: Reply) -> None:
-        super().__init__()
         self.replies = list(replies)
-        self.sent: list[requests.PreparedRequest] = []
+        self.sent: list[httpx.Request] = []
 
-    def send(self, request: requests.PreparedRequest, **_: Any) -> requests.Response:  # type: ignore[override]
+    def __call__(self, request: httpx.Request) -> httpx.Response:
         self.sent.append(request)
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
         if isinstance(reply, BaseException):
             raise reply
         status, headers, body = reply
-        response = requests.Response()
-        response.status_code = status
-        response.headers = CaseInsensitiveDict(headers)
-        response._content = body
-        response.url = request.url or ""
-        response.request = request
-        return response
-
-    def close(self) -> None:
-        pass
+        return httpx.Response(status, headers=headers, content=body)
 
 
 def client_for(
     *replies: Reply, api: str = "sonar", **options: Any
-) -> tuple[PerplexityClient, ReplayAdapter, list[float]]:
-    adapter = ReplayAdapter(*replies)
-    session = requests.Session()
-    session.mount("https://", adapter)
+) -> tuple[PerplexityClient, Replay, list[float]]:
+    replay = Replay(*replies)
     slept: list[float] = []
     client = PerplexityClient(
-        session,
         "https://api.perplexity.ai",
         KEY,
         api=api,
+        http_client=httpx.Client(transport=httpx.MockTransport(replay)),
         sleep=slept.append,
         jitter=lambda: 1.0,
         **options,
     )
-    return client, adapter, slept
+    return client, replay, slept
 
 
 def test_fixture_01_through_the_client_and_analyzer() -> None:
@@ -103,9 +93,9 @@ def test_fixture_01_through_the_client_and_analyzer() -> None:
     assert len(scored.sources) == 3
     assert scored.sources[0]["url"].startswith("https://www.coindesk.com/")
     (sent,) = adapter.sent
-    assert sent.url == "https://api.perplexity.ai/chat/completions"
+    assert str(sent.url) == "https://api.perplexity.ai/chat/completions"
     assert sent.headers["Authorization"] == f"Bearer {KEY}"
-    assert json.loads(sent.body or b"{}")["model"] == "sonar"
+    assert json.loads(sent.content)["model"] == "sonar"
 
 
 def test_fixture_02_reasoning_answer_through_the_client() -> None:
@@ -190,14 +180,15 @@ def test_server_errors_are_transient_and_retried(status: int) -> None:
     assert len(adapter.sent) == 3
 
 
+# What httpx raises under the SDK; it wraps each in APITimeoutError or APIConnectionError.
 FOREIGN_ERRORS: list[Callable[[], BaseException]] = [
-    lambda: requests.ConnectTimeout("connect timed out"),
-    lambda: requests.ReadTimeout("read timed out"),
-    lambda: requests.ConnectionError("refused"),
-    lambda: requests.exceptions.SSLError("bad cert"),
-    lambda: requests.exceptions.ChunkedEncodingError("broken"),
-    lambda: requests.exceptions.ContentDecodingError("gzip"),
-    lambda: requests.TooManyRedirects("loop"),
+    lambda: httpx.ConnectTimeout("connect timed out"),
+    lambda: httpx.ReadTimeout("read timed out"),
+    lambda: httpx.PoolTimeout("no connection free"),
+    lambda: httpx.ConnectError("refused"),
+    lambda: httpx.ReadError("reset"),
+    lambda: httpx.RemoteProtocolError("broken"),
+    lambda: httpx.DecodingError("gzip"),
 ]
 
 
@@ -208,13 +199,51 @@ def test_every_transport_error_maps_to_vendor_unavailable(
     client, adapter, _ = client_for(make(), max_retries=1)
     with pytest.raises(VendorUnavailable) as info:
         client.ask("BTC")
-    assert isinstance(info.value.__cause__, requests.RequestException)
+    assert isinstance(info.value.__cause__, perplexity.APIConnectionError)
     assert len(adapter.sent) == 2
+
+
+def sdk_exception_classes() -> list[type[BaseException]]:
+    return [
+        cls
+        for _, cls in inspect.getmembers(perplexity, inspect.isclass)
+        if issubclass(cls, perplexity.PerplexityError)
+    ]
+
+
+@pytest.mark.parametrize("cls", sdk_exception_classes(), ids=lambda c: c.__name__)
+def test_every_sdk_exception_class_is_mapped_to_an_rrr_error(cls: type[Any]) -> None:
+    """httpx's habit: every foreign error is mapped at the edge. Status errors are made with
+    the status the SDK gives their class (500 for the base class and InternalServerError)."""
+    request = httpx.Request("POST", "https://api.perplexity.ai/v1/responses")
+    status = getattr(cls, "status_code", 500)
+    response = httpx.Response(status if isinstance(status, int) else 500, request=request)
+    exc: perplexity.APIError
+    if issubclass(cls, perplexity.APIStatusError):
+        exc = cls("x", response=response, body=None)
+    elif issubclass(cls, perplexity.APIConnectionError):
+        exc = cls(request=request)
+    elif cls is perplexity.APIResponseValidationError:
+        exc = cls(response, None)
+    else:  # PerplexityError, APIError
+        exc = perplexity.APIError("x", request, body=None)
+    client, _, _ = client_for((200, {}, b"{}"))
+    mapped = client.mapped_error(exc)
+    if isinstance(exc, perplexity.APIStatusError):
+        code = exc.status_code
+        want = {401: VendorAuthError, 403: VendorAuthError, 429: RateLimited}.get(
+            code, VendorUnavailable if code in (408, 409) or code >= 500 else VendorError
+        )
+        assert type(mapped) is want and mapped.status == code
+    elif isinstance(exc, perplexity.APIConnectionError):
+        assert type(mapped) is VendorUnavailable and is_transient(mapped)
+    else:
+        assert type(mapped) is VendorError and not is_transient(mapped)
 
 
 def test_timeout_then_success() -> None:
     client, _, slept = client_for(
-        requests.ReadTimeout("slow"), fixture_reply("01-sonar-json-schema-success.json")
+        httpx.ReadTimeout("slow"), fixture_reply("01-sonar-json-schema-success.json")
     )
     assert client.ask("BTC").response_id == "fd83b2d7-93ef-4700-8038-3aad114c382e"
     assert slept == [0.5]
@@ -236,26 +265,35 @@ def test_an_error_body_echoing_the_key_is_redacted() -> None:
     assert KEY not in repr(client)
 
 
-def test_agent_api_url_and_body() -> None:
+def test_agent_api_goes_where_the_sdk_posts() -> None:
     client, adapter, _ = client_for(fixture_reply("04-429-rate-limited.json"), api="agent")
     with pytest.raises(RateLimited):
         client.ask("ETH")
     sent = adapter.sent[0]
-    assert sent.url == "https://api.perplexity.ai/v1/agent"
-    assert json.loads(sent.body or b"{}")["model"] == "perplexity/sonar"
+    assert str(sent.url) == "https://api.perplexity.ai/v1/responses"
+    assert json.loads(sent.content)["model"] == "perplexity/sonar"
+    assert len(adapter.sent) == 3  # rrr's retries only: the SDK's own are off
 
 
 @pytest.mark.parametrize(
     ("base", "api", "url"),
     [
-        ("https://api.perplexity.ai", "agent", "https://api.perplexity.ai/v1/agent"),
-        ("https://api.perplexity.ai/v1/", "agent", "https://api.perplexity.ai/v1/agent"),
+        ("https://api.perplexity.ai", "agent", "https://api.perplexity.ai/v1/responses"),
+        ("https://api.perplexity.ai/v1/", "agent", "https://api.perplexity.ai/v1/responses"),
         ("https://api.perplexity.ai/", "sonar", "https://api.perplexity.ai/chat/completions"),
         ("http://127.0.0.1:8123", "sonar", "http://127.0.0.1:8123/chat/completions"),
     ],
 )
-def test_endpoint_url(base: str, api: str, url: str) -> None:
-    assert endpoint_url(base, api) == url
+def test_the_url_each_api_is_sent_to(base: str, api: str, url: str) -> None:
+    replay = Replay(fixture_reply("05-400-invalid-model.json"))
+    client = PerplexityClient(
+        base, KEY, api=api, http_client=httpx.Client(transport=httpx.MockTransport(replay))
+    )
+    assert client.url == url
+    with pytest.raises(VendorError):
+        client.ask("BTC")
+    assert str(replay.sent[0].url) == url
+    assert sdk_base_url(base) + ("/v1/responses" if api == "agent" else "/chat/completions") == url
 
 
 def test_retry_after_forms() -> None:
