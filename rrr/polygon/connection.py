@@ -38,7 +38,7 @@ from rrr.polygon.frames import (
     FrameReader,
     check_head,
 )
-from rrr.polygon.messages import parse_statuses
+from rrr.polygon.messages import is_auth_success, parse_statuses
 
 if TYPE_CHECKING:
     from rrr.polygon.stream import StreamListener, StreamOptions
@@ -137,7 +137,7 @@ class Connection:
                         auth = {"action": "auth", "params": api_key.reveal()}
                         sock.sendall(_frame(Opcode.TEXT, orjson.dumps(auth)))
                         auth_sent = True
-                    elif status.status == "auth_success":
+                    elif is_auth_success(status):  # also the legacy variant (spec §1.1)
                         return frames[n + 1 :]
                     elif status.status == "auth_failed":
                         raise VendorAuthError(

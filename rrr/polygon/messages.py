@@ -45,6 +45,17 @@ class Status(NamedTuple):
 
 
 Event = Trade | Quote | Bar | Status | Rejected
+
+
+def is_auth_success(status: Status) -> bool:
+    """The feed accepted the key: ``auth_success``, or the legacy ``success`` with message
+    ``authenticated`` that old docs (polygon.io/sockets) show and the spec says to accept
+    (spec §1.1 step 4). A plain ``success`` is a subscription's acknowledgement, not this."""
+    return status.status == "auth_success" or (
+        status.status == "success" and status.message == "authenticated"
+    )
+
+
 # (event, source, now_ms) -> a record, a status or a rejection.
 EventParser = Callable[[dict[str, Any], str, int], Event]
 

@@ -16,6 +16,7 @@ from rrr.models import Bar, Quote, Rejected, Trade
 from rrr.polygon.messages import (
     EVENT_PARSERS,
     Status,
+    is_auth_success,
     parse_frame,
     parse_quote,
     parse_statuses,
@@ -442,3 +443,17 @@ def test_a_status_message_with_a_nul_is_kept_with_the_nul_escaped() -> None:
     frame = orjson.dumps([{"ev": "status", "status": "auth_success", "message": "ok\x00"}])
     assert parse_frame(frame, "", NOW_MS) == [Status("auth_success", "ok\\u0000")]
     assert parse_statuses(frame) == [Status("auth_success", "ok\\u0000")]
+
+
+@pytest.mark.parametrize(
+    ("status", "authenticated"),
+    [
+        (Status("auth_success", "authenticated"), True),
+        (Status("success", "authenticated"), True),  # the legacy reply (spec §1.1 step 4)
+        (Status("success", "subscribed to: XT.BTC-USD"), False),  # an ack, not auth
+        (Status("auth_failed", "authentication failed"), False),
+        (Status("connected", "Connected Successfully"), False),
+    ],
+)
+def test_auth_success_and_its_legacy_variant(status: Status, authenticated: bool) -> None:
+    assert is_auth_success(status) is authenticated
