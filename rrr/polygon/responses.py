@@ -11,7 +11,10 @@ Wire fields of ``/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{
   not more than a day after the ``now_ms`` the caller passes in
 - ``n``: number of trades in the window (optional)
 
-An empty range is HTTP 200 with no ``results`` key at all (polygon-io/issues#186).
+An empty range is HTTP 200 with no ``results`` key at all (polygon-io/issues#186). A 200 whose
+body says ``"status":"ERROR"`` or ``"NOT_AUTHORIZED"`` is an error, not an empty page
+(``body_status_error``); a result that is a per-item error (``{"error":"NOT_FOUND",
+"message":...}``, spec §2.4) is rejected with the vendor's words.
 
 Wire fields of ``/v3/trades/{cryptoTicker}`` results (spec §2.3), parsed by
 ``parse_trades_page``; required by the spec: ``exchange``, ``price``, ``size``, ``id``:
@@ -61,6 +64,7 @@ from rrr.errors import (
     VendorUnavailable,
 )
 from rrr.models import Bar, Rejected, Trade, raw_text, shown
+from rrr.polygon.body_status import body_status_error, item_error
 
 SECOND_MS = 1_000
 MINUTE_MS = 60_000
@@ -154,6 +158,9 @@ def next_path(next_url: str) -> str:
 
 
 def _problem(item: Mapping[str, Any], now_ms: int) -> str | None:
+    vendor_error = item_error(item, "aggregate")
+    if vendor_error is not None:
+        return vendor_error
     for key in ("o", "h", "l", "c", "v"):
         value = item.get(key)
         if value is None:
@@ -191,9 +198,12 @@ def parse_aggs_page(
     A result that lacks a required field, carries one of the wrong type or a start time out
     of range (``now_ms``: when the page was received) becomes a ``Rejected`` with the reason;
     the rest of the page is still used. Only a body that is no aggregates object at all is a
-    ``ParseError``.
+    ``ParseError``; one whose ``status`` reports an error raises ``body_status_error``'s error.
     """
     payload = _load_object(body) if isinstance(body, bytes | bytearray) else body
+    error = body_status_error(payload, "aggregates")
+    if error is not None:
+        raise error
     results = payload.get("results")
     if results is None:
         results = []  # empty range: no "results" key at all
@@ -348,6 +358,9 @@ def _number_problem(item: Mapping[str, Any], key: str, positive: bool) -> str | 
 
 def _trade_problem(item: Mapping[str, Any], now_ms: int) -> str | None:
     """Why one ``/v3/trades`` result cannot be a ``Trade``, or None."""
+    vendor_error = item_error(item, "trade")
+    if vendor_error is not None:
+        return vendor_error
     exchange = item.get("exchange")
     if type(exchange) is not int or not 0 <= exchange <= INT32_MAX:
         return f"trade 'exchange' must be an exchange id from 0 to {INT32_MAX}: {shown(exchange)}"
@@ -381,8 +394,12 @@ def parse_trades_page(
     not name their ticker). A result with a field missing, of the wrong type or out of range
     (``now_ms``: when the page was received) becomes a ``Rejected`` with the reason; the rest
     of the page is still used. Only a body that is no JSON object, or whose ``results`` is no
-    list, is a ``ParseError``."""
+    list, is a ``ParseError``; one whose ``status`` reports an error raises
+    ``body_status_error``'s error."""
     payload = _load_object(body, "trades") if isinstance(body, bytes | bytearray) else body
+    error = body_status_error(payload, "trades")
+    if error is not None:
+        raise error
     results = payload.get("results")
     if results is None:
         results = []  # an empty window, as aggregates answer it (no "results" at all)
