@@ -13,15 +13,14 @@ from typing import Any
 
 import orjson
 import pytest
-from massive import WebSocketClient
 from massive.websocket.models import CryptoQuote, CryptoTrade
-from massive.websocket.models import Market as MassiveMarket
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from rrr.simulator.load import LoadOptions
 from rrr.simulator.server import Simulator, SimulatorOptions, with_feed
 from rrr.simulator.truth import load_record
+from tests.integration.massive_support import massive_client
 
 T0 = 1_767_225_600_000
 CONNECTED = [{"ev": "status", "status": "connected", "message": "Connected Successfully"}]
@@ -362,18 +361,6 @@ def test_load_mode_delivers_exactly_the_budget(
 
 
 # -- the official client -----------------------------------------------------------------------
-
-
-def massive_client(sim: Simulator, topics: list[str]) -> WebSocketClient:
-    host = sim.ws_url.removeprefix("ws://").removesuffix("/crypto")
-    return WebSocketClient(
-        api_key="sim-key",
-        feed=host,
-        market=MassiveMarket.Crypto,
-        secure=False,
-        subscriptions=topics,
-        max_reconnects=0,
-    )
 
 
 def test_official_client_connects_and_receives_models(start_sim: StartSim) -> None:
