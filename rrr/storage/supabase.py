@@ -18,7 +18,9 @@ Prices stay exact end to end: see rrr/storage/supabase_wire.py.
 Errors map to the storage tree here (rrr/storage/supabase_errors.py): 401/403 -> permanent,
 naming SUPABASE_SERVICE_KEY; 404 -> permanent, schema not installed; 408/429/5xx, timeouts and
 connection failures -> transient; 409 -> handled (a dedupe insert retries row by row; from a
-function call it is transient, the call having rolled back whole).
+function call it is transient, the call having rolled back whole). A function or table missing
+from PostgREST's schema cache (404 PGRST202/PGRST205) is first retried for up to
+``schema_wait_s``: right after a migration PostgREST answers that until its cache reloads.
 
 The service key lives only in the HTTP client's headers: never in repr, messages or logs.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -53,7 +56,7 @@ from rrr.storage.base import (
 )
 from rrr.storage.dead_letters import LetterRow, Outcome, letter_row, store_each
 from rrr.storage.rows import split_storable
-from rrr.storage.supabase_errors import SCHEMA_HELP, RestConflict, rest_error
+from rrr.storage.supabase_errors import SCHEMA_HELP, RestConflict, SchemaCacheMiss, rest_error
 from rrr.storage.supabase_wire import (
     BAR_SELECT,
     CHUNK_SELECT,
@@ -80,6 +83,12 @@ log = logging.getLogger(__name__)
 MAX_ROWS_PER_REQUEST = 5000
 PAGE_ROWS = 1000  # Supabase's default "max rows" per response
 DEFAULT_TIMEOUT_S = 30.0
+# How long a PGRST202/PGRST205 is taken for a schema cache still reloading. PostgREST reloads
+# ~0.1 s after a migration's NOTIFY (measured: 80 ms on loopback); a few seconds cover a busy
+# server. The wait only ever costs time when the schema is really missing.
+SCHEMA_WAIT_S = 5.0
+SCHEMA_RETRY_FIRST_S = 0.05
+SCHEMA_RETRY_MAX_S = 0.5
 
 # (postgrest-py filter method, column, value), e.g. ("gte", "event_time", "2024-...Z")
 Filter = tuple[str, str, Any]
@@ -115,10 +124,12 @@ class SupabaseStore:
         schema: str = "public",
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_rows_per_request: int = MAX_ROWS_PER_REQUEST,
+        schema_wait_s: float = SCHEMA_WAIT_S,
         http_client: httpx.Client | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.max_rows_per_request = max_rows_per_request
+        self.schema_wait_s = schema_wait_s
         self._timeout_s = timeout_s
         self._last = _LastStatus()
         self._owns_http = http_client is None
@@ -149,7 +160,26 @@ class SupabaseStore:
         self._last.status = response.status_code
 
     def _execute(self, what: str, builder: _Executable) -> Any:
-        """Send one request, mapping every foreign error to the storage error tree."""
+        """Send one request, mapping every foreign error to the storage error tree; a schema
+        cache miss is sent again until ``schema_wait_s`` has passed (PostgREST answered it
+        without running anything, so sending again is safe)."""
+        deadline = time.monotonic() + self.schema_wait_s
+        pause = SCHEMA_RETRY_FIRST_S
+        while True:
+            try:
+                return self._send(what, builder)
+            except SchemaCacheMiss as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SchemaCacheMiss(
+                        f"{exc} (still missing after {self.schema_wait_s:g} s, longer than"
+                        " PostgREST takes to reload its schema cache after a migration)"
+                    ) from exc.__cause__
+                log.info("Supabase REST %s: not in PostgREST's schema cache yet; retrying", what)
+                time.sleep(min(pause, left))  # the last try at the deadline
+                pause = min(pause * 2, SCHEMA_RETRY_MAX_S)
+
+    def _send(self, what: str, builder: _Executable) -> Any:
         self._last.status = None
         try:
             return builder.execute()
@@ -330,9 +360,14 @@ class SupabaseStore:
 
     def prune_ingest_batches(self, older_than_ms: int) -> int | None:
         cutoff = iso_from_ms(older_than_ms)
-        query = self._rest.from_("ingest_batches").delete().lt("applied_at", cutoff)
-        self._execute("prune ingest_batches", query)
-        return None  # a minimal-return DELETE does not say how many
+        # return=minimal: postgrest-py's default (representation) would send every deleted
+        # row back (~100 bytes each); count=exact has PostgREST say how many in Content-Range.
+        query = (
+            self._rest.from_("ingest_batches")
+            .delete(count=CountMethod.exact, returning=ReturnMethod.minimal)
+            .lt("applied_at", cutoff)
+        )
+        return int(self._execute("prune ingest_batches", query).count or 0)
 
     def count_rows(self, table: str) -> int:
         query = self._rest.from_(check_table(table)).select("*", count=CountMethod.exact, head=True)

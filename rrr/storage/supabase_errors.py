@@ -19,12 +19,25 @@ KEY_HELP = (
     "Supabase refused the key: SUPABASE_SERVICE_KEY must be the project's service_role (secret)"
     " key from Project Settings > API, not the anon (publishable) key"
 )
+SCHEMA_NOT_EXPOSED_HELP = (
+    "The API does not serve that schema: add it to Exposed schemas in the project's API settings"
+)
 AUTH_CODES = ("42501", "PGRST301", "PGRST302", "PGRST303")
-MISSING_CODES = ("PGRST202", "PGRST205", "42P01", "42883")
+# Not in PostgREST's schema cache: a function (PGRST202) or, from PostgREST 12.2, a table
+# (PGRST205). Right after a migration that is the cache not yet reloaded (PostgREST reloads on
+# the migration's NOTIFY, ~0.1 s later), so the store retries these for a while first.
+CACHE_MISS_CODES = ("PGRST202", "PGRST205")
+# Missing in the database itself: a table (42P01), a function with these arguments (42883).
+MISSING_CODES = (*CACHE_MISS_CODES, "42P01", "42883")
 # SQLSTATE classes: connection (08), rollback such as deadlock or serialization (40),
 # resources (53), operator intervention such as a statement timeout (57).
 BUSY_SQLSTATE_CLASSES = ("08", "40", "53", "57")
 BUSY_PGRST_CODES = ("PGRST000", "PGRST001", "PGRST002", "PGRST003")  # PostgREST's pool
+
+
+class SchemaCacheMiss(PermanentStorageError):
+    """HTTP 404 PGRST202/PGRST205: PostgREST's schema cache has no such function or table.
+    Permanent once the store has waited out a cache reload (rrr/storage/supabase.py)."""
 
 
 class RestConflict(TransientStorageError):
@@ -47,6 +60,10 @@ def rest_error(status: int | None, code: str | None, message: str, what: str) ->
     busy_sqlstate = len(code) == 5 and code[:2] in BUSY_SQLSTATE_CLASSES
     if status in (408, 429) or (status or 0) >= 500 or busy_sqlstate or code in BUSY_PGRST_CODES:
         return TransientStorageError(f"{text}. Supabase is busy or unavailable; retry later")
+    if code in CACHE_MISS_CODES:
+        return SchemaCacheMiss(f"{text}. {SCHEMA_HELP}")
     if status == 404 or code in MISSING_CODES:
         return PermanentStorageError(f"{text}. {SCHEMA_HELP}")
+    if code == "PGRST106":
+        return PermanentStorageError(f"{text}. {SCHEMA_NOT_EXPOSED_HELP}")
     return PermanentStorageError(f"{text}.")

@@ -1,46 +1,77 @@
 """Integration fixtures for the Supabase REST store, and ``store_factory`` over every store.
 
-``postgrest``: the schema script users paste into Supabase (``rrr db schema``) applied to this
-test's PostgreSQL schema, and a PostgREST stand-in (tests/support/postgrest.py) serving it on
-127.0.0.1, so supabase-py's requests really land in PostgreSQL.
+``postgrest``: a local Supabase REST API over this test's PostgreSQL schema, as a user gets it:
+Supabase's roles and grants, supabase/schema.sql applied, the real PostgREST (the pinned
+binary ``make test`` installs) behind a gateway giving it Supabase's ``/rest/v1``
+(tests/support/supabase_local.py). One PostgREST per test: it starts in ~0.15 s, and a test
+owns its server's schema cache and faults. Without the binary the test skips saying how to
+install it; with CI=true it fails.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
-import psycopg
 import pytest
 
 from rrr.config import Secret
 from rrr.storage import Store, open_store
-from rrr.storage.full_schema import full_schema_sql
 from rrr.storage.supabase import SupabaseStore
-from tests.support.postgrest import PostgrestServer
+from tests.conftest import IN_CI
+from tests.support.postgrest_binary import find_binary
+from tests.support.supabase_local import LocalSupabase
 
 STORE_KINDS = ("sqlite", "postgres", "supabase")
 
 
-@pytest.fixture
-def postgrest(pg_url: str) -> Iterator[PostgrestServer]:
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(full_schema_sql("postgres").encode())
-    server = PostgrestServer(pg_url).start()
-    yield server
-    server.stop()
+def need_postgrest() -> None:
+    """Skip (fail in CI) when the pinned PostgREST binary is not installed."""
+    binary, why = find_binary()
+    if binary is None:
+        if IN_CI:
+            pytest.fail(f"{why}; in CI the Supabase tests must run", pytrace=False)
+        pytest.skip(why)
 
 
 @pytest.fixture
-def supabase_store_factory(postgrest: PostgrestServer) -> Iterator[Callable[..., SupabaseStore]]:
-    """``open(**options)`` -> a new SupabaseStore on the stand-in, with the service_role key."""
+def local_supabase(pg_url: str) -> Iterator[Callable[..., LocalSupabase]]:
+    """``start(install=True, max_rows=1000, channel="pgrst")`` -> a started LocalSupabase on
+    this test's schema (``install=False``: the schema left empty), stopped after the test."""
+    need_postgrest()
+    started: list[LocalSupabase] = []
+
+    def start(**options: Any) -> LocalSupabase:
+        started.append(LocalSupabase(pg_url, **options).start())
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def postgrest(local_supabase: Callable[..., LocalSupabase]) -> LocalSupabase:
+    return local_supabase()
+
+
+def open_rest_store(server: LocalSupabase, key: str | None = None, **options: Any) -> SupabaseStore:
+    """A SupabaseStore on ``server`` as SUPABASE_URL and SUPABASE_SERVICE_KEY would open it; the
+    schema is the test's own (a real project's is ``public``, the store's default)."""
+    options.setdefault("schema", server.schema)
+    return SupabaseStore(server.url, Secret(key or server.service_key), **options)
+
+
+@pytest.fixture
+def supabase_store_factory(postgrest: LocalSupabase) -> Iterator[Callable[..., SupabaseStore]]:
+    """``open(**options)`` -> a new SupabaseStore on the local PostgREST, service_role key."""
     stores: list[SupabaseStore] = []
 
-    def open_rest_store(**options: object) -> SupabaseStore:
-        store = SupabaseStore(postgrest.url, Secret(postgrest.service_key), **options)  # type: ignore[arg-type]
-        stores.append(store)
-        return store
+    def open_store_here(**options: Any) -> SupabaseStore:
+        stores.append(open_rest_store(postgrest, **options))
+        return stores[-1]
 
-    yield open_rest_store
+    yield open_store_here
     for store in stores:
         store.close()
 

@@ -11,6 +11,7 @@ from psycopg import errors as pg_errors
 
 from rrr.storage.base import TABLES, migrations
 from rrr.storage.postgres import PostgresStore
+from tests.support.supabase_roles import ensure_supabase_roles, grant_api_schema
 
 pytestmark = pytest.mark.postgres
 
@@ -52,21 +53,19 @@ def test_the_schema_file_applies_twice_to_an_empty_database(pg_url: str) -> None
 
 
 def test_on_supabase_only_the_service_role_gets_in(pg_url: str) -> None:
-    """Supabase's roles exist only inside this transaction, which is rolled back: the shared
-    cluster keeps no role, grant or policy from this test."""
+    """Supabase's roles as the REST tests set them up (cluster-wide, never dropped); the grants,
+    policies and tables of this test live in a transaction that is rolled back. Through the
+    real PostgREST: tests/integration/test_supabase_store.py."""
     script = SCHEMA_FILE.read_text()
     assert "\nBEGIN;\n" in script and "\nCOMMIT;\n" in script
     body = script.replace("\nBEGIN;\n", "\n").replace("\nCOMMIT;\n", "\n")
+    with psycopg.connect(pg_url, autocommit=True) as setup:
+        ensure_supabase_roles(setup)
     with psycopg.connect(pg_url) as conn:
-        schema = conn.execute("SELECT quote_ident(current_schema())").fetchone()[0]  # type: ignore[index]
+        schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
         try:
-            for role in ("anon", "authenticated", "service_role"):
-                if not conn.execute(
-                    "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)
-                ).fetchone():
-                    conn.execute(f"CREATE ROLE {role} NOLOGIN")
-                # As Supabase has it for public: every API role may look into the schema.
-                conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+            # As Supabase has it for public: the API roles may look in, and get every new table.
+            grant_api_schema(conn, schema)
             conn.execute(body.encode())
             unprotected = conn.execute(
                 "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace"

@@ -1,10 +1,20 @@
-"""The Supabase REST store through supabase-py against a PostgREST stand-in on 127.0.0.1 over
-the real PostgreSQL: the store contract, exactly-once parts, error mapping, the key kept out of
-every message, and reads equal to the PostgreSQL store's over the same rows."""
+"""The Supabase REST store through supabase-py against the real PostgREST (the pinned binary)
+over the real PostgreSQL, with Supabase's roles and gateway (tests/support/supabase_local.py):
+the store contract, exactly-once parts, error mapping against the server's own answers, the key
+kept out of every message, pruning, the schema cache after a migration, and reads equal to the
+PostgreSQL store's over the same rows.
+
+Faults the real server cannot be made to show on demand are injected at the gateway in front of
+it (``postgrest.inject``), where a real project's 429s, 502s and stalls come from; each such
+test says which fault it needs.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,10 +27,14 @@ from rrr.backfill.plan import Chunk
 from rrr.config import Secret
 from rrr.errors import PermanentStorageError, TransientStorageError
 from rrr.models import Bar, Batch, Quote, Sentiment, SystemEvent, Trade
+from rrr.storage.full_schema import full_schema_sql
 from rrr.storage.postgres import PostgresStore
 from rrr.storage.supabase import SupabaseStore
+from rrr.storage.supabase_errors import RestConflict, SchemaCacheMiss, rest_error
 from tests.integration import test_store_contract as contract
-from tests.support.postgrest import PostgrestServer, make_jwt
+from tests.integration.conftest import open_rest_store
+from tests.support.supabase_keys import make_jwt
+from tests.support.supabase_local import LocalSupabase
 
 pytestmark = pytest.mark.postgres
 
@@ -39,7 +53,7 @@ def store(supabase_store_factory: OpenRest) -> Iterator[SupabaseStore]:
 
 
 @pytest.fixture
-def pg_store(pg_url: str, postgrest: PostgrestServer) -> Iterator[PostgresStore]:
+def pg_store(pg_url: str, postgrest: LocalSupabase) -> Iterator[PostgresStore]:
     """The PostgreSQL store on the same schema as ``store``, to compare reads and writes."""
     s = PostgresStore(pg_url)
     yield s
@@ -51,8 +65,9 @@ def trade(trade_id: str, price: float = 43575.6, ts: int = T0) -> Trade:
 
 
 def test_a_big_batch_goes_in_parts_each_exactly_once(
-    supabase_store_factory: OpenRest, postgrest: PostgrestServer
+    supabase_store_factory: OpenRest, postgrest: LocalSupabase
 ) -> None:
+    """Injected: a 503 from the gateway in the middle of a redelivery."""
     store = supabase_store_factory(max_rows_per_request=40)
     rows = [trade(str(i), ts=T0 + i) for i in range(100)]
     rows[5] = rows[5]._replace(price=None)  # type: ignore[arg-type]
@@ -150,16 +165,13 @@ def test_reads_equal_the_postgres_stores_reads(
     assert store.latest_event_times() == pg_store.latest_event_times()
 
 
-def test_reads_page_past_the_servers_max_rows(pg_url: str, postgrest: PostgrestServer) -> None:
-    small = PostgrestServer(pg_url, max_rows=7).start()
-    try:
-        s = SupabaseStore(small.url, Secret(small.service_key))
-        s.apply_batch(Batch("t", "trades", [trade(str(i), ts=T0 + i) for i in range(30)]))
-        df = s.read_trades("X:BTCUSD", T0, T0 + 30)
-        assert list(df["ts_ms"]) == [T0 + i for i in range(30)]
-        s.close()
-    finally:
-        small.stop()
+def test_reads_page_past_the_servers_max_rows(local_supabase: Callable[..., LocalSupabase]) -> None:
+    small = local_supabase(max_rows=7)  # the project's "max rows" setting (db-max-rows)
+    s = open_rest_store(small)
+    s.apply_batch(Batch("t", "trades", [trade(str(i), ts=T0 + i) for i in range(30)]))
+    df = s.read_trades("X:BTCUSD", T0, T0 + 30)
+    assert list(df["ts_ms"]) == [T0 + i for i in range(30)]
+    s.close()
 
 
 # -- backfill chunks: the same answers as the PostgreSQL store --------------------------------
@@ -195,21 +207,26 @@ def test_backfill_chunks_behave_as_in_the_postgres_store(
 
 # -- errors: mapped to the storage tree; the key never shows ----------------------------------
 def test_wrong_keys_are_permanent_and_name_the_setting(
-    postgrest: PostgrestServer, caplog: pytest.LogCaptureFixture
+    postgrest: LocalSupabase, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    forged = make_jwt("not-the-project-secret", "service_role")
+    forged = make_jwt("not-the-project-secret-but-32-chars-long", "service_role")
     for key in (postgrest.anon_key, forged, "sb_secret_not_a_jwt"):
-        s = SupabaseStore(postgrest.url, Secret(key))
+        s = open_rest_store(postgrest, key)
         with pytest.raises(PermanentStorageError, match="SUPABASE_SERVICE_KEY") as info:
             s.apply_batch(Batch("b", "trades", [trade("1")]))
         assert key not in str(info.value) and key not in repr(s)
         s.close()
-    service = SupabaseStore(postgrest.url, Secret(postgrest.service_key))
+    service = open_rest_store(postgrest)
     service.count_rows("crypto_trades")
     assert postgrest.service_key not in repr(service)
-    secrets = (postgrest.anon_key, forged, "sb_secret_not_a_jwt", postgrest.service_key)
+    secrets = (postgrest.anon_key, forged, "sb_secret_not_a_jwt", postgrest.service_key,
+               postgrest.jwt_secret)  # fmt: skip
     assert not [k for k in secrets if k in caplog.text]
+    service.close()
+
+
+SCHEMA_MISS_REPEATS = 200  # more than the store's retries within schema_wait_s below
 
 
 @pytest.mark.parametrize(
@@ -225,18 +242,25 @@ def test_wrong_keys_are_permanent_and_name_the_setting(
     ],
 )
 def test_http_failures_map_to_the_error_tree(
-    store: SupabaseStore, postgrest: PostgrestServer, status: int, body: Any, error: type
+    supabase_store_factory: OpenRest, postgrest: LocalSupabase, status: int, body: Any, error: type
 ) -> None:
-    postgrest.inject(status, body)
+    """Injected at the gateway: its 429 and 502, and answers of PostgREST's own it cannot be
+    made to give at will (pool down, deadlock, statement timeout, PGRST205 from PostgREST
+    12.2+). The real server's own codes: test_the_real_servers_errors_map_to_the_tree."""
+    store = supabase_store_factory(schema_wait_s=0.3)
+    cache_miss = body.get("code") == "PGRST205" if isinstance(body, dict) else False
+    postgrest.inject(status, body, times=SCHEMA_MISS_REPEATS if cache_miss else 1)
     with pytest.raises(error) as info:
         store.apply_batch(Batch("b", "trades", [trade("1")]))
     assert str(status) in str(info.value)
+    postgrest.gateway.clear_faults()
     assert store.apply_batch(Batch("b", "trades", [trade("1")])).stored == 1  # nothing half-done
 
 
 def test_a_slow_answer_is_a_transient_timeout(
-    supabase_store_factory: OpenRest, postgrest: PostgrestServer
+    supabase_store_factory: OpenRest, postgrest: LocalSupabase
 ) -> None:
+    """Injected: a stall in the network (the gateway answers after 1 s)."""
     s = supabase_store_factory(timeout_s=0.3)
     postgrest.inject(200, {}, delay_s=1.0)
     with pytest.raises(TransientStorageError, match=r"no answer within 0\.3 s"):
@@ -251,11 +275,29 @@ def test_an_unreachable_server_is_transient() -> None:
 
 
 def test_a_409_on_a_dedupe_insert_is_retried_row_by_row(
-    store: SupabaseStore, postgrest: PostgrestServer
+    store: SupabaseStore, postgrest: LocalSupabase
 ) -> None:
+    """Injected: the 409 of a concurrent writer's row landing between the store's check and its
+    insert (a race no test can time); the real 409 is in the test below."""
     store.add_events([SystemEvent("c", "t", "info", "m", T0, dedupe_key="a")])
     postgrest.inject(409, {"code": "23505", "message": "duplicate key value"})
     events = [SystemEvent("c", "t", "info", "m", T0, dedupe_key=k) for k in ("a", "b", "c")]
+    assert store.add_events(events) == 2
+    assert store.count_rows("system_events") == 3
+
+
+def test_a_real_409_from_another_unique_key_is_retried_row_by_row(
+    store: SupabaseStore, pg_url: str
+) -> None:
+    # A unique key besides dedupe_key (a rule of this test's own schema): PostgREST refuses the
+    # whole insert with 409 23505, and row by row the others still land.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE UNIQUE INDEX one_per_message ON system_events (message)")
+    store.add_events([SystemEvent("c", "t", "info", "taken", T0, dedupe_key="a")])
+    events = [
+        SystemEvent("c", "t", "info", message, T0, dedupe_key=key)
+        for key, message in (("a", "taken"), ("b", "taken"), ("c", "new 1"), ("d", "new 2"))
+    ]
     assert store.add_events(events) == 2
     assert store.count_rows("system_events") == 3
 
@@ -266,46 +308,137 @@ def test_a_check_violation_is_permanent(store: SupabaseStore) -> None:
         store.add_sentiments([wild])
 
 
-def test_migrate_says_how_to_install_a_missing_schema(pg_url: str) -> None:
-    server = PostgrestServer(pg_url).start()  # an empty schema: nothing installed
-    try:
-        s = SupabaseStore(server.url, Secret(server.service_key))
-        with pytest.raises(PermanentStorageError, match=r"supabase/schema\.sql"):
-            s.migrate()
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(
-                "CREATE TABLE schema_migrations (version text PRIMARY KEY);"
-                " INSERT INTO schema_migrations VALUES ('0001_initial')"
-            )
-        with pytest.raises(PermanentStorageError, match="0002_supabase"):
-            s.migrate()
-        s.close()
-    finally:
-        server.stop()
-
-
-# -- the stand-in answers as PostgREST documents ----------------------------------------------
-def test_the_stand_in_reports_constraint_violations_as_postgrest_does(
-    postgrest: PostgrestServer,
+def test_migrate_says_how_to_install_a_missing_schema(
+    local_supabase: Callable[..., LocalSupabase], pg_url: str
 ) -> None:
-    headers = {"apikey": postgrest.service_key, "Authorization": f"Bearer {postgrest.service_key}"}
+    server = local_supabase(install=False)  # an empty schema: nothing installed
+    s = open_rest_store(server)
+    with pytest.raises(PermanentStorageError, match=r"supabase/schema\.sql"):
+        s.migrate()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version text PRIMARY KEY);"
+            " INSERT INTO schema_migrations VALUES ('0001_initial')"
+        )
+    with pytest.raises(PermanentStorageError, match="0002_supabase"):
+        s.migrate()
+    s.close()
+
+
+# -- pruning: no rows sent back -----------------------------------------------------------------
+def test_prune_sends_no_row_back_and_says_how_many(
+    store: SupabaseStore, postgrest: LocalSupabase, pg_url: str
+) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ingest_batches (batch_id, kind, row_count, applied_at)"
+            " SELECT 'b' || i, 'trades', 1, '2024-01-01'::timestamptz"
+            " FROM generate_series(1, 1500) i"
+        )
+    assert store.prune_ingest_batches(older_than_ms=T0) == 1500
+    (delete,) = [e for e in postgrest.exchanges if e.method == "DELETE"]
+    assert "return=minimal" in delete.prefer and "count=exact" in delete.prefer
+    assert (delete.status, delete.response_bytes) == (204, 0)  # not 1,500 rows (~150 KB)
+    assert store.prune_ingest_batches(older_than_ms=T0) == 0
+    assert store.count_rows("ingest_batches") == 0
+
+
+# -- PostgREST's schema cache right after a migration -------------------------------------------
+def install_schema(pg_url: str, *, notify: bool) -> None:
+    """supabase/schema.sql as pasted; without ``notify`` its NOTIFYs are left out, so PostgREST
+    keeps its old schema cache until the test reloads it."""
+    script = full_schema_sql("postgres")
+    if not notify:
+        script = script.replace("NOTIFY pgrst, 'reload schema';", "")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(script.encode())
+
+
+def test_a_call_right_after_the_migration_waits_for_the_schema_cache(
+    local_supabase: Callable[..., LocalSupabase], pg_url: str
+) -> None:
+    server = local_supabase(install=False)
+    s = open_rest_store(server)
+    install_schema(pg_url, notify=True)  # PostgREST reloads some 0.1 s after the NOTIFY
+    assert s.apply_batch(Batch("b", "trades", [trade("1")])).stored == 1
+    s.close()
+
+
+def test_a_function_missing_from_the_schema_cache_is_retried_until_it_reloads(
+    local_supabase: Callable[..., LocalSupabase], pg_url: str
+) -> None:
+    # A channel of its own: other tests' schema installs NOTIFY pgrst, which would reload it.
+    channel = f"pgrst_{uuid.uuid4().hex[:8]}"
+    server = local_supabase(install=False, channel=channel)
+    s = open_rest_store(server)
+    install_schema(pg_url, notify=False)  # the functions exist; PostgREST does not know yet
+
+    def reload_later() -> None:
+        time.sleep(0.5)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"NOTIFY {channel}, 'reload schema'")
+
+    reloader = threading.Thread(target=reload_later)
+    reloader.start()
+    try:
+        assert s.apply_batch(Batch("b", "trades", [trade("1")])).stored == 1
+    finally:
+        reloader.join()
+    calls = [e.status for e in server.exchanges if e.path == "/rpc/rrr_apply_batch"]
+    assert calls[0] == 404 and calls[-1] == 200, calls
+    s.close()
+
+
+def test_a_function_still_missing_after_the_wait_is_permanent(
+    local_supabase: Callable[..., LocalSupabase],
+) -> None:
+    server = local_supabase(install=False)  # and never installed
+    s = open_rest_store(server, schema_wait_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(SchemaCacheMiss, match=r"PGRST202.*supabase/schema\.sql.*after 0\.5 s"):
+        s.latest_event_times()
+    assert 0.4 <= time.monotonic() - started < 3
+    s.close()
+
+
+# -- the real server's own error answers, as the store maps them ------------------------------
+def test_the_real_servers_errors_map_to_the_tree(postgrest: LocalSupabase) -> None:
+    service = {"apikey": postgrest.service_key, "Authorization": f"Bearer {postgrest.service_key}"}
+    profile = {"Accept-Profile": postgrest.schema, "Content-Profile": postgrest.schema}
     rest = f"{postgrest.url}/rest/v1"
     row = {"batch_id": "x", "kind": "trades", "row_count": 1}
-    anon = {"Authorization": f"Bearer {postgrest.anon_key}"}
-    forged = {"Authorization": "Bearer x.y.z"}
-    no_kind = {**row, "batch_id": "y", "kind": None}
-    with httpx.Client(headers=headers) as http:
+    anon = {"apikey": postgrest.anon_key, "Authorization": f"Bearer {postgrest.anon_key}"}
+    forged = {"Authorization": "Bearer " + make_jwt("another-projects-secret-32-chars-long", "x")}
+    with httpx.Client(headers={**service, **profile}) as http:
         assert http.post(f"{rest}/ingest_batches", json=row).status_code == 201
         cases = [
-            (http.post(f"{rest}/ingest_batches", json=row), 409, "23505"),
-            (http.post(f"{rest}/ingest_batches", json=no_kind), 400, "23502"),
-            (http.post(f"{rest}/market_sentiment", json={"confidence": 7}), 400, "23502"),
-            (http.get(f"{rest}/nope"), 404, "PGRST205"),
-            (http.post(f"{rest}/rpc/nope", json={}), 404, "PGRST202"),
-            (http.get(f"{rest}/crypto_trades", headers=anon), 401, "42501"),
-            (http.get(f"{rest}/crypto_trades", headers=forged), 401, "PGRST301"),
-        ]
-    for response, status, code in cases:
+            (http.post(f"{rest}/ingest_batches", json=row), 409, "23505", RestConflict),
+            (http.post(f"{rest}/ingest_batches", json={**row, "batch_id": "y", "kind": None}),
+             400, "23502", PermanentStorageError),
+            (http.get(f"{rest}/nope"), 404, "42P01", PermanentStorageError),
+            (http.post(f"{rest}/rpc/nope", json={}), 404, "PGRST202", SchemaCacheMiss),
+            (http.post(f"{rest}/rpc/rrr_apply_batch", json={"wrong": 1}), 404, "42883",
+             PermanentStorageError),
+            (http.get(f"{rest}/crypto_trades", headers=anon), 401, "42501", PermanentStorageError),
+            (http.post(f"{rest}/rpc/rrr_latest_event_times", headers=anon, json={}), 401, "42501",
+             PermanentStorageError),
+            (http.get(f"{rest}/crypto_trades", headers=forged), 401, "PGRST301",
+             PermanentStorageError),
+            (http.get(f"{rest}/crypto_trades", headers={"Accept-Profile": "public"}), 406,
+             "PGRST106", PermanentStorageError),
+        ]  # fmt: skip
+    helps = {
+        "42P01": "supabase/schema.sql",
+        "PGRST202": "supabase/schema.sql",
+        "42883": "supabase/schema.sql",
+        "42501": "SUPABASE_SERVICE_KEY",
+        "PGRST301": "SUPABASE_SERVICE_KEY",
+        "PGRST106": "Exposed schemas",
+    }
+    for response, status, code, error in cases:
         body = response.json()
         assert (response.status_code, body["code"]) == (status, code), body
         assert set(body) == {"code", "details", "hint", "message"}
+        mapped = rest_error(response.status_code, body["code"], body["message"], "request")
+        assert type(mapped) is error, (code, mapped)
+        assert helps.get(code, code) in str(mapped)

@@ -16,7 +16,7 @@ from rrr.storage.base import Store, open_store_from_settings
 from rrr.storage.full_schema import full_schema_sql
 from rrr.storage.sqlite import SqliteStore
 from rrr.storage.supabase import SupabaseStore
-from rrr.storage.supabase_errors import RestConflict, rest_error
+from rrr.storage.supabase_errors import RestConflict, SchemaCacheMiss, rest_error
 from rrr.storage.supabase_wire import batch_payloads, iso_from_ms, ms_from_iso, plan_progress
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "supabase" / "schema.sql"
@@ -35,8 +35,11 @@ T0 = 1_706_649_600_000
         (502, "502", TransientStorageError, "retry later"),
         (503, "PGRST000", TransientStorageError, "retry later"),
         (504, "PGRST003", TransientStorageError, "retry later"),
-        (404, "PGRST205", PermanentStorageError, "supabase/schema.sql"),
-        (404, "PGRST202", PermanentStorageError, "supabase/schema.sql"),
+        (404, "PGRST205", SchemaCacheMiss, "supabase/schema.sql"),  # a PermanentStorageError
+        (404, "PGRST202", SchemaCacheMiss, "supabase/schema.sql"),  # the store waits first
+        (404, "42P01", PermanentStorageError, "supabase/schema.sql"),  # PostgREST 12.0: table
+        (404, "42883", PermanentStorageError, "supabase/schema.sql"),  # function's arguments
+        (406, "PGRST106", PermanentStorageError, "Exposed schemas"),
         (404, "404", PermanentStorageError, "supabase/schema.sql"),  # not "40..." by class
         (400, "23514", PermanentStorageError, "23514"),
         (400, "23502", PermanentStorageError, "23502"),
