@@ -47,7 +47,7 @@ ROW_KEYS = {
     "dead_letters": "id",
 }
 # The tests that need nothing but a store (or a way to open more): the contract's, and the
-# REST suite's that do not reach into the local stand-in or PostgreSQL.
+# REST suite's that do not reach into the local PostgREST's gateway or PostgreSQL.
 FIXTURES_HERE = {"store", "supabase_store_factory"}
 
 
