@@ -357,7 +357,7 @@ def install_schema(pg_url: str, *, notify: bool) -> None:
 def test_a_call_right_after_the_migration_waits_for_the_schema_cache(
     local_supabase: Callable[..., LocalSupabase], pg_url: str
 ) -> None:
-    server = local_supabase(install=False)
+    server = local_supabase(install=False, channel="pgrst")  # Supabase's channel
     s = open_rest_store(server)
     install_schema(pg_url, notify=True)  # PostgREST reloads some 0.1 s after the NOTIFY
     assert s.apply_batch(Batch("b", "trades", [trade("1")])).stored == 1
@@ -367,7 +367,7 @@ def test_a_call_right_after_the_migration_waits_for_the_schema_cache(
 def test_a_function_missing_from_the_schema_cache_is_retried_until_it_reloads(
     local_supabase: Callable[..., LocalSupabase], pg_url: str
 ) -> None:
-    # A channel of its own: other tests' schema installs NOTIFY pgrst, which would reload it.
+    # Its own channel (the default): other tests' schema installs NOTIFY pgrst.
     channel = f"pgrst_{uuid.uuid4().hex[:8]}"
     server = local_supabase(install=False, channel=channel)
     s = open_rest_store(server)
