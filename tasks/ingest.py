@@ -21,6 +21,12 @@ from rrr.clock import now_ms
 from rrr.errors import StorageError, is_transient
 from rrr.models import Batch, Rejected, raw_text
 from rrr.storage.isolate import apply_isolating
+from rrr.task_names import (
+    TASK_INSERT_BATCH,
+    TASK_INSERT_DEAD_LETTERS,
+    TASK_PRUNE_INGEST_BATCHES,
+    TASK_RECORD_EVENTS,
+)
 from rrr.wire import decode_dead_letters, decode_events
 from tasks import app
 from tasks.resources import retry_countdown_s, store
@@ -55,7 +61,7 @@ def _set_aside(task: Any, rejected: list[Rejected]) -> None:
 
 
 @app.task(
-    name="tasks.ingest.insert_batch",
+    name=TASK_INSERT_BATCH,
     bind=True,
     max_retries=None,  # transient storage errors are retried until the database is back
     ignore_result=True,
@@ -78,7 +84,7 @@ def insert_batch(self: Any, message: dict[str, Any], confirm: str | None = None)
     }
 
 
-@app.task(name="tasks.ingest.insert_dead_letters", bind=True, max_retries=None, ignore_result=True)
+@app.task(name=TASK_INSERT_DEAD_LETTERS, bind=True, max_retries=None, ignore_result=True)
 def insert_dead_letters(self: Any, rows: Any, confirm: str | None = None) -> int:
     """Rejected input (``[raw, reason, kind, source]`` each) -> ``dead_letters``; an item of
     another shape is stored too, as itself, marked malformed."""
@@ -86,7 +92,7 @@ def insert_dead_letters(self: Any, rows: Any, confirm: str | None = None) -> int
     return _retrying(self, "dead letters", lambda: store().add_dead_letters(letters))
 
 
-@app.task(name="tasks.ingest.record_events", bind=True, max_retries=None, ignore_result=True)
+@app.task(name=TASK_RECORD_EVENTS, bind=True, max_retries=None, ignore_result=True)
 def record_events(self: Any, events: Any, confirm: str | None = None) -> int:
     """System events (``SystemEvent`` fields as a dict) -> ``system_events``, deduped by key;
     an item that is no valid event goes to ``dead_letters`` with the reason."""
@@ -100,7 +106,7 @@ def record_events(self: Any, events: Any, confirm: str | None = None) -> int:
 KEEP_BATCH_IDS_DAYS = 7.0
 
 
-@app.task(name="tasks.ingest.prune_ingest_batches", bind=True, max_retries=3, ignore_result=True)
+@app.task(name=TASK_PRUNE_INGEST_BATCHES, bind=True, max_retries=3, ignore_result=True)
 def prune_ingest_batches(self: Any, keep_days: float = KEEP_BATCH_IDS_DAYS) -> int | None:
     """Keep ``ingest_batches`` from growing without end (~1.7M ids a day at 50 ms batches)."""
     cutoff_ms = now_ms() - int(keep_days * 86_400_000)

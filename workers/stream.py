@@ -30,6 +30,7 @@ from rrr.polygon.gaps import Gap, GapTracker
 from rrr.polygon.messages import Status, parse_frame
 from rrr.polygon.stream import FrameData, StreamListener
 from rrr.stats import HEARTBEAT_INTERVAL_S, StreamStats
+from rrr.task_names import TASK_REPAIR_GAP
 from workers.confirmer import Confirmer
 from workers.items import BATCH, DEAD_LETTERS, EVENTS, REPAIR, capped
 from workers.journal import Journal
@@ -38,7 +39,6 @@ from workers.publisher import Publisher
 log = logging.getLogger(__name__)
 
 COMPONENT = "stream_worker"
-REPAIR_TASK = "tasks.backfill.repair_gap"
 # After a restart the repair window starts this long before the last event the previous run
 # reported: its heartbeat lags by seconds and its publish queue may have held a few seconds more.
 RESTART_MARGIN_MS = 60_000
@@ -258,10 +258,10 @@ class StreamWorker:
                     severity="warning",
                     message=(
                         f"stream gap on {gap.ticker}: {gap.end_ms - gap.start_ms} ms missed "
-                        f"while reconnecting; repair requested ({REPAIR_TASK})"
+                        f"while reconnecting; repair requested ({TASK_REPAIR_GAP})"
                     ),
                     ts_ms=now,
-                    details={**request, "repair_task": REPAIR_TASK, "repair_requested": True},
+                    details={**request, "repair_task": TASK_REPAIR_GAP, "repair_requested": True},
                     dedupe_key=f"stream_gap:{gap.ticker}:{gap.start_ms}:{gap.end_ms}",
                 )
             )

@@ -34,8 +34,16 @@ from rrr.errors import ConfigError
 from rrr.models import SOURCE_POLYGON, SOURCE_SIMULATOR, Batch, Rejected, SystemEvent
 from rrr.polygon.stream import PolygonStream
 from rrr.stats import StreamStats, load_last_seen, publish_stats, save_last_seen
+from rrr.task_names import (
+    QUEUE_BACKFILL,
+    QUEUE_INGEST,
+    TASK_INSERT_BATCH,
+    TASK_INSERT_DEAD_LETTERS,
+    TASK_RECORD_EVENTS,
+    TASK_REPAIR_GAP,
+)
 from workers.journal import Journal, adopt_spool
-from workers.stream import REPAIR_TASK, StreamWorker
+from workers.stream import StreamWorker
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +85,10 @@ class CeleryOutbox:
     def publish_batch(self, batch: Batch, confirm: str | None = None) -> None:
         kwargs = _confirm_kwargs(confirm)
         self.send(
-            "tasks.ingest.insert_batch",
+            TASK_INSERT_BATCH,
             args=[batch.to_message()],
             kwargs=kwargs,
-            queue="ingest",
+            queue=QUEUE_INGEST,
             serializer="msgpack",  # tasks.ingest.BATCH_SERIALIZER
             # A one-line repr: Celery's default saferepr of 1000 rows cost ~40 % of a publish
             # (measured), and Flower then shows which batch it is.
@@ -91,10 +99,10 @@ class CeleryOutbox:
     def send_dead_letters(self, rejected: list[Rejected], confirm: str | None = None) -> None:
         rows = [[r.raw, r.reason, r.kind, r.source] for r in rejected]
         self.send(
-            "tasks.ingest.insert_dead_letters",
+            TASK_INSERT_DEAD_LETTERS,
             args=[rows],
             kwargs=_confirm_kwargs(confirm),
-            queue="ingest",
+            queue=QUEUE_INGEST,
         )
 
     def record_events(self, events: list[SystemEvent], confirm: str | None = None) -> None:
@@ -111,17 +119,17 @@ class CeleryOutbox:
             for e in events
         ]
         self.send(
-            "tasks.ingest.record_events",
+            TASK_RECORD_EVENTS,
             args=[plain],
             kwargs=_confirm_kwargs(confirm),
-            queue="ingest",
+            queue=QUEUE_INGEST,
         )
 
     def request_repair(self, ticker: str, start_ms: int, end_ms: int, reason: str) -> None:
         # The backfill tasks may live in another deployment (or not exist yet); the gap is
         # recorded as a system event either way.
         kwargs = {"ticker": ticker, "start_ms": start_ms, "end_ms": end_ms, "reason": reason}
-        self.send(REPAIR_TASK, kwargs=kwargs, queue="backfill")
+        self.send(TASK_REPAIR_GAP, kwargs=kwargs, queue=QUEUE_BACKFILL)
 
 
 def _confirm_kwargs(confirm: str | None) -> dict[str, str]:
