@@ -4,7 +4,8 @@ A frame is a JSON array of events, several kinds mixed (spec 1.2). Each event is
 ``ev`` through ``EVENT_PARSERS``; a bad event becomes ``Rejected(raw, reason)`` and the rest of
 the frame still parses, whatever is wrong with it (a field of the wrong type, a time out of
 range, a NUL in its text, nesting too deep to re-encode). Only a frame that is not JSON at all is
-rejected whole. The vendor's short field names live in this module only.
+rejected whole. The vendor's short field names live in this module and its slow path,
+``rrr.polygon.rejections``, which says why an event was refused.
 
 Times must fall within ``rrr.bounds``: not before 2009-01-03, not more than a day after
 ``now_ms``, the receiving clock the caller passes in.
@@ -27,9 +28,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from rrr.bounds import EARLIEST_MS, INT32_MAX, MAX_AHEAD_MS, NUL, SMALLINT_MAX, time_range_problem
-from rrr.models import Bar, Quote, Rejected, Trade, raw_text, shown
-from rrr.symbols import SymbolError, pair_to_ticker
+from rrr.bounds import EARLIEST_MS, INT32_MAX, MAX_AHEAD_MS, NUL, SMALLINT_MAX
+from rrr.models import Bar, Quote, Rejected, Trade, shown
+from rrr.polygon.rejections import frame_text, invalid, missing_field, reject, unroutable
+from rrr.polygon.tickers import TICKERS, ticker_of
 
 _INF = float("inf")
 _new = tuple.__new__
@@ -59,24 +61,6 @@ def is_auth_success(status: Status) -> bool:
 # (event, source, now_ms) -> a record, a status or a rejection.
 EventParser = Callable[[dict[str, Any], str, int], Event]
 
-# pair -> REST ticker; pairs are few, so a plain dict beats lru_cache's call on the hot path.
-_TICKERS: dict[str, str] = {}
-_MAX_TICKERS = 10_000
-
-
-def _ticker_of(pair: Any) -> str | None:
-    """``BTC-USD`` -> ``X:BTCUSD`` (memoised), or None for anything that is not a pair."""
-    if type(pair) is not str:
-        return None
-    try:
-        ticker = pair_to_ticker(pair)
-    except SymbolError:
-        return None
-    if len(_TICKERS) < _MAX_TICKERS:
-        _TICKERS[pair] = ticker
-    return ticker
-
-
 # -- one parser per event type ----------------------------------------------------------------
 
 
@@ -90,13 +74,13 @@ def parse_trade(e: dict[str, Any], source: str, now_ms: int) -> Trade | Rejected
         x = e["x"]  # crypto exchange id (/v3/reference/exchanges)
         i = e["i"]  # trade id: an integer in the spec, a UUID string in captures
     except KeyError as missing:
-        return _missing(e, missing, "trades", source)
+        return missing_field(e, missing, "trades", source)
     latest = now_ms + MAX_AHEAD_MS
     c = e.get("c")  # conditions: 1 = sell side, 2 = buy side; absent or [] = none
     r = e.get("r")  # when the vendor received it, Unix ms (optional)
-    ticker = _TICKERS.get(pair) if type(pair) is str else None
+    ticker = TICKERS.get(pair) if type(pair) is str else None
     if ticker is None:
-        ticker = _ticker_of(pair)
+        ticker = ticker_of(pair)
     tp, ts, ti = type(p), type(s), type(i)
     if (
         ticker is None
@@ -110,11 +94,11 @@ def parse_trade(e: dict[str, Any], source: str, now_ms: int) -> Trade | Rejected
         or not (r is None or (type(r) is int and EARLIEST_MS <= r <= latest))
         or not (c is None or type(c) is list)
     ):
-        return _invalid(e, "trades", source, now_ms)
+        return invalid(e, "trades", source, now_ms)
     if c:
         for v in c:
             if type(v) is not int or not 0 <= v <= SMALLINT_MAX:
-                return _invalid(e, "trades", source, now_ms)
+                return invalid(e, "trades", source, now_ms)
         c = tuple(c)
     else:
         c = ()
@@ -145,12 +129,12 @@ def parse_quote(e: dict[str, Any], source: str, now_ms: int) -> Quote | Rejected
         t = e["t"]  # exchange timestamp, Unix ms
         x = e["x"]  # crypto exchange id
     except KeyError as missing:
-        return _missing(e, missing, "quotes", source)
+        return missing_field(e, missing, "quotes", source)
     latest = now_ms + MAX_AHEAD_MS
     r = e.get("r")  # when the vendor received it, Unix ms (optional); lp/ls are ignored
-    ticker = _TICKERS.get(pair) if type(pair) is str else None
+    ticker = TICKERS.get(pair) if type(pair) is str else None
     if ticker is None:
-        ticker = _ticker_of(pair)
+        ticker = ticker_of(pair)
     tbp, tbs, tap, tas = type(bp), type(bs), type(ap), type(az)
     if (
         ticker is None
@@ -164,7 +148,7 @@ def parse_quote(e: dict[str, Any], source: str, now_ms: int) -> Quote | Rejected
         or not 0 <= x <= INT32_MAX
         or not (r is None or (type(r) is int and EARLIEST_MS <= r <= latest))
     ):
-        return _invalid(e, "quotes", source, now_ms)
+        return invalid(e, "quotes", source, now_ms)
     return _new(
         Quote,
         (
@@ -193,15 +177,15 @@ def _bar_parser(timeframe: str, window_ms: int) -> EventParser:
             v = e["v"]  # volume, base units (fractional although the spec says integer)
             s = e["s"]  # window start, Unix ms (the bar's key)
         except KeyError as missing:
-            return _missing(e, missing, "bars", source)
+            return missing_field(e, missing, "bars", source)
         # Window end, Unix ms, exclusive; every example carries it, but the window length is
         # fixed by the event type, so a missing one is derived rather than the bar lost.
         end = e.get("e", s + window_ms if type(s) is int else None)
         vw = e.get("vw")  # VWAP of the window (optional). `z` is the average trade SIZE, not
         # a trade count, so Bar.trade_count stays None: the feed has no count.
-        ticker = _TICKERS.get(pair) if type(pair) is str else None
+        ticker = TICKERS.get(pair) if type(pair) is str else None
         if ticker is None:
-            ticker = _ticker_of(pair)
+            ticker = ticker_of(pair)
         if (
             ticker is None
             or not all((type(n) is float or type(n) is int) and 0 < n < _INF for n in (o, h, lo, c))
@@ -211,7 +195,7 @@ def _bar_parser(timeframe: str, window_ms: int) -> EventParser:
             or type(end) is not int
             or not EARLIEST_MS <= s < end <= now_ms + MAX_AHEAD_MS
         ):
-            return _invalid(e, "bars", source, now_ms)
+            return invalid(e, "bars", source, now_ms)
         return _new(
             Bar,
             (
@@ -238,9 +222,9 @@ def parse_status(e: dict[str, Any], source: str, now_ms: int) -> Status | Reject
     status = e.get("status")  # connected, auth_success, auth_failed, success, ...
     message = e.get("message", "")  # free text, e.g. "subscribed to: XT.BTC-USD"
     if type(status) is not str or not status:
-        return _reject(e, "status event without a 'status' text", "", source)
+        return reject(e, "status event without a 'status' text", "", source)
     if NUL in status:
-        return _reject(e, "field 'status' contains a NUL character", "", source)
+        return reject(e, "field 'status' contains a NUL character", "", source)
     if type(message) is not str:
         message = shown(message, 500)
     # The message is free text, logged and stored as a system event: a NUL is escaped rather
@@ -260,7 +244,6 @@ EVENT_PARSERS: dict[str, EventParser] = {
     "XAS": parse_second_bar,
     "status": parse_status,
 }
-EVENT_KINDS = {"XT": "trades", "XQ": "quotes", "XA": "bars", "XAS": "bars"}
 
 
 # -- frames -----------------------------------------------------------------------------------
@@ -277,137 +260,18 @@ def parse_frame(
     try:
         items = _loads(frame)
     except orjson.JSONDecodeError as exc:
-        return [Rejected(raw=_frame_text(frame), reason=f"frame is not JSON: {exc}", source=source)]
+        return [Rejected(raw=frame_text(frame), reason=f"frame is not JSON: {exc}", source=source)]
     if type(items) is not list:
-        return [Rejected(raw=_frame_text(frame), reason="frame is not a JSON array", source=source)]
+        return [Rejected(raw=frame_text(frame), reason="frame is not a JSON array", source=source)]
     out: list[Event] = []
     for e in items:
         try:
             out.append(EVENT_PARSERS[e["ev"]](e, source, now_ms))
         except Exception as exc:  # no ev, an unknown ev, not an object, or a parser tripped
-            out.append(_unroutable(e, source, now_ms, exc))
+            out.append(unroutable(e, source, now_ms, exc, EVENT_PARSERS))
     return out
 
 
 def parse_statuses(frame: bytes | bytearray | memoryview | str) -> list[Status]:
     """Only the status messages of a frame (the transport's view during the handshake)."""
     return [e for e in parse_frame(frame, "", 0) if type(e) is Status]  # statuses hold no time
-
-
-# -- the slow path: say exactly what is wrong ---------------------------------------------------
-
-_NUMBERS = {
-    "trades": (("p", True, True), ("s", True, False)),
-    "quotes": (("bp", True, True), ("bs", True, False), ("ap", True, True), ("as", True, False)),
-    "bars": (
-        ("o", True, True),
-        ("h", True, True),
-        ("l", True, True),
-        ("c", True, True),
-        ("v", True, False),
-        ("vw", False, False),
-    ),
-}
-# (field, required, what it is). An optional field may be absent, or null where the vendor
-# sends null for "none" (``r``); a bar's ``e`` may be absent (derived) but never null.
-_INTEGERS = {
-    "trades": (("t", True, "time"), ("x", True, "id"), ("r", False, "time")),
-    "quotes": (("t", True, "time"), ("x", True, "id"), ("r", False, "time")),
-    "bars": (("s", True, "time"), ("e", False, "time")),
-}
-_NULLABLE = frozenset(("r", "vw"))
-
-
-def _reject(e: Any, reason: str, kind: str, source: str) -> Rejected:
-    return Rejected(raw=raw_text(e), reason=reason, kind=kind, source=source)
-
-
-def _missing(e: dict[str, Any], missing: KeyError, kind: str, source: str) -> Rejected:
-    return _reject(e, f"missing field {shown(missing.args[0])}", kind, source)
-
-
-def _unroutable(e: Any, source: str, now_ms: int, exc: Exception) -> Rejected:
-    """The event whose routing or parser raised: say why, and keep it, on its own."""
-    if type(e) is not dict:
-        return _reject(e, f"event is not a JSON object: {type(e).__name__}", "", source)
-    ev = e.get("ev")
-    if ev is None:
-        return _reject(e, "missing field 'ev'", "", source)
-    if type(ev) is str and ev in EVENT_PARSERS:  # the parser itself raised
-        kind = EVENT_KINDS.get(ev, "")
-        reason = _problem(e, kind, now_ms) if kind else "invalid event"
-        if reason == "invalid event":
-            reason = f"malformed {ev} event: {type(exc).__name__}: {shown(str(exc))}"
-        return _reject(e, reason, kind, source)
-    return _reject(e, f"unknown event {shown(ev)}", "", source)
-
-
-def _invalid(e: dict[str, Any], kind: str, source: str, now_ms: int) -> Rejected:
-    return _reject(e, _problem(e, kind, now_ms), kind, source)
-
-
-def _problem(e: dict[str, Any], kind: str, now_ms: int) -> str:
-    """Why the fast path refused ``e``; never raises, whatever ``e`` holds."""
-    try:
-        return _first_problem(e, kind, now_ms) or "invalid event"
-    except Exception as exc:  # a check tripped on a value nobody foresaw: still one event
-        return f"invalid event ({type(exc).__name__}: {shown(str(exc))})"
-
-
-def _first_problem(e: dict[str, Any], kind: str, now_ms: int) -> str | None:
-    pair = e.get("pair")
-    if _ticker_of(pair) is None:
-        return f"bad pair {shown(pair)}: expected the WebSocket form like 'BTC-USD'"
-    for name, required, positive in _NUMBERS.get(kind, ()):
-        value = e.get(name)
-        if value is None and not required:
-            continue
-        if type(value) is not float and type(value) is not int:
-            return f"field '{name}' must be a number, got {_type_name(value)}"
-        if value != value or value in (_INF, -_INF):
-            return f"field '{name}' must be finite, got {value!r}"
-        if positive and value <= 0:
-            return f"field '{name}' must be positive, got {value!r}"
-        if value < 0:
-            return f"field '{name}' must not be negative, got {value!r}"
-    for name, required, what in _INTEGERS.get(kind, ()):
-        if not required and (name not in e or (name in _NULLABLE and e[name] is None)):
-            continue
-        value = e.get(name)
-        if type(value) is not int:
-            return f"field '{name}' must be integer milliseconds or an id, got {_type_name(value)}"
-        if what == "time":
-            problem = time_range_problem(f"field '{name}'", value, now_ms)
-            if problem is not None:
-                return problem
-        elif not 0 <= value <= INT32_MAX:
-            return f"field '{name}' must be an id from 0 to {INT32_MAX}, got {value!r}"
-    if kind == "trades":
-        i, c = e.get("i"), e.get("c")
-        if not (type(i) is int or (type(i) is str and i)):
-            return f"field 'i' must be a trade id (integer or non-empty text), got {shown(i)}"
-        if type(i) is str and NUL in i:
-            return "field 'i' contains a NUL character"
-        if c is not None and (
-            type(c) is not list or any(type(v) is not int or not 0 <= v <= SMALLINT_MAX for v in c)
-        ):
-            return f"field 'c' must be a list of integer conditions, got {shown(c)}"
-    if kind == "bars" and "e" in e and e["e"] <= e["s"]:
-        return f"window end 'e' ({e['e']!r}) must be after its start 's' ({e['s']!r})"
-    if kind == "bars" and "e" not in e:  # all else is fine: the end derived from 's' is late
-        return (
-            f"field 's' {e['s']!r}: its window ends more than a day ahead of the receiving"
-            f" clock ({now_ms})"
-        )
-    return None
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _frame_text(frame: bytes | bytearray | memoryview | str) -> str:
-    """A frame that is not JSON, kept as text. A NUL in it is written as its JSON escape: the
-    frame is unreadable either way, and PostgreSQL could not store the dead letter."""
-    text = frame if isinstance(frame, str) else bytes(frame).decode("utf-8", errors="replace")
-    return text.replace(NUL, "\\u0000")
