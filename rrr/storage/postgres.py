@@ -26,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
-from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
+from rrr.backfill_chunks import Chunk, ChunkState, PlanProgress
 from rrr.clock import now_ms  # the receiving clock of the row checks
 from rrr.config import redact_url
 from rrr.errors import PermanentStorageError, StorageError, TransientStorageError

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
+from rrr.backfill_chunks import Chunk, ChunkState, PlanProgress
 from rrr.clock import now_ms  # the receiving clock of the row checks
 from rrr.errors import PermanentStorageError, StorageError, TransientStorageError
 from rrr.models import Batch, Rejected, Sentiment, SystemEvent

@@ -40,7 +40,7 @@ from postgrest import APIError, CountMethod, ReturnMethod
 # supabase-py; ruff sorts it with our own modules because of the repo's supabase/ folder.
 from supabase import ClientOptions, SupabaseException, create_client
 
-from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
+from rrr.backfill_chunks import Chunk, ChunkState, PlanProgress
 from rrr.clock import now_ms  # the receiving clock of the row checks
 from rrr.config import Secret
 from rrr.errors import PermanentStorageError, TransientStorageError

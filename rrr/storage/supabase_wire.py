@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from rrr.backfill.plan import Chunk, ChunkState, PlanProgress
+from rrr.backfill_chunks import Chunk, ChunkState, PlanProgress
 from rrr.models import Batch, Rejected, Sentiment, SystemEvent
 from rrr.storage.dead_letters import LetterRow, letter_row
 from rrr.storage.rows import last_bar_per_key

@@ -12,7 +12,7 @@ from rrr.cli import app
 from rrr.config import Settings
 from rrr.errors import ConfigError, PermanentStorageError, TransientStorageError, is_transient
 from rrr.models import Batch, Rejected, Trade
-from rrr.storage.base import Store, open_store_from_settings
+from rrr.storage import Store, open_store_from_settings
 from rrr.storage.full_schema import full_schema_sql
 from rrr.storage.sqlite import SqliteStore
 from rrr.storage.supabase import SupabaseStore
