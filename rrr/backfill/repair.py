@@ -39,8 +39,8 @@ from rrr.backfill.plan import PlanError, iso
 from rrr.bounds import MAX_AHEAD_MS
 from rrr.errors import RrrError, VendorAuthError, is_transient
 from rrr.models import Batch, SystemEvent, Trade
-from rrr.polygon.responses import MINUTE_MS
 from rrr.polygon.rest import PolygonRest
+from rrr.polygon.timespans import MINUTE_MS
 from rrr.storage.base import Store
 from rrr.symbols import SymbolError, pair_to_ticker, validate_ticker
 

@@ -1,6 +1,7 @@
 """What a Polygon/Massive REST body's own words say went wrong, when the HTTP status does not:
 a 200 whose ``status`` is ``ERROR`` or ``NOT_AUTHORIZED``, and a result that is a per-item
-error (spec §2.4). Pure; ``rrr.polygon.responses`` raises or rejects with these."""
+error (spec §2.4). Pure; ``rrr.polygon.aggs_page`` and ``trades_page`` raise or reject with
+these."""
 
 from __future__ import annotations
 

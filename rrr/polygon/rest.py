@@ -8,7 +8,7 @@ The key travels as ``Authorization: Bearer``, never in a URL, so it cannot land 
 an exception or a ``next_url`` (which the vendor never fills with it anyway, spec §2.2).
 ``next_url`` is followed by taking its path and query and calling them against our own base,
 exactly like the official client. Foreign errors are mapped here: timeouts and connection
-failures -> ``VendorUnavailable``; HTTP statuses via ``responses.error_for_status``.
+failures -> ``VendorUnavailable``; HTTP statuses via ``http_errors.error_for_status``.
 """
 
 from __future__ import annotations
@@ -25,14 +25,10 @@ import requests
 from rrr.config import Secret
 from rrr.errors import ParseError, VendorError, VendorUnavailable
 from rrr.models import SOURCE_POLYGON, Bar
-from rrr.polygon.responses import (
-    NS_PER_MS,
-    AggsPage,
-    TradesPage,
-    error_for_status,
-    parse_aggs_page,
-    parse_trades_page,
-)
+from rrr.polygon.aggs_page import AggsPage, parse_aggs_page
+from rrr.polygon.http_errors import error_for_status
+from rrr.polygon.timespans import NS_PER_MS
+from rrr.polygon.trades_page import TradesPage, parse_trades_page
 from rrr.ratelimit import RateLimiter
 from rrr.symbols import ticker_to_pair, validate_ticker
 

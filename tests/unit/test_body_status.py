@@ -7,8 +7,9 @@ import orjson
 import pytest
 
 from rrr.errors import VendorAuthError, VendorError, is_transient
+from rrr.polygon.aggs_page import parse_aggs_page
 from rrr.polygon.body_status import body_status_error
-from rrr.polygon.responses import parse_aggs_page, parse_trades_page
+from rrr.polygon.trades_page import parse_trades_page
 
 NOW_MS = 1_700_000_000_000
 BAR = {"o": 1.0, "h": 2.0, "l": 0.5, "c": 1.5, "v": 3.0, "t": NOW_MS - 60_000}

@@ -12,16 +12,10 @@ import pytest
 
 from rrr.errors import RateLimited, VendorAuthError, VendorError, VendorUnavailable, is_transient
 from rrr.models import Bar
-from rrr.polygon.responses import (
-    AggsPage,
-    bar_end_ms,
-    error_for_status,
-    error_text,
-    next_path,
-    parse_aggs_page,
-    retry_after_s,
-    timeframe,
-)
+from rrr.polygon.aggs_page import AggsPage, parse_aggs_page
+from rrr.polygon.http_errors import error_for_status, error_text, retry_after_s
+from rrr.polygon.paging import next_path
+from rrr.polygon.timespans import bar_end_ms, timeframe
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 AGGS = SHARED / "fixtures/polygon/test_rest/mocks/v2/aggs/ticker/AAPL/range"

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from rrr.models import SOURCE_SIMULATOR
-from rrr.polygon.responses import parse_trades_page
 from rrr.polygon.rest import trades_path
+from rrr.polygon.trades_page import parse_trades_page
 from rrr.simulator.http import Handler, Request, Response
 from rrr.simulator.market import Market
 from rrr.simulator.rest import RestSimOptions, rest_routes

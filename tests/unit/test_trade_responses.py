@@ -13,8 +13,8 @@ import pytest
 
 from rrr.errors import ParseError
 from rrr.models import Rejected, Trade
-from rrr.polygon.responses import TradesPage, parse_trades_page
 from rrr.polygon.rest import trades_path
+from rrr.polygon.trades_page import TradesPage, parse_trades_page
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 MOCK = SHARED / "fixtures/polygon/test_rest/mocks/v3/trades/AAPL&limit=2.json"
