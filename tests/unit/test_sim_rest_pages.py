@@ -12,7 +12,8 @@ import orjson
 from rrr.polygon.rest import aggs_path
 from rrr.simulator.http import Handler, Request, Response
 from rrr.simulator.market import Market
-from rrr.simulator.rest import AGGS_PREFIX, RestSimOptions, rest_routes
+from rrr.simulator.rest import RestSimOptions, rest_routes
+from rrr.simulator.rest_aggs import AGGS_PREFIX
 
 DAY = 86_400_000
 NOW = 1_700_000_000_000
