@@ -34,26 +34,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
 
 from rrr.clock import Clock, SystemClock
 from rrr.simulator.feed import Frame, FrameProducer
-from rrr.simulator.load import (
-    LoadBudget,
-    LoadOptions,
-    encode_frame,
-    encode_frame_payload,
-    pool_for,
-    stream_load,
-)
+from rrr.simulator.load import LoadBudget, LoadOptions, pool_for, stream_load
 from rrr.simulator.market import Market, trade_id_base
 from rrr.simulator.protocol import (
     CLUSTER_PATH,
@@ -64,39 +55,14 @@ from rrr.simulator.protocol import (
     only_cluster_path,
     status_frame,
 )
-from rrr.simulator.truth import FrameSegment, GroundTruth, Recorder
+from rrr.simulator.truth import GroundTruth, Recorder
+from rrr.simulator.ws_connection import Client, close_connection, injected_frame, write_frames
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_SIM_KEY", "DisconnectMode", "FeedOptions", "FeedServer"]
 
 DisconnectMode = Literal["close", "abort"]
-WRITE_BATCH_FRAMES = 256  # frames per transport write in normal mode
-TEXT_HEAD, BINARY_HEAD = 0x81, 0x82  # FIN + opcode
-
-
-@dataclass(frozen=True, slots=True)
-class InjectedFrame:
-    """A whole server frame of raw bytes (``inject_frame``), written as it is, never recorded."""
-
-    encoded: bytes
-
-
-@dataclass(eq=False)
-class _Client:
-    id: int
-    ws: ServerConnection
-    key: str | None = None
-    auth_order: int = 0
-    topics: set[str] = field(default_factory=set)
-    queue: deque[Frame | InjectedFrame] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    closing: bool = False
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)  # cancelled on close
-    load_started: bool = False
-
-    def wants(self, topic: str, wildcard: str) -> bool:
-        return topic in self.topics or wildcard in self.topics
 
 
 class FeedServer:
@@ -114,7 +80,7 @@ class FeedServer:
         self.recorder = recorder or Recorder()
         self.clock = clock or SystemClock()
         self.load_budget = LoadBudget(self.options.load.total_events) if self.options.load else None
-        self._clients: dict[int, _Client] = {}
+        self._clients: dict[int, Client] = {}
         self._ids = itertools.count(1)
         self._auth_order = itertools.count(1)
         self._server: Server | None = None
@@ -122,7 +88,7 @@ class FeedServer:
         self.dropped: Counter[str] = Counter()  # connections closed by us, by reason
         self.injected = 0  # raw frames written by inject_frame, over all connections
         self._background: set[asyncio.Task[None]] = set()
-        self._actions: dict[str, Callable[[_Client, str], Awaitable[None]]] = {
+        self._actions: dict[str, Callable[[Client, str], Awaitable[None]]] = {
             "auth": self._auth,
             "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe,
@@ -198,7 +164,7 @@ class FeedServer:
     def inject_frame(self, payload: bytes, binary: bool = False) -> int:
         """Queue ``payload`` as one text (or binary) frame on every subscribed connection,
         behind the market frames already queued; returns how many connections will get it."""
-        frame = InjectedFrame(encode_frame_payload(payload, BINARY_HEAD if binary else TEXT_HEAD))
+        frame = injected_frame(payload, binary)
         clients = [c for c in self._clients.values() if c.topics and not c.closing]
         for client in clients:
             client.queue.append(frame)
@@ -208,10 +174,12 @@ class FeedServer:
     # -- one connection ------------------------------------------------------------------------
 
     async def _serve(self, ws: ServerConnection) -> None:
-        client = _Client(next(self._ids), ws)
+        client = Client(next(self._ids), ws)
         self._clients[client.id] = client
         client.tasks.append(asyncio.create_task(self._auth_deadline(client)))
-        client.tasks.append(asyncio.create_task(self._write_frames(client)))
+        client.tasks.append(
+            asyncio.create_task(write_frames(client, self.recorder, self._count_injected))
+        )
         try:
             await ws.send(status_frame("connected", "Connected Successfully"), text=True)
             async for message in ws:
@@ -225,7 +193,7 @@ class FeedServer:
                 task.cancel()
             self._clients.pop(client.id, None)
 
-    async def _on_message(self, client: _Client, message: str | bytes) -> None:
+    async def _on_message(self, client: Client, message: str | bytes) -> None:
         try:
             request = orjson.loads(message)
         except orjson.JSONDecodeError:
@@ -243,7 +211,7 @@ class FeedServer:
         else:
             await handler(client, params)
 
-    async def _auth(self, client: _Client, key: str) -> None:
+    async def _auth(self, client: Client, key: str) -> None:
         if client.key is not None:
             await self._send_status(client, "auth_success", "authenticated")
             return
@@ -263,7 +231,7 @@ class FeedServer:
                 message = "Maximum number of connections exceeded."  # one is served meanwhile
                 self._drop_soon(old, "max_connections", message, 1008)
 
-    async def _subscribe(self, client: _Client, params: str) -> None:
+    async def _subscribe(self, client: Client, params: str) -> None:
         if client.key is None:
             await self._send_status(client, "auth_required", "authentication required")
             return
@@ -275,34 +243,34 @@ class FeedServer:
             client.load_started = True
             client.tasks.append(asyncio.create_task(self._run_load(client, self.options.load)))
 
-    async def _unsubscribe(self, client: _Client, params: str) -> None:
+    async def _unsubscribe(self, client: Client, params: str) -> None:
         for topic in (t.strip() for t in params.split(",")):
             if topic:
                 client.topics.discard(normalize_topic(topic))
                 await self._send_status(client, "success", f"unsubscribed to: {topic}")
 
-    async def _auth_deadline(self, client: _Client) -> None:
+    async def _auth_deadline(self, client: Client) -> None:
         await asyncio.sleep(self.options.auth_timeout_s)
         if client.key is None:
             await self._drop(client, "auth_timeout", "No authentication request received.", 1008)
 
-    async def _send_status(self, client: _Client, status: str, message: str) -> None:
+    async def _send_status(self, client: Client, status: str, message: str) -> None:
         await client.ws.send(status_frame(status, message), text=True)
 
     async def _drop(
-        self, client: _Client, status: str, message: str, code: int, abort: bool = False
+        self, client: Client, status: str, message: str, code: int, abort: bool = False
     ) -> None:
         if self._begin_drop(client, status):
-            await self._finish_drop(client, status, message, code, abort)
+            await close_connection(client.ws, status, message, code, abort)
 
-    def _drop_soon(self, client: _Client, status: str, message: str, code: int) -> None:
+    def _drop_soon(self, client: Client, status: str, message: str, code: int) -> None:
         """``_drop`` without waiting for it; marked closing at once (nothing more is queued)."""
         if self._begin_drop(client, status):
-            task = asyncio.create_task(self._finish_drop(client, status, message, code, False))
+            task = asyncio.create_task(close_connection(client.ws, status, message, code, False))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    def _begin_drop(self, client: _Client, status: str) -> bool:
+    def _begin_drop(self, client: Client, status: str) -> bool:
         """Mark the connection as going; queued, unsent frames are discarded (never recorded)."""
         if client.closing:
             return False
@@ -312,30 +280,10 @@ class FeedServer:
         self.dropped[status] += 1
         return True
 
-    async def _finish_drop(
-        self, client: _Client, status: str, message: str, code: int, abort: bool
-    ) -> None:
-        """Status frame, then a close frame (or, ``abort``, a TCP drop without one)."""
-        ws = client.ws
-        try:
-            await asyncio.wait_for(ws.send(status_frame(status, message), text=True), 1.0)
-        except TimeoutError:
-            pass  # written, but behind a full buffer (slow consumer); the close waits for it
-        except ConnectionClosed:
-            return
-        if not abort:
-            try:
-                await ws.close(code, status)  # aborts by itself after close_timeout
-            except ConnectionClosed:
-                pass
-            return
-        for _ in range(100):  # let the transport hand recorded frames to the kernel (<= 1 s)
-            if ws.transport.get_write_buffer_size() == 0:
-                break
-            await asyncio.sleep(0.01)
-        ws.transport.abort()
-
     # -- sending -------------------------------------------------------------------------------
+
+    def _count_injected(self, frames: int) -> None:
+        self.injected += frames
 
     def _broadcast(self, frame: Frame) -> None:
         for client in self._clients.values():
@@ -346,51 +294,7 @@ class FeedServer:
                     message = "Connection closed: the client is reading too slowly."
                     self._drop_soon(client, "slow_consumer", message, 1011)
 
-    async def _write_frames(self, client: _Client) -> None:
-        """Per-connection writer: a slow reader delays only itself (until slow_consumer).
-
-        Frames are encoded here (unmasked server frames, as in load mode) and written to the
-        transport in batches: ``ws.send`` per frame costs more than building the frame.
-        """
-        ws = client.ws
-        while not client.closing:
-            if not client.queue:
-                client.wake.clear()
-                await client.wake.wait()
-                continue
-            topics = client.topics  # read at send time: nothing goes out after an unsubscribe ack
-            batch: list[bytes] = []
-            segments: list[FrameSegment] = []
-            counts: dict[str, int] = {}
-            injected = 0
-            while client.queue and len(batch) < WRITE_BATCH_FRAMES:
-                item = client.queue.popleft()
-                if isinstance(item, InjectedFrame):
-                    batch.append(item.encoded)
-                    injected += 1
-                    continue
-                picked = [i for i in item if i[2] in topics or i[3] in topics]
-                if picked:
-                    events = tuple(i[1] for i in picked)
-                    segments.append(FrameSegment(tuple(i[0] for i in picked), events))
-                    batch.append(encode_frame(events))
-                    for e in events:
-                        counts[e["ev"]] = counts.get(e["ev"], 0) + 1
-            if not batch:
-                continue
-            if client.closing or ws.protocol.state is not State.OPEN:
-                return  # never after a close frame; these frames were not sent
-            ws.transport.write(b"".join(batch))
-            for segment in segments:
-                self.recorder.record(client.id, segment, {})
-            self.recorder.count(counts)
-            self.injected += injected
-            try:
-                await ws.drain()  # websockets' flow control: wait while the transport is paused
-            except OSError:  # the connection was lost while paused
-                return
-
-    async def _run_load(self, client: _Client, options: LoadOptions) -> None:
+    async def _run_load(self, client: Client, options: LoadOptions) -> None:
         assert self.load_budget is not None
         await asyncio.sleep(options.start_delay_s)
         pool = pool_for(self.market, client.wants, options, self.clock.now_ms())
