@@ -54,24 +54,22 @@ from typing import Any
 import numpy as np
 
 from rrr.simulator.history import MINUTE_MS, PriceHistory, arrays_to_bars
+from rrr.simulator.live_bars import Event, Window, bar_event, rest_bar_values
+from rrr.simulator.prices import (
+    MIN_SIZE,
+    MINUTE_NOTIONAL_USD,
+    SIZE_SCALE,
+    price_decimals,
+    round_to,
+    start_price,
+    usd_price,
+)
 from rrr.simulator.tape import DEFAULT_MAX_TRADES, TradeTape
 from rrr.symbols import split_ticker, ticker_to_pair
-
-Event = dict[str, Any]
 
 EXCHANGE_IDS = (1, 2, 6, 23)
 UUID_ID_EXCHANGE = 23  # a real capture shows x=23 sending UUID trade ids
 SECOND_MS = 1_000
-SIZE_DP = 8
-SIZE_SCALE = 10.0**SIZE_DP
-MIN_SIZE = 1 / SIZE_SCALE
-
-# Plausible USD prices; other assets get a name-derived price in 1..100.
-USD_PRICES = {"BTC": 90_000.0, "ETH": 3_000.0, "SOL": 150.0, "LTC": 80.0, "AVAX": 30.0}
-USD_PRICES |= {"LINK": 15.0, "DOT": 5.0, "XRP": 2.2, "ADA": 0.6, "DOGE": 0.2}
-USD_PER_UNIT = {"USD": 1.0, "USDT": 1.0, "USDC": 1.0, "EUR": 1.08, "GBP": 1.26, "JPY": 0.0067}
-USD_PER_UNIT |= {"AUD": 0.66, "CAD": 0.73}
-MINUTE_NOTIONAL_USD = 200_000.0  # traded per pair per minute, on average
 
 _WALK_VOL_PER_SQRT_MS = 0.001 / math.sqrt(MINUTE_MS)  # ~0.1 % per minute, whatever the rate
 _REVERSION_PER_MS = 1.0 / 3_600_000  # pulled back to the history level within about an hour
@@ -79,57 +77,9 @@ _TRADE_BOUNCE = 0.00005  # trade-to-trade scatter around the level
 _MAX_SPREAD_BPS = 5.0
 
 
-def usd_price(asset: str) -> float:
-    if asset in USD_PRICES:
-        return USD_PRICES[asset]
-    if asset in USD_PER_UNIT:
-        return USD_PER_UNIT[asset]
-    return 1.0 + 99.0 * (sum(map(ord, asset)) * 7919 % 1000) / 1000
-
-
-def start_price(ticker: str) -> float:
-    base, quote = split_ticker(ticker)
-    return usd_price(base) / usd_price(quote)
-
-
-def price_decimals(price: float) -> int:
-    return 2 if price >= 100 else 4 if price >= 1 else 6 if price >= 0.01 else 8
-
-
-def round_to(x: float, scale: float) -> float:
-    """``x`` rounded half-up to ``1 / scale`` (``scale = 10.0**dp``), 3x faster than ``round``.
-
-    An exact integer divided by a power of ten is the double nearest that decimal, so ``repr``
-    (and orjson) print the clean decimal. Needs ``x * scale < 2**53``, true for ticks.
-    """
-    return math.floor(x * scale + 0.5) / scale
-
-
 def trade_id_base(id_epoch_s: int) -> int:
     """First integer trade id of a session: 16 digits, distinct for sessions a second apart."""
     return 10**15 + (id_epoch_s % 8_000_000) * 10**9
-
-
-@dataclass(slots=True)
-class _Window:
-    """A bar being accumulated from trades."""
-
-    start_ms: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    notional: float
-    count: int
-
-    def add(self, price: float, size: float) -> None:
-        self.high = max(self.high, price)
-        self.low = min(self.low, price)
-        self.close = price
-        self.volume += size
-        self.notional += price * size
-        self.count += 1
 
 
 @dataclass(slots=True)
@@ -141,8 +91,8 @@ class _Pair:
     history: PriceHistory
     log_level: float | None = None  # the live walk; starts at the history level
     walked_to_ms: int = 0
-    minute: _Window | None = None
-    second: _Window | None = None
+    minute: Window | None = None
+    second: Window | None = None
 
 
 class Market:
@@ -212,14 +162,14 @@ class Market:
         events: list[Event] = []
         for p in self._pairs:
             if p.second is not None and p.second.start_ms + SECOND_MS <= now:
-                events.append(_bar_event("XAS", p, p.second, SECOND_MS))
+                events.append(bar_event("XAS", p.pair, p.dp, p.second, SECOND_MS))
                 p.second = None
         for p in self._pairs:
             if p.minute is not None and p.minute.start_ms + MINUTE_MS <= now:
                 bar = p.minute
-                events.append(_bar_event("XA", p, bar, MINUTE_MS))
+                events.append(bar_event("XA", p.pair, p.dp, bar, MINUTE_MS))
                 with self._lock:
-                    self._live_bars[p.ticker][bar.start_ms] = _rest_bar_values(p, bar)
+                    self._live_bars[p.ticker][bar.start_ms] = rest_bar_values(p.pair, p.dp, bar)
                 p.minute = None
         with self._lock:
             self._closed_until_ms = now - now % MINUTE_MS
@@ -297,11 +247,11 @@ class Market:
 
     def _add_to_bars(self, p: _Pair, now_ms: int, price: float, size: float) -> None:
         if p.minute is None:
-            p.minute = _Window(now_ms - now_ms % MINUTE_MS, price, price, price, price, 0.0, 0.0, 0)
+            p.minute = Window(now_ms - now_ms % MINUTE_MS, price, price, price, price, 0.0, 0.0, 0)
         p.minute.add(price, size)
         if self.second_bars:
             if p.second is None:
-                p.second = _Window(now_ms - now_ms % SECOND_MS, price, price, price, price, 0, 0, 0)
+                p.second = Window(now_ms - now_ms % SECOND_MS, price, price, price, price, 0, 0, 0)
             p.second.add(price, size)
 
     # -- history -------------------------------------------------------------------------------
@@ -365,27 +315,3 @@ class Market:
         history = self._history(ticker)
         dp = history.price_dp
         return _Pair(ticker, ticker_to_pair(ticker), dp, 10.0**dp, history)
-
-
-def _bar_event(ev: str, p: _Pair, w: _Window, length_ms: int) -> Event:
-    vwap_dp = min(p.dp + 2, 10)
-    return {
-        "ev": ev,
-        "pair": p.pair,
-        "o": w.open,
-        "h": w.high,
-        "l": w.low,
-        "c": w.close,
-        "v": round(w.volume, SIZE_DP),
-        "vw": round(w.notional / w.volume, vwap_dp),
-        "z": round(w.volume / w.count, SIZE_DP),
-        "s": w.start_ms,
-        "e": w.start_ms + length_ms,
-    }
-
-
-def _rest_bar_values(p: _Pair, w: _Window) -> tuple[float, ...]:
-    """The live XA bar in REST column order o, h, l, c, v, vw, t, n."""
-    event = _bar_event("XA", p, w, MINUTE_MS)
-    keys = ("o", "h", "l", "c", "v", "vw", "s")
-    return (*(event[k] for k in keys), w.count)
