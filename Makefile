@@ -33,9 +33,9 @@ $(POSTGREST):
 postgrest: $(POSTGREST)
 
 lint: $(STAMP)
-	$(BIN)/ruff check rrr tasks workers tests bench celeryconfig.py
-	$(BIN)/ruff format --check rrr tasks workers tests bench celeryconfig.py
-	$(BIN)/mypy rrr tasks workers
+	$(BIN)/ruff check rrr rrr_cli tasks workers tests bench celeryconfig.py
+	$(BIN)/ruff format --check rrr rrr_cli tasks workers tests bench celeryconfig.py
+	$(BIN)/mypy rrr rrr_cli tasks workers
 
 test: lint $(POSTGREST)
 	$(BIN)/python -m pytest tests -n 2 --dist loadgroup

@@ -48,9 +48,9 @@ from bench.counting import (
 )
 from bench.stream_faults import Planted, plant_faults
 from rrr.models import Quote, Trade
-from rrr.runner import stop_process
 from rrr.simulator.truth import event_to_record, load_record
 from rrr.storage import open_store
+from rrr_cli.supervisor import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 Proc = subprocess.Popen[bytes]
@@ -256,7 +256,7 @@ def throughput_run(
     stream = spawn(
         p.home,
         "stream",
-        ["-m", "rrr.cli", "stream", "--max-messages", str(events)],
+        ["-m", "rrr_cli", "stream", "--max-messages", str(events)],
         {**p.env, "POLYGON_WS_URL": url, **(stream_env or {})},
     )
     watch = RssWatch(stream=stream, simulator=sim)
@@ -316,7 +316,7 @@ def latency_run(
     if batch_max_age_ms is not None:
         env["RRR_BATCH_MAX_AGE_MS"] = str(batch_max_age_ms)
     stream = spawn(
-        p.home, "stream-latency", ["-m", "rrr.cli", "stream", "--max-seconds", str(seconds)], env
+        p.home, "stream-latency", ["-m", "rrr_cli", "stream", "--max-seconds", str(seconds)], env
     )
     watch = RssWatch(stream=stream)
     try:

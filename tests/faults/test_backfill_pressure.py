@@ -99,7 +99,7 @@ def test_backfill_pressure(
         time.sleep(baseline_s)
         base_until_ms = now_ms()
         enqueued = subprocess.run(
-            [sys.executable, "-m", "rrr.cli", "backfill", "--tickers", *TICKERS, *days,
+            [sys.executable, "-m", "rrr_cli", "backfill", "--tickers", *TICKERS, *days,
              "--no-wait"],
             cwd=ROOT, env=pipeline_env(tmp_path, redis_url, pg_url, **rest),
             capture_output=True, text=True, timeout=60,

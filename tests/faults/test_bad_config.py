@@ -35,7 +35,7 @@ from tests.faults.tcp_proxy import TcpProxy
 pytestmark = [pytest.mark.redis]
 
 BOUND_S = 20  # every case ends well within this; a hang is a failure, not a slow pass
-RRR = (sys.executable, "-m", "rrr.cli")
+RRR = (sys.executable, "-m", "rrr_cli")
 CELERY_WORKER = (
     *(sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", "ingest", "-c", "1"),
     *("--without-gossip", "--without-mingle"),

@@ -14,12 +14,12 @@ import redis
 from typer.testing import CliRunner
 
 from rrr.backfill.plan import plan_backfill, request_from_flags
-from rrr.cli import app
 from rrr.clock import now_ms
 from rrr.simulator.http import SimulatorHTTPServer
 from rrr.simulator.market import Market
 from rrr.simulator.rest import RestSimOptions, rest_routes
 from rrr.storage import open_store
+from rrr_cli.main import app
 from tests.conftest import ROOT, pipeline_env
 
 DAY = 86_400_000
@@ -70,7 +70,7 @@ def rest_simulator() -> Iterator[tuple[str, RestSimOptions]]:
 
 def rrr_backfill(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rrr.cli", "backfill", *args],
+        [sys.executable, "-m", "rrr_cli", "backfill", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -103,7 +103,7 @@ def test_plan_enqueue_watch_and_rerun(
     assert redis.Redis.from_url(redis_url).llen("backfill") == len(plan.chunks)
 
     watching = subprocess.Popen(  # --wait is the default; it continues the same plan
-        [sys.executable, "-m", "rrr.cli", "backfill", *args],
+        [sys.executable, "-m", "rrr_cli", "backfill", *args],
         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     start_worker(sqlite_url, queues="backfill", **settings)  # the work starts while it watches

@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.slow]
 DAY, HOUR = 86_400_000, 3_600_000
 DAY0 = (time.time_ns() // 1_000_000 // DAY - 10) * DAY  # a whole UTC day, 10 days ago
 REPAIRS = 20
-RRR_WORKER = (sys.executable, "-m", "rrr.cli", "worker")
+RRR_WORKER = (sys.executable, "-m", "rrr_cli", "worker")
 FREE_TIER = "5/min"  # a token every 12 s
 REASON = "test_backlog"
 

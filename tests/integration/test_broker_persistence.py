@@ -14,7 +14,7 @@ import pytest
 
 from rrr.broker import free_port, is_up, server_binary
 from rrr.broker_persistence import FIX, check_broker_persistence, probe_persistence
-from rrr.runner import stop_process
+from rrr_cli.supervisor import stop_process
 from tests.conftest import ROOT, WorkerProcess, pipeline_env
 from tests.integration.stream_support import StreamProcess
 from tests.support.waiting import wait_for
@@ -105,7 +105,7 @@ def test_a_server_that_refuses_config_or_does_not_answer_is_a_warning_not_a_cras
 
 def rrr_status(env: dict[str, str]) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "rrr.cli", "status"],
+        [sys.executable, "-m", "rrr_cli", "status"],
         cwd=ROOT,
         env={**env, "COLUMNS": "400"},
         capture_output=True,

@@ -251,7 +251,7 @@ def test_a_message_that_kills_its_process_becomes_poison_after_five_deliveries(
     assert '"id":"killer"' in raw.replace(" ", "") and task_id in raw
     assert client.exists(key) == 0
     status = subprocess.run(
-        [sys.executable, "-m", "rrr.cli", "status"],
+        [sys.executable, "-m", "rrr_cli", "status"],
         cwd=ROOT,
         env={**pipeline_env(tmp_path, redis_url, pg_url), "COLUMNS": "300"},
         capture_output=True,

@@ -17,8 +17,8 @@ import requests
 from rrr.broker import free_port
 from rrr.config import Settings
 from rrr.errors import ConfigError
-from rrr.runner import flower_command
 from rrr.simulator.server import Simulator, SimulatorOptions
+from rrr_cli.runner import flower_command
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.worker]

@@ -18,8 +18,8 @@ import redis
 
 from rrr.clock import now_ms
 from rrr.quality.events import COMPONENT, REPAIR_REQUESTED, VERIFY_REQUESTED, subtract_windows
-from rrr.runner import stop_process
 from rrr.storage import open_store
+from rrr_cli.supervisor import stop_process
 from tests.conftest import ROOT, pipeline_env
 from tests.integration.test_quality_validator import BTC, ETH, M, found, plant_faulty_market
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from rrr.cli import app
 from rrr.clock import now_ms
 from rrr.models import Batch
 from rrr.quality.events import COMPONENT, verify_requested_event
 from rrr.quality.verify import VerifyRequest
 from rrr.storage import open_store
+from rrr_cli.main import app
 from tests.integration.test_quality_unverified import hole_before, plant_hole, rest_answers
 from tests.integration.test_quality_validator import BTC, M, clean_bars, plant_faulty_market
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rrr.broker import free_port
-from rrr.runner import STOP_AFTER_STREAM, STOP_FIRST, STOP_LAST, Supervisor
+from rrr_cli.supervisor import STOP_AFTER_STREAM, STOP_FIRST, STOP_LAST, Supervisor
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.worker]
@@ -61,7 +61,7 @@ def test_rrr_run_streams_rows_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
         [
             sys.executable,
             "-m",
-            "rrr.cli",
+            "rrr_cli",
             "run",
             "--flower-port",
             str(free_port()),

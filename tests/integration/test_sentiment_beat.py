@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from rrr.runner import stop_process
 from rrr.simulator.http import SimulatorHTTPServer
 from rrr.simulator.perplexity import PerplexitySimOptions, perplexity_routes
 from rrr.storage import open_store
+from rrr_cli.supervisor import stop_process
 from tests.conftest import ROOT, pipeline_env
 from tests.support.waiting import wait_for
 
@@ -159,7 +159,7 @@ def test_an_asset_failing_transiently_is_retried_by_the_task_in_the_same_slot(
 def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PERPLEXITY_")}
     return subprocess.run(
-        [sys.executable, "-m", "rrr.cli", "sentiment", *args],
+        [sys.executable, "-m", "rrr_cli", "sentiment", *args],
         cwd=ROOT,
         env={**clean, "RRR_HOME": str(tmp_path), "COLUMNS": "200", **env},
         capture_output=True,

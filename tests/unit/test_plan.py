@@ -21,7 +21,7 @@ from rrr.backfill.plan import (
     request_from_flags,
     window_end,
 )
-from rrr.backfill.watch import clock_text, remaining_s
+from rrr.backfill.progress import clock_text, remaining_s
 from rrr.config import Rate
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rrr.runner import shown_on_console
+from rrr_cli.supervisor import shown_on_console
 
 PREFIX = "2026-12-01 20:48:50,943 "
 

@@ -6,7 +6,6 @@ timeout) leaves the work to the workers.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 
 from rich.console import Console
@@ -18,34 +17,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from rrr.backfill.plan import Plan, PlanProgress, estimate_duration_s
+from rrr.backfill.plan import Plan, PlanProgress
+from rrr.backfill.progress import RequestRate, clock_text, remaining_s
 from rrr.config import Rate
 from rrr.storage.base import Store
-
-RATE_WINDOW_S = 10.0  # the request rate shown is the average over this many seconds
-
-
-def remaining_s(
-    progress: PlanProgress, elapsed_s: float, rate: Rate | None, requests_per_chunk: float = 1.0
-) -> float | None:
-    """Seconds left: the slower of the pace the rate limit allows for the remaining requests
-    and the pace observed so far. None while nothing is known yet."""
-    left = progress.total - progress.done - progress.failed
-    if left <= 0:
-        return 0.0
-    paced = estimate_duration_s(round(left * requests_per_chunk), rate, burst=0, request_s=0.0)
-    finished = progress.done + progress.failed
-    observed = elapsed_s / finished * left if finished else None
-    if observed is None:
-        return paced if rate is not None else None
-    return max(paced, observed)
-
-
-def clock_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "-:--:--"
-    s = round(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def watch_plan(
@@ -60,7 +35,7 @@ def watch_plan(
 ) -> PlanProgress:
     """Show progress until every chunk is done or failed, or ``timeout_s`` passes."""
     started = time.monotonic()
-    samples: deque[tuple[float, int]] = deque()
+    request_rate = RequestRate()
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -77,18 +52,13 @@ def watch_plan(
         while True:
             now = time.monotonic()
             progress = store.chunk_progress(plan.plan_id)
-            samples.append((now, requests_granted()))
-            while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW_S:
-                samples.popleft()
-            span = samples[-1][0] - samples[0][0]
-            req_rate = (samples[-1][1] - samples[0][1]) / span if span > 0 else 0.0
             failed = f" ({progress.failed} failed)" if progress.failed else ""
             bar.update(
                 task,
                 completed=progress.done + progress.failed,
                 total=progress.total,
                 bars=progress.bars_stored,
-                rate=req_rate,
+                rate=request_rate.add(now, requests_granted()),
                 eta=clock_text(remaining_s(progress, now - started, rate)),
                 description=f"backfill{failed}",
             )

@@ -3,48 +3,31 @@
 Order: broker (embedded Redis when REDIS_URL is unset; its persistence checked) -> schema
 migration -> simulator (when POLYGON_API_KEY is unset) -> the ingest worker and the
 backfill/default worker (rrr.worker_roles), beat, stream worker, Flower. Ctrl-C or SIGTERM
-stops them in three waves, the children of a wave at once (SIGTERM, then SIGKILL after a grace
-period), and leaves none behind; children also get SIGTERM if this process dies (Linux
-parent-death signal).
+stops them in three waves (rrr_cli.supervisor) and leaves none behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import re
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from rrr.broker import die_with_parent, ensure_broker, free_port
+from rrr.broker import ensure_broker, free_port
 from rrr.broker_persistence import probe_persistence
-from rrr.config import PROJECT_ROOT, SIMULATOR_KEY, Settings, redact_url
+from rrr.config import SIMULATOR_KEY, Settings, redact_url
 from rrr.errors import ConfigError
 from rrr.storage import Store, open_store_from_settings
 from rrr.worker_roles import worker_argv
+from rrr_cli.supervisor import STOP_AFTER_STREAM, STOP_LAST, Supervisor, wait_for_port
 
 log = logging.getLogger(__name__)
 
 STATUS_TABLES = ("crypto_trades", "crypto_quotes", "crypto_aggregates", "market_sentiment")
-
-
-# Celery's INFO line per task received, succeeded or retried: tens a second at full feed (each
-# insert batch; each repair waiting its turn at the rate limit), which would bury everything
-# else. `rrr run` leaves them off its console; every process still writes them to LOG_FILE.
-_PER_TASK_LINE = re.compile(r"\bINFO\s+\S+ celery\.(?:app\.trace|worker\.strategy): Task ")
-
-
-def shown_on_console(line: str) -> bool:
-    return _PER_TASK_LINE.search(line) is None
 
 
 @dataclass
@@ -54,115 +37,6 @@ class RunOptions:
     flower_port: int = 5555
     max_seconds: float | None = None
     status_every_s: float = 10.0
-
-
-# Stop waves: the order matters only here. The stream worker, at its stop, waits for the ingest
-# worker to apply what it published, so the ingest worker outlives it; the simulator outlives
-# the stream and the backfill worker that read it; the broker outlives everyone. The rest is
-# independent, and one wave's children stop together: one after another, their grace periods
-# (a Celery warm shutdown, the stream's wait for its last batches) would add up.
-STOP_FIRST, STOP_AFTER_STREAM, STOP_LAST = 0, 1, 2
-
-
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    stop_wave: int = STOP_FIRST
-    reader: threading.Thread | None = None
-    ready_when: str | None = None  # a text its output prints once it is ready
-    ready: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass
-class Supervisor:
-    """Starts children, prefixes their output, and stops every one of them."""
-
-    emit: Callable[[str], None]
-    children: list[Child] = field(default_factory=list)
-
-    def start(
-        self,
-        name: str,
-        argv: list[str],
-        env: dict[str, str],
-        ready_when: str | None = None,
-        stop_wave: int = STOP_FIRST,
-    ) -> Child:
-        proc = subprocess.Popen(
-            argv,
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop children in waves
-            preexec_fn=die_with_parent if sys.platform == "linux" else None,
-        )
-        child = Child(name, proc, stop_wave, ready_when=ready_when)
-        child.reader = threading.Thread(target=self._pump, args=(child,), daemon=True)
-        child.reader.start()
-        self.children.append(child)
-        return child
-
-    def adopt(self, name: str, proc: subprocess.Popen[bytes], stop_wave: int) -> None:
-        self.children.append(Child(name, proc, stop_wave))
-
-    def _pump(self, child: Child) -> None:
-        assert child.proc.stdout is not None
-        for raw in child.proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            if child.ready_when is not None and child.ready_when in line:
-                child.ready.set()
-            if shown_on_console(line):
-                self.emit(f"{child.name:>9} | {line}")
-
-    def wait_ready(self, child: Child, stop: threading.Event, timeout_s: float) -> bool:
-        """Until ``child`` says it is ready; False on timeout, on a stop, or when any child
-        exited (the watch loop then reports it)."""
-        deadline = time.monotonic() + timeout_s
-        while not child.ready.wait(0.1):
-            if stop.is_set() or self.exited() is not None or time.monotonic() > deadline:
-                return False
-        return True
-
-    def exited(self) -> Child | None:
-        return next((c for c in self.children if c.proc.poll() is not None), None)
-
-    def stop_all(self, grace_s: float = 20.0) -> None:
-        """Wave by wave (``Child.stop_wave``), the children of one wave at once."""
-        for wave in sorted({c.stop_wave for c in self.children}):
-            group = [c.proc for c in self.children if c.stop_wave == wave]
-            with ThreadPoolExecutor(len(group)) as pool:
-                list(pool.map(stop_process, group, [grace_s] * len(group)))
-
-
-def stop_process(proc: subprocess.Popen[Any], grace_s: float = 20.0) -> None:
-    """SIGTERM the process itself, wait up to ``grace_s`` for a clean exit, then SIGKILL
-    whatever is left of its group (it was started in a session of its own).
-
-    The main process only: a Celery worker's warm shutdown lets its pool finish the task in
-    hand and ack it, whereas a TERM to the whole group kills the pool children mid-task (a
-    WorkerLostError, and the batch delivered again)."""
-    if proc.poll() is None:
-        proc.terminate()
-    deadline = time.monotonic() + grace_s
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # anything the process left behind
-    if proc.poll() is None:
-        proc.wait(timeout=5)
-
-
-def wait_for_port(port: int, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.05)
-    return False
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -260,7 +134,7 @@ def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], 
         ingest = supervisor.start("ingest", ingest_argv, env, WORKER_READY, STOP_AFTER_STREAM)
         if sim_ports is not None:
             ws_port, http_port = sim_ports
-            simulate = ["-m", "rrr.cli", "simulate", "--port", str(ws_port)]
+            simulate = ["-m", "rrr_cli", "simulate", "--port", str(ws_port)]
             simulate += ["--http-port", str(http_port), "--tickers", *settings.tickers]
             supervisor.start("simulator", [python, *simulate], env, stop_wave=STOP_AFTER_STREAM)
             # The simulator opens its HTTP port after its WebSocket server is up; probing the
@@ -271,7 +145,7 @@ def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], 
             emit("NO POLYGON_API_KEY: streaming SIMULATED market data from the local simulator.")
             emit("Rows carry source='simulator'. Set POLYGON_API_KEY to stream the real market.")
             emit("=" * 78)
-        supervisor.start("stream", [python, "-m", "rrr.cli", "stream"], env)
+        supervisor.start("stream", [python, "-m", "rrr_cli", "stream"], env)
         ready = supervisor.wait_ready(ingest, stop, READY_TIMEOUT_S)
         if ready or not (stop.is_set() or supervisor.exited()):  # else: the watch says why
             if not ready:
