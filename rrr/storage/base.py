@@ -68,14 +68,18 @@ class BatchResult:
     rejected: int  # rows sent to dead_letters
 
 
-@runtime_checkable
-class Store(Protocol):
+# The store by job: each caller can name the one part it needs; ``Store`` is all of them.
+class SchemaStore(Protocol):
     dialect: str
 
     def migrate(self) -> list[str]:
         """Apply pending schema migrations; returns the versions applied (empty: up to date)."""
         ...
 
+    def close(self) -> None: ...
+
+
+class TickWriter(Protocol):
     def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
         """``version_ms``: when the batch's bars were received from the vendor (see "Bar
         versions" above); None: the time of the write. Only bars have versions."""
@@ -86,12 +90,22 @@ class Store(Protocol):
         letter it could, when some letter was refused in every form (see above)."""
         ...
 
+    def prune_ingest_batches(self, older_than_ms: int) -> int | None:
+        """Forget batch ids applied before ``older_than_ms`` (how many, when the store can
+        tell). Only ids older than any possible redelivery may go; natural keys still dedupe
+        the rows of a batch replayed after that."""
+        ...
+
+
+class EventWriter(Protocol):
     def add_events(self, events: list[SystemEvent]) -> int:
         """Returns how many were new (events whose dedupe_key exists are skipped)."""
         ...
 
     def add_sentiments(self, rows: list[Sentiment]) -> int: ...
 
+
+class StoreReader(Protocol):
     def read_trades(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame: ...
 
     def read_quotes(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame: ...
@@ -115,13 +129,10 @@ class Store(Protocol):
         tasks/delivery.py), for ``rrr status``."""
         ...
 
-    def prune_ingest_batches(self, older_than_ms: int) -> int | None:
-        """Forget batch ids applied before ``older_than_ms`` (how many, when the store can
-        tell). Only ids older than any possible redelivery may go; natural keys still dedupe
-        the rows of a batch replayed after that."""
-        ...
 
-    # -- backfill chunks (resumable backfill progress; see rrr/backfill/chunks.py) ---------
+class ChunkLedger(Protocol):
+    """Resumable backfill progress, the ``backfill_chunks`` table (see rrr/backfill/chunks.py)."""
+
     def upsert_chunks(self, chunks: list[Chunk]) -> int:
         """Write planned chunks; an existing chunk keeps its status and progress but moves to
         the newest plan naming it. Returns how many were new."""
@@ -151,7 +162,10 @@ class Store(Protocol):
         """Ids of the plan's chunks that are not done, by ticker then time."""
         ...
 
-    def close(self) -> None: ...
+
+@runtime_checkable
+class Store(SchemaStore, TickWriter, EventWriter, StoreReader, ChunkLedger, Protocol):
+    """Everything a store does; tests/integration/test_store_contract.py holds each to it."""
 
 
 def migrations(dialect: str) -> list[tuple[str, str]]:
@@ -166,65 +180,3 @@ def check_table(table: str) -> str:
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
     return table
-
-
-TRADE_COLUMNS = [
-    "ticker",
-    "exchange_id",
-    "trade_id",
-    "price",
-    "size",
-    "conditions",
-    "ts_ms",
-    "received_ms",
-    "source",
-]
-QUOTE_COLUMNS = [
-    "ticker",
-    "exchange_id",
-    "bid_price",
-    "bid_size",
-    "ask_price",
-    "ask_size",
-    "ts_ms",
-    "received_ms",
-    "source",
-]
-BAR_COLUMNS = [
-    "ticker",
-    "timeframe",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "vwap",
-    "trade_count",
-    "start_ms",
-    "end_ms",
-    "source",
-]
-
-
-def frame(records: list[tuple[object, ...]], columns: list[str], time_column: str) -> pd.DataFrame:
-    """Rows -> DataFrame with float prices and a UTC ``event_time`` beside the ms column."""
-    df = pd.DataFrame.from_records(records, columns=columns)
-    for col in columns:
-        if col in (
-            "price",
-            "size",
-            "bid_price",
-            "bid_size",
-            "ask_price",
-            "ask_size",
-            "open",
-            "high",
-            "low",
-            "close",
-            "volume",
-            "vwap",
-        ):
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    df[time_column] = df[time_column].astype("int64")
-    df["event_time"] = pd.to_datetime(df[time_column], unit="ms", utc=True)
-    return df

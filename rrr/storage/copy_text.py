@@ -70,3 +70,51 @@ def _number_fields(column: list[Any]) -> list[bytes]:
     if text is None or text.count(b"null") != column.count(None):
         return [NULL if v is None else repr(v).encode() for v in column]
     return [NULL if f == b"null" else f for f in text[1:-1].split(b",")]
+
+
+# Trades and quotes come by the few hundred from the stream: one f-string a row is fast enough.
+def _optional(value: Any) -> str:
+    return "\\N" if value is None else repr(value)
+
+
+def _trade_id(value: Any) -> str:
+    s = str(value)
+    if "\\" in s or "\t" in s or "\n" in s or "\r" in s:
+        return escape(s)
+    return s
+
+
+_ARRAY_LITERALS: dict[tuple[int, ...], str] = {}
+
+
+def _int_array(values: Any) -> str:
+    """COPY text for smallint[]; trade conditions take a handful of values, so cache them."""
+    key = tuple(values) if values else ()
+    literal = _ARRAY_LITERALS.get(key)
+    if literal is None:
+        literal = "{" + ",".join(str(int(v)) for v in key) + "}"
+        if len(_ARRAY_LITERALS) < 1024:
+            _ARRAY_LITERALS[key] = literal
+    return literal
+
+
+def trade_copy_text(rows: list[Any]) -> str:
+    """COPY text (rrr.models.Trade field order, ``stage_trades``) of checked trades."""
+    return "".join(
+        [
+            f"{escape(r[0])}\t{r[1]}\t{_trade_id(r[2])}\t{r[3]!r}\t{r[4]!r}\t{_int_array(r[5])}\t"
+            f"{r[6]}\t{_optional(r[7])}\t{escape(r[8])}\n"
+            for r in rows
+        ]
+    )
+
+
+def quote_copy_text(rows: list[Any]) -> str:
+    """COPY text (rrr.models.Quote field order, ``stage_quotes``) of checked quotes."""
+    return "".join(
+        [
+            f"{escape(r[0])}\t{r[1]}\t{r[2]!r}\t{r[3]!r}\t{r[4]!r}\t{r[5]!r}\t{r[6]}\t"
+            f"{_optional(r[7])}\t{escape(r[8])}\n"
+            for r in rows
+        ]
+    )

@@ -37,7 +37,7 @@ BUSY_PGRST_CODES = ("PGRST000", "PGRST001", "PGRST002", "PGRST003")  # PostgREST
 
 class SchemaCacheMiss(PermanentStorageError):
     """HTTP 404 PGRST202/PGRST205: PostgREST's schema cache has no such function or table.
-    Permanent once the store has waited out a cache reload (rrr/storage/supabase.py)."""
+    Permanent once the store has waited out a cache reload (rrr/storage/supabase/rest.py)."""
 
 
 class RestConflict(TransientStorageError):

@@ -26,7 +26,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
 ONE_US = timedelta(microseconds=1)
 
-# Columns selected for each read, in the order of rrr.storage.base's *_COLUMNS.
+# Columns selected for each read, in the order of rrr.storage.frames' *_COLUMNS.
 TRADE_SELECT = "ticker,exchange_id,trade_id,price,size,conditions,event_time,received_time,source"
 QUOTE_SELECT = (
     "ticker,exchange_id,bid_price,bid_size,ask_price,ask_size,event_time,received_time,source"

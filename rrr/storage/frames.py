@@ -1,0 +1,88 @@
+"""What every store's reads return: the DataFrame columns of each table, and ``frame``."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+TRADE_COLUMNS = [
+    "ticker",
+    "exchange_id",
+    "trade_id",
+    "price",
+    "size",
+    "conditions",
+    "ts_ms",
+    "received_ms",
+    "source",
+]
+QUOTE_COLUMNS = [
+    "ticker",
+    "exchange_id",
+    "bid_price",
+    "bid_size",
+    "ask_price",
+    "ask_size",
+    "ts_ms",
+    "received_ms",
+    "source",
+]
+BAR_COLUMNS = [
+    "ticker",
+    "timeframe",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "trade_count",
+    "start_ms",
+    "end_ms",
+    "source",
+]
+
+
+EVENT_COLUMNS = [
+    "ts_ms",
+    "component",
+    "event_type",
+    "severity",
+    "message",
+    "details",
+    "dedupe_key",
+]
+SENTIMENT_COLUMNS = [
+    "asset",
+    "source",
+    "label",
+    "score",
+    "confidence",
+    "text",
+    "metadata",
+    "ts_ms",
+    "interval_start_ms",
+]
+
+
+def frame(records: list[tuple[object, ...]], columns: list[str], time_column: str) -> pd.DataFrame:
+    """Rows -> DataFrame with float prices and a UTC ``event_time`` beside the ms column."""
+    df = pd.DataFrame.from_records(records, columns=columns)
+    for col in columns:
+        if col in (
+            "price",
+            "size",
+            "bid_price",
+            "bid_size",
+            "ask_price",
+            "ask_size",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "vwap",
+        ):
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    df[time_column] = df[time_column].astype("int64")
+    df["event_time"] = pd.to_datetime(df[time_column], unit="ms", utc=True)
+    return df

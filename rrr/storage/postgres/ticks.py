@@ -1,0 +1,143 @@
+"""PostgreSQL tick writes. A batch is one transaction: record its id in ``ingest_batches`` (a
+replay stops there), COPY its rows as text into a temp stage table, then ``INSERT ... SELECT
+... ON CONFLICT`` into the real table. Text COPY carries each price as the shortest decimal
+that round-trips (the digits of ``repr(float)``), the vendor's exact decimal; a binary float8
+would be rounded to 15 digits on its way into NUMERIC (rrr/storage/copy_text.py).
+
+Pooler-safe: every transaction declares the temp table it needs (``CREATE TEMP TABLE IF NOT
+EXISTS ... ON COMMIT DELETE ROWS``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from rrr.clock import now_ms  # the receiving clock of the row checks
+from rrr.errors import PermanentStorageError
+from rrr.models import Bar, Batch, Rejected
+from rrr.storage.base import BatchResult
+from rrr.storage.copy_text import bar_copy_text, quote_copy_text, trade_copy_text
+from rrr.storage.dead_letters import LetterRow, Outcome, letter_row, store_each
+from rrr.storage.postgres.connection import PostgresConnection
+from rrr.storage.postgres.stages import ANY_BAR_IN_RANGE, APPLY_BATCH, APPLY_NEW_BARS, STAGES
+from rrr.storage.rows import bar_columns, bar_key_range, columns_of, split_storable
+from rrr.storage.sql_dialect import TS
+
+log = logging.getLogger(__name__)
+
+COPY_TEXT = {"trades": trade_copy_text, "quotes": quote_copy_text}
+
+PRUNE_INGEST_BATCHES = f"DELETE FROM ingest_batches WHERE applied_at < {TS.format('%s')}"
+
+INSERT_DEAD_LETTER = (
+    "INSERT INTO dead_letters (kind, source, reason, raw, text_encoding, dedupe_key)"
+    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (dedupe_key) DO NOTHING"
+)
+# What PostgreSQL refuses for good in a dead letter (text it cannot hold, too big, a
+# constraint); rrr.storage.dead_letters then tries the letter's other forms. UnicodeError:
+# psycopg cannot even encode a lone surrogate.
+_LETTER_REFUSALS = (
+    psycopg.IntegrityError,
+    psycopg.DataError,
+    pg_errors.ProgramLimitExceeded,
+    UnicodeError,
+)
+
+
+class PostgresTicks(PostgresConnection):
+    def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
+        payload, bad, key_range = _copy_payload(batch)
+        create_stage, copy_sql, insert_sql = STAGES[batch.kind]
+        apply_sql = APPLY_BATCH.format(insert=insert_sql)
+        params: tuple[Any, ...] = (batch.id, batch.kind, len(batch.rows))
+        if batch.kind == "bars":
+            params += (version_ms,)
+
+        def work(cur: psycopg.Cursor[Any], probe: tuple[str, str, int, int] | None) -> BatchResult:
+            # Four round trips: stage table, COPY, the CTE above, COMMIT (in _run); five for
+            # bars of one ticker (the probe for stored keys).
+            cur.execute(create_stage)
+            if payload:
+                with cur.copy(copy_sql) as copy:
+                    copy.write(payload)
+            new_keys = False
+            if probe is not None:
+                cur.execute(ANY_BAR_IN_RANGE, probe)
+                found = cur.fetchone()
+                new_keys = found is not None and not found[0]
+            cur.execute(APPLY_NEW_BARS if new_keys else apply_sql, params)
+            row = cur.fetchone()
+            applied, stored = (bool(row[0]), int(row[1])) if row else (False, 0)
+            if applied and bad:
+                # A letter refused in every form: the batch would drop it, so the caller sets
+                # the batch aside whole.
+                _insert_dead_letters(cur, bad).checked("PostgreSQL", len(bad))
+            return BatchResult(batch.id, applied, stored, len(bad) if applied else 0)
+
+        try:
+            result: BatchResult = self._run(lambda cur: work(cur, key_range))
+        except PermanentStorageError as exc:
+            if key_range is None or not isinstance(exc.__cause__, pg_errors.UniqueViolation):
+                raise
+            # A bar stored by another writer between the probe and the INSERT: nothing of this
+            # transaction stayed, so apply the batch again, upserting.
+            log.info("batch %s: a key was stored meanwhile; applying it again", batch.id)
+            result = self._run(lambda cur: work(cur, None))
+        return result
+
+    def add_dead_letters(self, rejected: list[Rejected]) -> int:
+        if not rejected:
+            return 0
+        outcome: Outcome = self._run(lambda cur: _insert_dead_letters(cur, rejected))
+        return outcome.checked("PostgreSQL", len(rejected))
+
+    def prune_ingest_batches(self, older_than_ms: int) -> int | None:
+        def work(cur: psycopg.Cursor[Any]) -> int:
+            cur.execute(PRUNE_INGEST_BATCHES, (older_than_ms,))
+            return int(cur.rowcount)
+
+        return int(self._run(work))
+
+
+def _copy_payload(
+    batch: Batch,
+) -> tuple[str | bytes, list[Rejected], tuple[str, str, int, int] | None]:
+    """The COPY text of the batch's storable rows ("" if none), the rest as dead letters, and
+    for bars of one ticker and timeframe the range of their keys (see APPLY_NEW_BARS)."""
+    now = now_ms()
+    if batch.kind != "bars":
+        good, bad = split_storable(batch.kind, batch.rows, now)
+        return (COPY_TEXT[batch.kind](good) if good else ""), bad, None
+    bad = []
+    columns = bar_columns(batch.rows, now)  # every bar storable, as a REST page nearly always is
+    if columns is None:
+        good, bad = split_storable(batch.kind, batch.rows, now)
+        if not good:
+            return "", bad, None
+        columns = columns_of(good, len(Bar._fields))
+    return bar_copy_text(columns), bad, bar_key_range(columns)
+
+
+def _insert_dead_letters(cur: psycopg.Cursor[Any], rejected: list[Rejected]) -> Outcome:
+    """Inside an open transaction: every letter in a savepoint, or, when PostgreSQL refuses
+    one of them, each alone in a savepoint of its own (rrr.storage.dead_letters)."""
+    try:
+        with cur.connection.transaction():
+            new = 0
+            for r in rejected:  # dead letters are rare: one statement each keeps the count exact
+                cur.execute(INSERT_DEAD_LETTER, letter_row(r).params())
+                new += cur.rowcount
+            return Outcome(new, [])
+    except _LETTER_REFUSALS:
+        pass
+
+    def insert_one(row: LetterRow) -> int:
+        with cur.connection.transaction():
+            cur.execute(INSERT_DEAD_LETTER, row.params())
+            return int(cur.rowcount)
+
+    return store_each(rejected, insert_one, lambda exc: isinstance(exc, _LETTER_REFUSALS))

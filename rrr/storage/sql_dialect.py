@@ -1,0 +1,53 @@
+"""What differs between the SQL the SQLite and PostgreSQL stores share (rrr/storage/sql_reads.py,
+sql_chunks.py): the parameter marker, how times are kept, and how JSON comes back.
+
+SQLite keeps times as INTEGER ms and JSON as TEXT; PostgreSQL keeps TIMESTAMPTZ and JSONB (and
+trade conditions as smallint[]), which psycopg already hands back as Python values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+# PostgreSQL: ms since the epoch -> TIMESTAMPTZ, and back.
+TS = "('epoch'::timestamptz + {} * interval '1 millisecond')"
+MS = "(extract(epoch from {}) * 1000)::bigint"
+
+
+@dataclass(frozen=True, slots=True)
+class SqlDialect:
+    param: str  # the driver's parameter marker
+    time_of_ms: str  # format: a ms expression -> the time column's type
+    ms_of_time: str  # format: a time column expression -> ms
+    json_value: Callable[[Any], Any] | None  # a stored JSON column -> its value; None: as read
+
+    @property
+    def time_param(self) -> str:
+        """A parameter given in ms, as a time column's value."""
+        return self.time_of_ms.format(self.param)
+
+    def ms(self, expression: str) -> str:
+        """A time column (or an aggregate of one) read back as ms."""
+        return self.ms_of_time.format(expression)
+
+
+SQLITE = SqlDialect("?", "{}", "{}", orjson.loads)
+POSTGRES = SqlDialect("%s", TS, MS, None)
+
+
+class SqlQueries:
+    """What the shared SQL parts need from a SQL store: its dialect and two ways to run SQL."""
+
+    sql: SqlDialect
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read, errors mapped to the rrr error tree."""
+        raise NotImplementedError
+
+    def _chunk_write(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One statement in a transaction of its own; the rows it returns (if any)."""
+        raise NotImplementedError

@@ -1,0 +1,113 @@
+"""SQLite tick writes: a batch of trades, quotes or bars with its id and dead letters, in one
+``BEGIN IMMEDIATE`` transaction (see the contract in rrr/storage/base.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from rrr.clock import now_ms  # the receiving clock of the row checks
+from rrr.models import Batch, Rejected
+from rrr.storage.base import BatchResult
+from rrr.storage.dead_letters import LetterRow, Outcome, letter_row, store_each
+from rrr.storage.rows import conditions_text, last_bar_per_key, split_storable
+from rrr.storage.sqlite.connection import SqliteConnection
+
+INSERT_TRADES = (
+    "INSERT OR IGNORE INTO crypto_trades (ticker, exchange_id, trade_id, price, size, conditions,"
+    " event_time, received_time, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_QUOTES = (
+    "INSERT OR IGNORE INTO crypto_quotes (ticker, exchange_id, bid_price, bid_size, ask_price,"
+    " ask_size, event_time, received_time, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+# A bar is replaced only by a version of itself at least as new (rrr.storage.base, "Bar
+# versions"): the version is the caller's version_ms, else the time of this write; a row written
+# before versions existed stands at its updated_at, the time it was written.
+UPSERT_BARS = (
+    "INSERT INTO crypto_aggregates (ticker, timeframe, open, high, low, close, volume, vwap,"
+    " trade_count, event_time, end_time, source, version_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+    f" ?, ?, ?, ?, COALESCE(?, {NOW_MS})) ON CONFLICT (ticker, timeframe, event_time) DO UPDATE"
+    " SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,"
+    " volume = excluded.volume, vwap = excluded.vwap, trade_count = excluded.trade_count,"
+    " end_time = excluded.end_time, source = excluded.source,"
+    f" version_time = excluded.version_time, updated_at = {NOW_MS}"
+    " WHERE excluded.version_time"
+    " >= COALESCE(crypto_aggregates.version_time, crypto_aggregates.updated_at)"
+)
+
+INSERT_DEAD_LETTER = (
+    "INSERT OR IGNORE INTO dead_letters (kind, source, reason, raw, text_encoding, dedupe_key)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+# What SQLite refuses for good in a dead letter (too big for SQLITE_LIMIT_LENGTH, a constraint,
+# text it cannot encode); rrr.storage.dead_letters tries the letter's other forms.
+_LETTER_REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, UnicodeError)
+
+
+def _is_letter_refusal(exc: BaseException) -> bool:
+    return isinstance(exc, _LETTER_REFUSALS)
+
+
+class SqliteTicks(SqliteConnection):
+    def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
+        good, bad = split_storable(batch.kind, batch.rows, now_ms())
+        with self._transaction():
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO ingest_batches (batch_id, kind, row_count) VALUES (?, ?, ?)",
+                (batch.id, batch.kind, len(batch.rows)),
+            )
+            if cur.rowcount == 0:  # applied before: nothing was written, the commit is a no-op
+                return BatchResult(batch.id, applied=False, stored=0, rejected=0)
+            stored = self._write_rows(batch.kind, good, version_ms)
+            # A letter refused in every form: the batch would drop it, so the caller sets the
+            # batch aside whole.
+            self._insert_dead_letters(bad).checked("SQLite", len(bad))
+        return BatchResult(batch.id, applied=True, stored=stored, rejected=len(bad))
+
+    def _write_rows(self, kind: str, rows: list[Any], version_ms: int | None = None) -> int:
+        if not rows:
+            return 0
+        before = self._conn.total_changes
+        if kind == "trades":
+            self._conn.executemany(
+                INSERT_TRADES,
+                [
+                    (r[0], r[1], str(r[2]), r[3], r[4], conditions_text(r[5]), r[6], r[7], r[8])
+                    for r in rows
+                ],
+            )
+        elif kind == "quotes":
+            self._conn.executemany(INSERT_QUOTES, rows)
+        else:
+            self._conn.executemany(UPSERT_BARS, [(*r, version_ms) for r in last_bar_per_key(rows)])
+        return self._conn.total_changes - before
+
+    def _insert_dead_letters(self, rejected: list[Rejected]) -> Outcome:
+        """Inside an open transaction: every letter, or each alone in a savepoint of its own
+        when the store refuses one of them (rrr.storage.dead_letters)."""
+        if not rejected:
+            return Outcome(0, [])
+        rows = [letter_row(r).params() for r in rejected]
+        before = self._conn.total_changes
+        try:
+            with self._savepoint("letters"):
+                self._conn.executemany(INSERT_DEAD_LETTER, rows)
+        except _LETTER_REFUSALS:
+            return store_each(rejected, self._insert_letter, _is_letter_refusal)
+        return Outcome(self._conn.total_changes - before, [])
+
+    def _insert_letter(self, row: LetterRow) -> int:
+        with self._savepoint("letter"):
+            return int(self._conn.execute(INSERT_DEAD_LETTER, row.params()).rowcount)
+
+    def add_dead_letters(self, rejected: list[Rejected]) -> int:
+        if not rejected:
+            return 0
+        with self._transaction():
+            outcome = self._insert_dead_letters(rejected)
+        return outcome.checked("SQLite", len(rejected))
+
+    def prune_ingest_batches(self, older_than_ms: int) -> int | None:
+        return self._write("DELETE FROM ingest_batches WHERE applied_at < ?", [(older_than_ms,)])
