@@ -7,7 +7,8 @@ import logging
 import logging.handlers
 from collections.abc import Iterable
 
-from rrr.config import Settings, url_password
+from rrr.config import Settings
+from rrr.config_values import url_password
 
 FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
 
