@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
 from rrr.models import Sentiment, SystemEvent
 from rrr.storage.postgres.connection import PostgresConnection
+from rrr.storage.record_values import event_values, json_text, sentiment_values
 from rrr.storage.sql_dialect import TS
 
 INSERT_EVENT = (
@@ -25,8 +25,8 @@ INSERT_SENTIMENT = (
 )
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+def _jsonb(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=json_text)
 
 
 class PostgresEvents(PostgresConnection):
@@ -45,37 +45,7 @@ class PostgresEvents(PostgresConnection):
         return int(self._run(work))
 
     def add_events(self, events: list[SystemEvent]) -> int:
-        return self._insert_each(
-            INSERT_EVENT,
-            [
-                (
-                    e.ts_ms,
-                    e.component,
-                    e.event_type,
-                    e.severity,
-                    e.message,
-                    Jsonb(e.details, dumps=_json),
-                    e.dedupe_key,
-                )
-                for e in events
-            ],
-        )
+        return self._insert_each(INSERT_EVENT, [event_values(e, _jsonb) for e in events])
 
     def add_sentiments(self, rows: list[Sentiment]) -> int:
-        return self._insert_each(
-            INSERT_SENTIMENT,
-            [
-                (
-                    s.asset,
-                    s.source,
-                    s.label,
-                    s.score,
-                    s.confidence,
-                    s.text,
-                    Jsonb(s.metadata, dumps=_json),
-                    s.ts_ms,
-                    s.interval_start_ms,
-                )
-                for s in rows
-            ],
-        )
+        return self._insert_each(INSERT_SENTIMENT, [sentiment_values(s, _jsonb) for s in rows])
