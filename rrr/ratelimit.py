@@ -27,12 +27,17 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeGuard
+from typing import Protocol
 
 import redis
 
 from rrr.config import Rate
 from rrr.errors import RateLimited, VendorUnavailable
+
+# Which refusals are one's turn, and when to come back, belong to the retry policy; kept
+# importable from here for the callers that think of them as the limiter's.
+from rrr.retry_policy import come_back_in_s as come_back_in_s
+from rrr.retry_policy import is_limiter_wait as is_limiter_wait
 
 log = logging.getLogger(__name__)
 
@@ -131,19 +136,6 @@ class RedisRateLimiter:
         if wait_s > 0:
             self._sleep(wait_s)
         return wait_s
-
-
-def is_limiter_wait(exc: BaseException) -> TypeGuard[RateLimited]:
-    """Our own bucket said "later" (``RateLimited`` without an HTTP status): waiting one's turn,
-    not a failure, so it never counts against a task's retries. A vendor 429 has a status."""
-    return isinstance(exc, RateLimited) and exc.status is None
-
-
-def come_back_in_s(wait_s: float, longest_s: float) -> float:
-    """When a caller the bucket turned away asks again: when its next token exists, but never
-    later than ``longest_s``. Asking early is harmless (the bucket names the wait again); a
-    Celery retry held longer than the broker's visibility timeout would be delivered twice."""
-    return min(max(0.0, wait_s), longest_s)
 
 
 def counter_key(name: str = DEFAULT_BUCKET) -> str:

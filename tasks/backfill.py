@@ -3,10 +3,9 @@ on the ``backfill`` queue; ``fetch_chunk`` loads one chunk; ``repair_gap`` fills
 stream left, bars and trades (sent by name, ``tasks.backfill.repair_gap``, by the stream worker
 and the quality validator, as soon as the gap is known: the task itself waits until the gap's
 last minute has closed, ``rrr.backfill.repair.repair_due_ms``). The logic lives in
-``rrr.backfill``; these turn arguments into its calls and let ``is_transient`` decide retries.
-
-Per-process resources: one ``requests.Session`` and one limiter client per worker process,
-opened lazily and reopened after a fork (keyed by pid), like ``tasks.resources.store``.
+``rrr.backfill``; these turn arguments into its calls, and ``rrr.retry_policy`` decides retries.
+The store and the REST client (one session, the shared limiter) are the process's own
+(``tasks.resources``).
 
 Rate limit: no task sleeps more than about a second in the shared limiter. Turned away, it
 retries (``self.retry``) when the limiter says its next token exists, giving its worker process
@@ -18,11 +17,9 @@ error budget, and nothing is dropped for waiting.
 from __future__ import annotations
 
 import logging
-import os
 import random
 from typing import Any
 
-import redis
 from celery import group
 from celery.exceptions import SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError
@@ -32,50 +29,25 @@ from rrr.backfill import repair
 from rrr.backfill.chunks import DEFAULT_LEASE_MS, ChunkInterrupted, Resume, give_up
 from rrr.backfill.chunks import fetch_chunk as load_chunk
 from rrr.bounds import MAX_AHEAD_MS
-from rrr.broker import resolve_redis_url
 from rrr.clock import SystemClock, now_ms
-from rrr.errors import ConfigError, RateLimited, RrrError, is_transient
-from rrr.models import SOURCE_POLYGON, SOURCE_SIMULATOR, SystemEvent
-from rrr.polygon.rest import PolygonRest, new_session
-from rrr.ratelimit import RedisRateLimiter, come_back_in_s, is_limiter_wait
+from rrr.errors import ConfigError, RrrError
+from rrr.models import SystemEvent
+from rrr.retry_policy import RetryIn, RetryPolicy, come_back_in_s
 from rrr.storage import Store
+from rrr.task_names import QUEUE_BACKFILL, TASK_FETCH_CHUNK, TASK_PLAN_BACKFILL, TASK_REPAIR_GAP
 from tasks import app
-from tasks.resources import gc_paused, longest_countdown_s, retry_countdown_s, settings, store
+from tasks.resources import decide_retry, gc_paused, longest_countdown_s, rest, settings, store
 
 log = logging.getLogger(__name__)
 
-BACKFILL_QUEUE = "backfill"
 MAX_CHUNK_ERRORS = 8  # transient vendor/database errors per chunk before it is marked failed
 MAX_DEFERRALS = 1_000  # other retries (a held lease, a busy database); limiter waits never count
 MAX_REPAIR_ERRORS = 8  # transient vendor/database errors per repair; limiter waits never count
-LIMITER_MAX_WAIT_S = 1.0  # the longest a task sleeps in the limiter before it retries instead
+# A chunk's n-th error (counted in its Resume, this one included) backs off 0.5 to 2**n s.
+CHUNK_ERRORS = RetryPolicy(max_errors=MAX_CHUNK_ERRORS, first_backoff_s=2.0)
+CHUNK_DEFERRALS = RetryPolicy(max_errors=MAX_DEFERRALS)
+REPAIR_ERRORS = RetryPolicy(max_errors=MAX_REPAIR_ERRORS)
 _CLOCK = SystemClock()
-
-_rest: PolygonRest | None = None
-_rest_pid: int | None = None
-
-
-def rest() -> PolygonRest:
-    """This process's REST client: one session, the shared Redis rate limiter."""
-    global _rest, _rest_pid
-    if _rest is None or _rest_pid != os.getpid():
-        s = settings()
-        client = redis.Redis.from_url(resolve_redis_url(s), socket_timeout=10)
-        _rest = PolygonRest(
-            new_session(),
-            RedisRateLimiter(client, s.polygon_rate_limit, max_wait_s=LIMITER_MAX_WAIT_S),
-            s.polygon_rest_url,
-            s.polygon_rest_key,
-            source=SOURCE_SIMULATOR if s.simulated else SOURCE_POLYGON,
-        )
-        _rest_pid = os.getpid()
-    return _rest
-
-
-def come_back_countdown_s(wait_s: float) -> float:
-    """The retry's countdown of a task turned away (the limiter: when its next token exists; a
-    repair: when its window has closed), never past ``longest_countdown_s``."""
-    return come_back_in_s(wait_s, longest_countdown_s())
 
 
 def default_lease_ms() -> int:
@@ -93,14 +65,14 @@ def enqueue_plan(db: Store, plan: planning.Plan, *, lease_s: float | None = None
     if ids:
         try:
             group(fetch_chunk.si(cid, lease_s=lease_s) for cid in ids).apply_async(
-                queue=BACKFILL_QUEUE
+                queue=QUEUE_BACKFILL
             )
         except OperationalError as exc:
             raise ConfigError(f"cannot reach the broker to enqueue the backfill: {exc}") from exc
     return ids
 
 
-@app.task(name="tasks.backfill.plan_backfill", ignore_result=False)
+@app.task(name=TASK_PLAN_BACKFILL, ignore_result=False)
 def plan_backfill(
     tickers: list[str],
     start_ms: int,
@@ -121,7 +93,7 @@ def plan_backfill(
     return {"plan_id": plan.plan_id, "chunks": len(plan.chunks), "enqueued": len(ids)}
 
 
-@app.task(name="tasks.backfill.fetch_chunk", bind=True, max_retries=None, ignore_result=True)
+@app.task(name=TASK_FETCH_CHUNK, bind=True, max_retries=None, ignore_result=True)
 def fetch_chunk(
     self: Any,
     chunk_id: str,
@@ -130,9 +102,12 @@ def fetch_chunk(
     deferrals: int = 0,
 ) -> dict[str, Any]:
     lease_ms = int(lease_s * 1000) if lease_s else default_lease_ms()
-    # A retry names all its arguments: Celery would otherwise reuse the first call's args.
-    args = (chunk_id,)
-    again = {"lease_s": lease_s, "deferrals": deferrals + 1}
+
+    def again(countdown_s: float, resume_at: dict[str, Any] | None, counted: bool = True) -> Any:
+        # A retry names all its arguments: Celery would otherwise reuse the first call's args.
+        kwargs = {"lease_s": lease_s, "deferrals": deferrals + counted, "resume": resume_at}
+        return self.retry(args=(chunk_id,), kwargs=kwargs, countdown=countdown_s)
+
     try:
         with gc_paused():
             outcome = load_chunk(
@@ -145,44 +120,34 @@ def fetch_chunk(
             )
     except SoftTimeLimitExceeded:
         # Out of time (a very slow vendor): back to pending, and again from its first page.
-        store().fail_chunk(
-            chunk_id, "task time limit reached", now_ms(), retry=deferrals < MAX_DEFERRALS
-        )
-        if deferrals >= MAX_DEFERRALS:
+        more = not CHUNK_DEFERRALS.spent(deferrals)
+        store().fail_chunk(chunk_id, "task time limit reached", now_ms(), retry=more)
+        if not more:
             raise
-        raise self.retry(args=args, kwargs={**again, "resume": None}, countdown=1.0) from None
+        raise again(1.0, None) from None
     except ChunkInterrupted as exc:
-        where = exc.resume
-        if is_limiter_wait(exc.cause):  # our turn comes later: not a failure, never counted
-            countdown = come_back_countdown_s(exc.retry_after_s or 0.0)
-            log.debug("chunk %s: rate limit; again in %.1f s", chunk_id, countdown)
-            waiting = {**again, "deferrals": deferrals, "resume": where.to_dict()}
-            raise self.retry(args=args, kwargs=waiting, countdown=countdown) from None
-        if where.errors > MAX_CHUNK_ERRORS or deferrals >= MAX_DEFERRALS:
-            give_up(store(), chunk_id, str(exc.cause), now_ms())
-            log.error("chunk %s failed for good: %s", chunk_id, exc.cause)
-            return {"chunk_id": chunk_id, "status": "failed", "error": str(exc.cause)}
-        wait_s = exc.retry_after_s
-        countdown = (
-            come_back_countdown_s(wait_s) if wait_s is not None else retry_countdown_s(where.errors)
-        )
-        log.info("chunk %s: %s; again in %.1f s", chunk_id, exc.cause, countdown)
-        raise self.retry(
-            args=args, kwargs={**again, "resume": where.to_dict()}, countdown=countdown
-        ) from None
+        # Its Resume counts the errors, this one included; a limiter wait is never given up on.
+        decision = decide_retry(exc.cause, exc.resume.errors - 1, CHUNK_ERRORS)
+        if isinstance(decision, RetryIn) and (
+            not decision.counted or not CHUNK_DEFERRALS.spent(deferrals)
+        ):
+            level = logging.INFO if decision.counted else logging.DEBUG  # a wait is no news
+            again_in_s = decision.countdown_s
+            log.log(level, "chunk %s: %s; again in %.1f s", chunk_id, exc.cause, again_in_s)
+            raise again(decision.countdown_s, exc.resume.to_dict(), decision.counted) from None
+        give_up(store(), chunk_id, str(exc.cause), now_ms())
+        log.error("chunk %s failed for good: %s", chunk_id, exc.cause)
+        return {"chunk_id": chunk_id, "status": "failed", "error": str(exc.cause)}
     except RrrError as exc:  # the database failed around the pages (claiming, finishing)
-        if not is_transient(exc) or deferrals >= MAX_DEFERRALS:
+        decision = decide_retry(exc, deferrals, CHUNK_DEFERRALS)
+        if not isinstance(decision, RetryIn):
             raise
         log.warning("chunk %s: %s; again later", chunk_id, exc)
-        countdown = retry_countdown_s(min(deferrals, 6))
-        raise self.retry(
-            args=args, kwargs={**again, "resume": resume}, countdown=countdown
-        ) from exc
-    if outcome.status == "held" and deferrals < MAX_DEFERRALS:
+        raise again(decision.countdown_s, resume) from exc
+    if outcome.status == "held" and not CHUNK_DEFERRALS.spent(deferrals):
         # Another claim holds it: look again once its lease would have run out (if its worker
         # died, we take over; if it finishes, we find it done).
-        countdown = (outcome.retry_in_s or 0.0) + random.uniform(0.2, 1.0)
-        raise self.retry(args=args, kwargs={**again, "resume": resume}, countdown=countdown)
+        raise again((outcome.retry_in_s or 0.0) + random.uniform(0.2, 1.0), resume)
     if outcome.status == "done":
         log.info(
             "chunk %s done: %d bars in %d pages (fetch %.2f s, store %.2f s)",
@@ -195,7 +160,7 @@ def fetch_chunk(
     return outcome.to_dict()
 
 
-@app.task(name="tasks.backfill.repair_gap", bind=True, max_retries=None)
+@app.task(name=TASK_REPAIR_GAP, bind=True, max_retries=None)
 def repair_gap(
     self: Any,
     ticker: str,
@@ -210,14 +175,20 @@ def repair_gap(
     last minute has closed (and settled), it waits until then: a retry with that countdown,
     which is no failure. ``errors``: transient failures so far (set by the retries; waiting
     for the rate limit is not one); ``progress``: how far an interrupted attempt got."""
-    request = {"ticker": ticker, "start_ms": start_ms, "end_ms": end_ms, "reason": reason}
+
+    def again(countdown_s: float, errors_now: int, progress_now: dict[str, Any] | None) -> Any:
+        kwargs = {
+            **{"ticker": ticker, "start_ms": start_ms, "end_ms": end_ms, "reason": reason},
+            **{"errors": errors_now, "progress": progress_now},
+        }
+        return self.retry(args=(), kwargs=kwargs, countdown=countdown_s)
+
     now = now_ms()
     wait_s = repair.repair_countdown_s(int(end_ms), now)
     if wait_s > 0 and int(end_ms) <= now + MAX_AHEAD_MS:  # too far ahead: check_gap refuses it
-        countdown = come_back_countdown_s(wait_s)
+        countdown = come_back_in_s(wait_s, longest_countdown_s())
         log.debug("repair %s: window still open; in %.1f s", ticker, countdown)
-        kwargs = {**request, "errors": errors, "progress": progress}
-        raise self.retry(args=(), kwargs=kwargs, countdown=countdown)
+        raise again(countdown, errors, progress)
     try:
         result = repair.repair_gap(
             store(),
@@ -232,29 +203,20 @@ def repair_gap(
     except planning.PlanError as exc:
         log.error("repair_gap(%s, %s, %s) refused: %s", ticker, start_ms, end_ms, exc)
         return {"error": str(exc)}
-    except repair.RepairInterrupted as exc:
-        where = exc.progress.to_dict()
-        cause = exc.cause
-        if is_limiter_wait(cause):  # our turn comes later; the request waits, whole
-            countdown = come_back_countdown_s(cause.retry_after_s or 0.0)
-            log.debug("repair %s: rate limit; again in %.1f s", ticker, countdown)
-            kwargs = {**request, "errors": errors, "progress": where}
-            raise self.retry(args=(), kwargs=kwargs, countdown=countdown) from None
-        if errors < MAX_REPAIR_ERRORS:
-            wait = cause.retry_after_s if isinstance(cause, RateLimited) else None
-            countdown = (
-                come_back_countdown_s(wait) if wait is not None else retry_countdown_s(errors)
-            )
-            log.info("repair %s: %s; again in %.1f s", ticker, cause, countdown)
-            kwargs = {**request, "errors": errors + 1, "progress": where}
-            raise self.retry(args=(), kwargs=kwargs, countdown=countdown) from exc
-        return _repair_failed(ticker, start_ms, end_ms, reason, cause)
     except RrrError as exc:
-        if is_transient(exc) and errors < MAX_REPAIR_ERRORS:  # the store, before or after
-            countdown = retry_countdown_s(errors)
-            kwargs = {**request, "errors": errors + 1, "progress": progress}
-            raise self.retry(args=(), kwargs=kwargs, countdown=countdown) from exc
-        return _repair_failed(ticker, start_ms, end_ms, reason, exc)
+        # Interrupted: carry on from where it got to. Failed around it (the store, before or
+        # after): again from where this attempt began.
+        cause, where = (
+            (exc.cause, exc.progress.to_dict())
+            if isinstance(exc, repair.RepairInterrupted)
+            else (exc, progress)
+        )
+        decision = decide_retry(cause, errors, REPAIR_ERRORS)
+        if not isinstance(decision, RetryIn):
+            return _repair_failed(ticker, start_ms, end_ms, reason, cause)
+        level = logging.INFO if decision.counted else logging.DEBUG
+        log.log(level, "repair %s: %s; again in %.1f s", ticker, cause, decision.countdown_s)
+        raise again(decision.countdown_s, errors + decision.counted, where) from exc
     return result.to_dict()
 
 

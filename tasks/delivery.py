@@ -34,10 +34,11 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
 
 from rrr.applied import add_mark
-from rrr.errors import StorageError, is_transient
+from rrr.errors import StorageError
 from rrr.models import Rejected, raw_text, shown
+from rrr.retry_policy import RetryIn, RetryPolicy
 from rrr.storage.base import POISON_KIND
-from tasks.resources import longest_countdown_s, retry_countdown_s, store
+from tasks.resources import decide_retry, longest_countdown_s, retry_countdown_s, store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,6 +55,9 @@ DELIVERIES_TTL_S = 7 * 86_400
 # default", not "no limit"): the delivery count above is the limit for unexpected errors, and a
 # soft time limit or a store outage is retried for as long as it lasts.
 NO_RETRY_LIMIT = 2**31 - 1
+# A poison letter waits out a store outage however long it lasts (the message is acked only once
+# the letter is stored).
+LETTER_RETRIES = RetryPolicy()
 
 _redis: redis.Redis | None = None
 _redis_pid: int | None = None
@@ -186,9 +190,10 @@ class ReliableTask(Task):
         try:
             store().add_dead_letters([letter])
         except StorageError as exc:
-            if not is_transient(exc):
+            decision = decide_retry(exc, self.request.retries, LETTER_RETRIES)
+            if not isinstance(decision, RetryIn):
                 raise
-            countdown = retry_countdown_s(self.request.retries)
+            countdown = decision.countdown_s
             log.warning(
                 "poison letter for %s: %s; retry in %.1f s", self.request.id, exc, countdown
             )

@@ -4,49 +4,48 @@ asks ``tasks.backfill.repair_gap`` once per recorded gap and once per coalesced 
 unverified minutes (missing, with no trades and no disconnect: REST's answer tells a gap from a
 quiet spell; see rrr.quality.verify).
 
-One run at a time: a Redis lock (SET NX with a TTL of the hard time limit) makes a tick that
-finds another run still going skip, so slow runs never pile up and two runs never both ask for
-the same repair. A failed run (say, the database is down) is not retried: the next tick is
-the retry, over a window that still covers what this one missed.
+One run at a time: a Redis lock (redis-py's ``Lock``: SET NX with a random token and a TTL of
+the hard time limit; released only by its owner) makes a tick that finds another run still
+going skip, so slow runs never pile up and two runs never both ask for the same repair. A failed
+run (say, the database is down) is not retried: the next tick is the retry, over a window that
+still covers what this one missed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import uuid
 from typing import Any
 
 import redis
+from redis.exceptions import LockNotOwnedError
 
 from rrr.quality.validator import DataQualityValidator
+from rrr.task_names import QUEUE_BACKFILL, TASK_REPAIR_GAP, TASK_RUN_QUALITY_CHECKS
 from tasks import app
 from tasks.resources import settings, store
 
 log = logging.getLogger(__name__)
 
 LOCK_KEY = "rrr:quality:running"
-REPAIR_TASK = "tasks.backfill.repair_gap"
-# Delete the lock only if it is still ours (it may have expired and been taken by a later run).
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 
 
 def request_repair(ticker: str, start_ms: int, end_ms: int) -> None:
     """The production ``enqueue_repair``: by name, so this module needs no import of the
     backfill tasks."""
     app.send_task(
-        REPAIR_TASK,
+        TASK_REPAIR_GAP,
         kwargs={"ticker": ticker, "start_ms": start_ms, "end_ms": end_ms, "reason": "quality_gap"},
-        queue="backfill",
+        queue=QUEUE_BACKFILL,
     )
 
 
-@app.task(name="tasks.quality.run_quality_checks", ignore_result=False)
+@app.task(name=TASK_RUN_QUALITY_CHECKS, ignore_result=False)
 def run_quality_checks(lookback_hours: float = 24.0) -> dict[str, Any]:
     client = redis.Redis.from_url(app.conf.broker_url)
-    token = uuid.uuid4().hex
-    lock_ttl_s = int(app.conf.task_time_limit or 600)
+    running = client.lock(LOCK_KEY, timeout=int(app.conf.task_time_limit or 600), blocking=False)
     try:
-        if not client.set(LOCK_KEY, token, nx=True, ex=lock_ttl_s):
+        if not running.acquire():
             log.info("a quality run is still going; this tick skips")
             return {"skipped": True}
         try:
@@ -54,6 +53,8 @@ def run_quality_checks(lookback_hours: float = 24.0) -> dict[str, Any]:
             enqueue = request_repair if settings().quality_auto_repair else None
             return validator.run(lookback_hours, enqueue_repair=enqueue).summary()
         finally:
-            client.eval(_RELEASE, 1, LOCK_KEY, token)
+            # Ours no longer (it expired, and a later run took it): that run's to release.
+            with contextlib.suppress(LockNotOwnedError):
+                running.release()
     finally:
         client.close()

@@ -1,8 +1,14 @@
-"""Per-process resources: Settings and the store, opened once per worker process.
+"""Per-process resources: Settings, and the store, REST client and sentiment analyzer, each
+opened once per worker process, in one registry.
 
-Celery's prefork pool forks children after the parent imported the app; a database
-connection must never cross a fork, so the store opens on ``worker_process_init`` (and lazily,
-keyed by pid, for solo/threads pools and the CLI)."""
+Celery's prefork pool forks children after the parent imported the app; a connection must
+never cross a fork, so the registry is keyed by pid: a forked child finds it empty and opens
+its own (lazily, so solo/threads pools and the CLI work the same). The store opens on
+``worker_process_init`` (it migrates first); everything open closes on
+``worker_process_shutdown``. Tasks ask ``store()``, ``rest()``, ``analyzer()``.
+
+Retry timing lives here too, because it depends on this process's settings: the pure policy
+(``rrr.retry_policy``) given the visibility timeout and real randomness."""
 
 from __future__ import annotations
 
@@ -11,9 +17,10 @@ import gc
 import logging
 import os
 import random
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
 
+import redis
 from celery.signals import (
     beat_init,
     celeryd_after_setup,
@@ -22,18 +29,27 @@ from celery.signals import (
     worker_process_shutdown,
 )
 
-from rrr.broker import reachable_redis_url
+from rrr.broker import reachable_redis_url, resolve_redis_url
 from rrr.broker_persistence import check_broker_persistence
 from rrr.config import Settings
 from rrr.errors import ConfigError
 from rrr.logs import configure_logging
+from rrr.models import SOURCE_POLYGON, SOURCE_SIMULATOR
+from rrr.polygon.rest import PolygonRest, new_session
+from rrr.ratelimit import RedisRateLimiter
+from rrr.retry_policy import Decision, RetryPolicy, backoff_s, decide
+from rrr.sentiment.analyzer import SentimentAnalyzer
 from rrr.storage import Store, open_store_from_settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LIMITER_MAX_WAIT_S = 1.0  # the longest a task sleeps in the limiter before it retries instead
 
 _settings: Settings | None = None
-_store: Store | None = None
-_store_pid: int | None = None
+# name -> the resource, for the process whose pid is _opened_pid only.
+_opened: dict[str, object] = {}
+_opened_pid: int | None = None
 
 
 def settings() -> Settings:
@@ -43,13 +59,54 @@ def settings() -> Settings:
     return _settings
 
 
+def _this_process(name: str, open_it: Callable[[], T]) -> T:
+    """The resource ``name`` of this process, opened by ``open_it`` the first time."""
+    global _opened_pid
+    if _opened_pid != os.getpid():  # a forked child: the parent's connections are not its own
+        _opened.clear()
+        _opened_pid = os.getpid()
+    if name not in _opened:
+        _opened[name] = open_it()
+    return cast(T, _opened[name])
+
+
 def store() -> Store:
-    """The store of this process (reopened after a fork)."""
-    global _store, _store_pid
-    if _store is None or _store_pid != os.getpid():
-        _store = open_store_from_settings(settings())
-        _store_pid = os.getpid()
-    return _store
+    """The store of this process."""
+    return _this_process("store", lambda: open_store_from_settings(settings()))
+
+
+def rest() -> PolygonRest:
+    """This process's REST client: one session, the shared Redis rate limiter."""
+
+    def open_rest() -> PolygonRest:
+        s = settings()
+        client = redis.Redis.from_url(resolve_redis_url(s), socket_timeout=10)
+        return PolygonRest(
+            new_session(),
+            RedisRateLimiter(client, s.polygon_rate_limit, max_wait_s=LIMITER_MAX_WAIT_S),
+            s.polygon_rest_url,
+            s.polygon_rest_key,
+            source=SOURCE_SIMULATOR if s.simulated else SOURCE_POLYGON,
+        )
+
+    return _this_process("rest", open_rest)
+
+
+def analyzer() -> SentimentAnalyzer:
+    """This process's sentiment analyzer (its HTTP session)."""
+    return _this_process("analyzer", lambda: SentimentAnalyzer(settings()))
+
+
+def close_all() -> None:
+    """Close what this process opened (what has a ``close``); the next use opens afresh."""
+    if _opened_pid != os.getpid():
+        return  # the parent's, inherited by a fork: never closed from a child
+    for name, resource in list(_opened.items()):
+        close = getattr(resource, "close", None)
+        if close is not None:
+            log.debug("closing %s", name)
+            close()
+    _opened.clear()
 
 
 def longest_countdown_s() -> float:
@@ -59,10 +116,14 @@ def longest_countdown_s() -> float:
 
 
 def retry_countdown_s(retries: int, cap_s: float = 60.0) -> float:
-    """Capped exponential backoff with full jitter: retries spread out, never synchronised.
-    Never past ``longest_countdown_s``."""
-    cap_s = min(cap_s, longest_countdown_s())
-    return random.uniform(min(0.5, cap_s), min(cap_s, 2.0 ** min(retries, 10)))
+    """Capped exponential backoff with full jitter (``rrr.retry_policy.backoff_s``) after
+    ``retries`` failures; never past ``longest_countdown_s``."""
+    return backoff_s(retries, RetryPolicy(cap_s=cap_s), longest_countdown_s(), random.uniform)
+
+
+def decide_retry(error: BaseException, attempt: int, policy: RetryPolicy) -> Decision:
+    """``rrr.retry_policy.decide`` for this process: its longest countdown, real jitter."""
+    return decide(error, attempt, policy, longest_s=longest_countdown_s(), uniform=random.uniform)
 
 
 @contextlib.contextmanager
@@ -112,8 +173,5 @@ def _open_store(**_: Any) -> None:
 
 
 @worker_process_shutdown.connect
-def _close_store(**_: Any) -> None:
-    global _store
-    if _store is not None and _store_pid == os.getpid():
-        _store.close()
-        _store = None
+def _close_resources(**_: Any) -> None:
+    close_all()

@@ -10,42 +10,33 @@ is skipped with one log line and one system_event per slot: never an error or a 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from rrr.clock import now_ms
-from rrr.errors import StorageError, is_transient
+from rrr.errors import StorageError
+from rrr.retry_policy import RetryIn, RetryPolicy
 from rrr.sentiment.analyzer import (
     NO_KEY_MESSAGE,
-    SentimentAnalyzer,
     assets_of,
     interval_start_ms,
     no_key_event,
     score_assets,
 )
+from rrr.task_names import TASK_RUN_SENTIMENT
 from tasks import app
-from tasks.resources import retry_countdown_s, settings, store
+from tasks.resources import analyzer, decide_retry, retry_countdown_s, settings, store
 
 log = logging.getLogger(__name__)
 
 MAX_ROUND_RETRIES = 2
 
-_analyzer: SentimentAnalyzer | None = None
-_analyzer_pid: int | None = None
+# A store outage: the round again after a backoff, twice at most.
+STORE_RETRIES = RetryPolicy(max_errors=MAX_ROUND_RETRIES)
 
 
-def analyzer() -> SentimentAnalyzer:
-    """This process's analyzer; its HTTP session must not cross a prefork fork."""
-    global _analyzer, _analyzer_pid
-    if _analyzer is None or _analyzer_pid != os.getpid():
-        _analyzer = SentimentAnalyzer(settings())
-        _analyzer_pid = os.getpid()
-    return _analyzer
-
-
-@app.task(name="tasks.sentiment.run_sentiment", bind=True, max_retries=MAX_ROUND_RETRIES)
+@app.task(name=TASK_RUN_SENTIMENT, bind=True, max_retries=MAX_ROUND_RETRIES)
 def run_sentiment(
     self: Any, assets: list[str] | None = None, interval_start: int | None = None
 ) -> dict[str, Any]:
@@ -65,12 +56,12 @@ def run_sentiment(
     try:
         report = score_assets(analyzer(), store(), targets, slot, attempt=retries)
     except StorageError as exc:
-        if is_transient(exc) and retries < self.max_retries:
-            countdown = retry_countdown_s(retries)
-            log.warning("sentiment round: %s; retry in %.1f s", exc, countdown)
-            kwargs = {"assets": targets, "interval_start": slot}  # the retry keeps its slot
-            raise self.retry(exc=exc, kwargs=kwargs, countdown=countdown) from exc
-        raise
+        decision = decide_retry(exc, retries, STORE_RETRIES)
+        if not isinstance(decision, RetryIn):
+            raise
+        log.warning("sentiment round: %s; retry in %.1f s", exc, decision.countdown_s)
+        kwargs = {"assets": targets, "interval_start": slot}  # the retry keeps its slot
+        raise self.retry(exc=exc, kwargs=kwargs, countdown=decision.countdown_s) from exc
     except SoftTimeLimitExceeded:
         log.error("sentiment round for slot %d ran out of time; rows so far are kept", slot)
         return {"interval_start_ms": slot, "timed_out": True}

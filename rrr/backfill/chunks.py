@@ -27,7 +27,7 @@ from rrr.clock import Clock
 from rrr.errors import RateLimited, RrrError, StorageError, is_transient
 from rrr.models import Batch
 from rrr.polygon.rest import PolygonRest
-from rrr.ratelimit import is_limiter_wait
+from rrr.retry_policy import is_limiter_wait
 from rrr.storage.base import Store
 
 log = logging.getLogger(__name__)
