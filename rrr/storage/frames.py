@@ -4,44 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-TRADE_COLUMNS = [
-    "ticker",
-    "exchange_id",
-    "trade_id",
-    "price",
-    "size",
-    "conditions",
-    "ts_ms",
-    "received_ms",
-    "source",
-]
-QUOTE_COLUMNS = [
-    "ticker",
-    "exchange_id",
-    "bid_price",
-    "bid_size",
-    "ask_price",
-    "ask_size",
-    "ts_ms",
-    "received_ms",
-    "source",
-]
-BAR_COLUMNS = [
-    "ticker",
-    "timeframe",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "vwap",
-    "trade_count",
-    "start_ms",
-    "end_ms",
-    "source",
-]
+from rrr.storage.tables import BARS, QUOTES, TRADES
 
-
+TRADE_COLUMNS = TRADES.fields
+QUOTE_COLUMNS = QUOTES.fields
+BAR_COLUMNS = BARS.fields
 EVENT_COLUMNS = [
     "ts_ms",
     "component",

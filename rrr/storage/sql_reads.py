@@ -7,15 +7,11 @@ from typing import Any
 import pandas as pd
 
 from rrr.storage.base import KIND_TABLES, check_table
-from rrr.storage.frames import (
-    BAR_COLUMNS,
-    EVENT_COLUMNS,
-    QUOTE_COLUMNS,
-    SENTIMENT_COLUMNS,
-    TRADE_COLUMNS,
-    frame,
-)
+from rrr.storage.frames import EVENT_COLUMNS, SENTIMENT_COLUMNS, frame
 from rrr.storage.sql_dialect import SqlQueries
+from rrr.storage.tables import BARS, QUOTES, TRADES, Table, select_list
+
+_TRADE_CONDITIONS = TRADES.fields.index("conditions")  # JSON text in SQLite
 
 
 class SqlReads(SqlQueries):
@@ -31,38 +27,38 @@ class SqlReads(SqlQueries):
         p, at = self.sql.param, self.sql.time_param
         return f"ticker = {p} AND {time_column} >= {at} AND {time_column} < {at}"
 
+    def _read_ticks(
+        self, table: Table, where: str, order: str, params: tuple[Any, ...]
+    ) -> list[tuple[Any, ...]]:
+        columns = select_list(table, self.sql.ms_of_time)
+        return self._query(
+            f"SELECT {columns} FROM {table.name} WHERE {where} ORDER BY {order}", params
+        )
+
     def read_trades(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame:
-        ms = self.sql.ms
-        rows = self._query(
-            "SELECT ticker, exchange_id, trade_id, price, size, conditions,"
-            f" {ms('event_time')}, {ms('received_time')}, source FROM crypto_trades"
-            f" WHERE {self._window('event_time')} ORDER BY event_time, exchange_id, trade_id",
+        rows = self._read_ticks(
+            TRADES,
+            self._window("event_time"),
+            "event_time, exchange_id, trade_id",
             (ticker, start_ms, end_ms),
         )
-        return frame(self._json_at(rows, 5), TRADE_COLUMNS, "ts_ms")
+        return frame(self._json_at(rows, _TRADE_CONDITIONS), TRADES.fields, "ts_ms")
 
     def read_quotes(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame:
-        ms = self.sql.ms
-        rows = self._query(
-            "SELECT ticker, exchange_id, bid_price, bid_size, ask_price, ask_size,"
-            f" {ms('event_time')}, {ms('received_time')}, source FROM crypto_quotes"
-            f" WHERE {self._window('event_time')} ORDER BY event_time, exchange_id",
+        rows = self._read_ticks(
+            QUOTES,
+            self._window("event_time"),
+            "event_time, exchange_id",
             (ticker, start_ms, end_ms),
         )
-        return frame(rows, QUOTE_COLUMNS, "ts_ms")
+        return frame(rows, QUOTES.fields, "ts_ms")
 
     def read_bars(
         self, ticker: str, start_ms: int, end_ms: int, timeframe: str = "1m"
     ) -> pd.DataFrame:
-        ms = self.sql.ms
-        rows = self._query(
-            "SELECT ticker, timeframe, open, high, low, close, volume, vwap, trade_count,"
-            f" {ms('event_time')}, {ms('end_time')}, source FROM crypto_aggregates"
-            f" WHERE timeframe = {self.sql.param} AND {self._window('event_time')}"
-            " ORDER BY event_time",
-            (timeframe, ticker, start_ms, end_ms),
-        )
-        return frame(rows, BAR_COLUMNS, "start_ms")
+        where = f"timeframe = {self.sql.param} AND {self._window('event_time')}"
+        rows = self._read_ticks(BARS, where, "event_time", (timeframe, ticker, start_ms, end_ms))
+        return frame(rows, BARS.fields, "start_ms")
 
     def read_events(self, component: str | None = None, since_ms: int = 0) -> pd.DataFrame:
         sql = (

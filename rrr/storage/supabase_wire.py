@@ -21,19 +21,16 @@ from rrr.backfill_chunks import Chunk, ChunkState, PlanProgress
 from rrr.models import Batch, Rejected, Sentiment, SystemEvent
 from rrr.storage.dead_letters import LetterRow, letter_row
 from rrr.storage.rows import last_bar_per_key
+from rrr.storage.tables import BARS, QUOTES, TRADES, select_list
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
 ONE_US = timedelta(microseconds=1)
 
 # Columns selected for each read, in the order of rrr.storage.frames' *_COLUMNS.
-TRADE_SELECT = "ticker,exchange_id,trade_id,price,size,conditions,event_time,received_time,source"
-QUOTE_SELECT = (
-    "ticker,exchange_id,bid_price,bid_size,ask_price,ask_size,event_time,received_time,source"
-)
-BAR_SELECT = (
-    "ticker,timeframe,open,high,low,close,volume,vwap,trade_count,event_time,end_time,source"
-)
+TRADE_SELECT = select_list(TRADES, separator=",")
+QUOTE_SELECT = select_list(QUOTES, separator=",")
+BAR_SELECT = select_list(BARS, separator=",")
 EVENT_SELECT = "event_time,component,event_type,severity,message,details,dedupe_key"
 SENTIMENT_SELECT = (
     "asset,source,sentiment_label,sentiment_score,confidence,text,metadata,event_time,"

@@ -12,30 +12,12 @@ from rrr.storage.base import BatchResult
 from rrr.storage.dead_letters import LetterRow, Outcome, letter_row, store_each
 from rrr.storage.rows import conditions_text, last_bar_per_key, split_storable
 from rrr.storage.sqlite.connection import SqliteConnection
+from rrr.storage.tables import BARS, QUOTES, TRADES, sqlite_insert
 
-INSERT_TRADES = (
-    "INSERT OR IGNORE INTO crypto_trades (ticker, exchange_id, trade_id, price, size, conditions,"
-    " event_time, received_time, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-INSERT_QUOTES = (
-    "INSERT OR IGNORE INTO crypto_quotes (ticker, exchange_id, bid_price, bid_size, ask_price,"
-    " ask_size, event_time, received_time, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
-# A bar is replaced only by a version of itself at least as new (rrr.storage.base, "Bar
-# versions"): the version is the caller's version_ms, else the time of this write; a row written
-# before versions existed stands at its updated_at, the time it was written.
-UPSERT_BARS = (
-    "INSERT INTO crypto_aggregates (ticker, timeframe, open, high, low, close, volume, vwap,"
-    " trade_count, event_time, end_time, source, version_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
-    f" ?, ?, ?, ?, COALESCE(?, {NOW_MS})) ON CONFLICT (ticker, timeframe, event_time) DO UPDATE"
-    " SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,"
-    " volume = excluded.volume, vwap = excluded.vwap, trade_count = excluded.trade_count,"
-    " end_time = excluded.end_time, source = excluded.source,"
-    f" version_time = excluded.version_time, updated_at = {NOW_MS}"
-    " WHERE excluded.version_time"
-    " >= COALESCE(crypto_aggregates.version_time, crypto_aggregates.updated_at)"
-)
+# Trades and quotes: insert-only; bars: replaced by a version at least as new (tables.py).
+INSERT_TRADES = sqlite_insert(TRADES)
+INSERT_QUOTES = sqlite_insert(QUOTES)
+UPSERT_BARS = sqlite_insert(BARS)
 
 INSERT_DEAD_LETTER = (
     "INSERT OR IGNORE INTO dead_letters (kind, source, reason, raw, text_encoding, dedupe_key)"

@@ -1,0 +1,187 @@
+"""The market-data tables described once: for each kind, the table, its columns by the name
+of the row field (rrr.models) that fills them, the natural key and what a second write of a
+key does. The statements that write and read these tables in every store are made from here
+(SQLite's inserts, PostgreSQL's COPY stage tables and ``INSERT ... SELECT``, the reads'
+select lists, the DataFrame columns), so adding a column is one line here, the field in
+rrr.models, and a migration (rrr/storage/sql/) that adds it to the stored tables.
+
+Rows travel as the models' NamedTuples, in their field order: a table whose columns do not
+name exactly its row type's fields, in order, fails at import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rrr.models import Bar, Quote, Trade
+from rrr.storage.sql_dialect import TS
+
+# What a write of a stored natural key does: "ignore" keeps the stored row (insert-only);
+# "newer_version" replaces it when the write's version is at least as new (rrr.storage.base,
+# "Bar versions").
+Conflict = Literal["ignore", "newer_version"]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    field: str  # the row's field (rrr.models), also the column of PostgreSQL's stage table
+    name: str  # the stored table's column
+    stage_type: str  # PostgreSQL type in the stage table: the value as the row carries it
+    time: bool = False  # ms in the row; a time in the table (INTEGER ms in SQLite)
+
+
+def _col(field: str, stage_type: str) -> Column:
+    return Column(field, field, stage_type)
+
+
+def _time(field: str, name: str) -> Column:
+    return Column(field, name, "bigint", time=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    kind: str  # the Batch kind whose rows it stores
+    name: str
+    row: type[Trade] | type[Quote] | type[Bar]
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]  # the natural key (table column names)
+    conflict: Conflict
+
+    def __post_init__(self) -> None:
+        fields = tuple(c.field for c in self.columns)
+        if fields != self.row._fields:
+            raise TypeError(f"{self.name} columns {fields} are not {self.row.__name__} fields")
+
+    @property
+    def fields(self) -> list[str]:
+        """The row's fields: the DataFrame columns of a read."""
+        return [c.field for c in self.columns]
+
+    @property
+    def names(self) -> str:
+        return ", ".join(c.name for c in self.columns)
+
+
+TRADES = Table(
+    "trades",
+    "crypto_trades",
+    Trade,
+    (
+        _col("ticker", "text"),
+        _col("exchange_id", "int"),
+        _col("trade_id", "text"),
+        _col("price", "numeric"),
+        _col("size", "numeric"),
+        _col("conditions", "smallint[]"),
+        _time("ts_ms", "event_time"),
+        _time("received_ms", "received_time"),
+        _col("source", "text"),
+    ),
+    key=("ticker", "exchange_id", "trade_id"),
+    conflict="ignore",
+)
+QUOTES = Table(
+    "quotes",
+    "crypto_quotes",
+    Quote,
+    (
+        _col("ticker", "text"),
+        _col("exchange_id", "int"),
+        _col("bid_price", "numeric"),
+        _col("bid_size", "numeric"),
+        _col("ask_price", "numeric"),
+        _col("ask_size", "numeric"),
+        _time("ts_ms", "event_time"),
+        _time("received_ms", "received_time"),
+        _col("source", "text"),
+    ),
+    # The whole top-of-book state: a quote repeated by the vendor is one row.
+    key=("ticker", "exchange_id", "event_time", "bid_price", "bid_size", "ask_price", "ask_size"),
+    conflict="ignore",
+)
+BARS = Table(
+    "bars",
+    "crypto_aggregates",
+    Bar,
+    (
+        _col("ticker", "text"),
+        _col("timeframe", "text"),
+        _col("open", "numeric"),
+        _col("high", "numeric"),
+        _col("low", "numeric"),
+        _col("close", "numeric"),
+        _col("volume", "numeric"),
+        _col("vwap", "numeric"),
+        _col("trade_count", "int"),
+        _time("start_ms", "event_time"),
+        _time("end_ms", "end_time"),
+        _col("source", "text"),
+    ),
+    key=("ticker", "timeframe", "event_time"),
+    conflict="newer_version",
+)
+TICK_TABLES = {t.kind: t for t in (TRADES, QUOTES, BARS)}
+
+
+def _replace_if_newer(table: Table, now: str, coalesce: str) -> str:
+    """The upsert tail of a "newer_version" table: every column but the key takes the new
+    value when the write's version is at least as new as the stored one; a row written before
+    versions existed stands at its updated_at, the time it was written."""
+    updates = [f"{c.name} = excluded.{c.name}" for c in table.columns if c.name not in table.key]
+    return (
+        f" ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {', '.join(updates)},"
+        f" version_time = excluded.version_time, updated_at = {now}"
+        f" WHERE excluded.version_time >= {coalesce}({table.name}.version_time,"
+        f" {table.name}.updated_at)"
+    )
+
+
+# SQLite's clock in ms, for a version or an updated_at written now.
+SQLITE_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+
+
+def sqlite_insert(table: Table) -> str:
+    """Rows in field order (bars: then the batch's version_ms, None: now)."""
+    marks = ", ".join("?" for _ in table.columns)
+    if table.conflict == "ignore":
+        return f"INSERT OR IGNORE INTO {table.name} ({table.names}) VALUES ({marks})"
+    return (
+        f"INSERT INTO {table.name} ({table.names}, version_time) VALUES ({marks},"
+        f" COALESCE(?, {SQLITE_NOW_MS}))" + _replace_if_newer(table, SQLITE_NOW_MS, "COALESCE")
+    )
+
+
+def postgres_stage(table: Table) -> str:
+    """The temp table a batch is COPied into (see rrr/storage/postgres/ticks.py)."""
+    columns = ", ".join(f"{c.field} {c.stage_type}" for c in table.columns)
+    return f"CREATE TEMP TABLE IF NOT EXISTS stage_{table.kind} ({columns}) ON COMMIT DELETE ROWS"
+
+
+def postgres_copy(table: Table) -> str:
+    return f"COPY stage_{table.kind} FROM STDIN"
+
+
+def postgres_insert(table: Table, *, upsert: bool = True) -> str:
+    """The stage's rows into the table, if the batch id was new (``new_batch``); bars carry the
+    batch's version (a parameter; None: now). ``upsert=False``: a plain INSERT, for keys known
+    not to be stored (ON CONFLICT's speculative insertion costs more per row)."""
+    values = [TS.format(c.field) if c.time else c.field for c in table.columns]
+    names = table.names
+    if table.conflict == "newer_version":
+        names += ", version_time"
+        values.append(f"coalesce({TS.format('%s::bigint')}, now())")
+    sql = (
+        f"INSERT INTO {table.name} ({names}) SELECT {', '.join(values)}"
+        f" FROM stage_{table.kind} WHERE EXISTS (SELECT 1 FROM new_batch)"
+    )
+    if not upsert:
+        return sql
+    if table.conflict == "ignore":
+        return sql + " ON CONFLICT DO NOTHING"
+    return sql + _replace_if_newer(table, "now()", "coalesce")
+
+
+def select_list(table: Table, ms: str = "{}", separator: str = ", ") -> str:
+    """The table's columns read back in field order; ``ms`` formats a time column as ms."""
+    return separator.join(ms.format(c.name) if c.time else c.name for c in table.columns)
