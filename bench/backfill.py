@@ -48,11 +48,12 @@ from rrr.clock import now_ms
 from rrr.config import Rate
 from rrr.models import Bar, Batch
 from rrr.polygon.rest import aggs_path
-from rrr.runner import stop_process
 from rrr.simulator.http import Request, Routes, SimulatorHTTPServer
 from rrr.simulator.market import Market
-from rrr.simulator.rest import AGGS_PREFIX, RestSimOptions, rest_routes
+from rrr.simulator.rest import RestSimOptions, rest_routes
+from rrr.simulator.rest_aggs import AGGS_PREFIX
 from rrr.storage import open_store
+from rrr_cli.supervisor import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKERS = ("X:BTCUSD", "X:ETHUSD")
@@ -215,7 +216,7 @@ def timed_backfill(
     cpu_started = time.process_time()  # the main thread only waits from here on
     started = time.monotonic()
     command = subprocess.run(
-        [sys.executable, "-m", "rrr.cli", "backfill", "--months", str(months)],
+        [sys.executable, "-m", "rrr_cli", "backfill", "--months", str(months)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     wall_s = time.monotonic() - started

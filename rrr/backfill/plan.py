@@ -28,7 +28,7 @@ from rrr.backfill_chunks import ChunkState as ChunkState
 from rrr.backfill_chunks import PlanProgress as PlanProgress
 from rrr.config import Rate
 from rrr.errors import RrrError
-from rrr.polygon.responses import (
+from rrr.polygon.timespans import (
     DAY_MS,
     FIXED_TIMESPAN_MS,
     HOUR_MS,

@@ -9,12 +9,12 @@ from rrr.backfill.repair import (
     SETTLE_MS,
     RepairProgress,
     check_gap,
-    gap_repaired_event,
     repair_countdown_s,
     repair_due_ms,
     repair_window,
     trades_end_ms,
 )
+from rrr.backfill.repair_events import gap_repaired_event
 
 M = 60_000
 T = 1_700_000_040_000  # a whole minute

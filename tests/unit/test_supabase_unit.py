@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rrr.cli import app
 from rrr.config import Settings
 from rrr.errors import ConfigError, PermanentStorageError, TransientStorageError, is_transient
 from rrr.models import Batch, Rejected, Trade
@@ -18,6 +17,7 @@ from rrr.storage.sqlite import SqliteStore
 from rrr.storage.supabase import SupabaseStore
 from rrr.storage.supabase_errors import RestConflict, SchemaCacheMiss, rest_error
 from rrr.storage.supabase_wire import batch_payloads, iso_from_ms, ms_from_iso, plan_progress
+from rrr_cli.main import app
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "supabase" / "schema.sql"
 T0 = 1_706_649_600_000
