@@ -1,5 +1,6 @@
 """The Celery app. Tasks are thin: decode arguments, call one rrr function, let
-``rrr.errors.is_transient`` decide retries. Per-process resources open on worker_process_init."""
+``rrr.retry_policy.decide`` decide retries. Per-process resources (``tasks.resources``) open
+once per worker process."""
 
 from __future__ import annotations
 

@@ -115,10 +115,15 @@ def longest_countdown_s() -> float:
     return settings().visibility_timeout_s / 2
 
 
+def backoff_now_s(attempt: int, policy: RetryPolicy) -> float:
+    """``rrr.retry_policy.backoff_s`` for this process: its longest countdown, real jitter."""
+    return backoff_s(attempt, policy, longest_countdown_s(), random.uniform)
+
+
 def retry_countdown_s(retries: int, cap_s: float = 60.0) -> float:
-    """Capped exponential backoff with full jitter (``rrr.retry_policy.backoff_s``) after
-    ``retries`` failures; never past ``longest_countdown_s``."""
-    return backoff_s(retries, RetryPolicy(cap_s=cap_s), longest_countdown_s(), random.uniform)
+    """Capped exponential backoff with full jitter after ``retries`` failures: 0.5 s to
+    ``2**retries`` s, at most ``cap_s``; never past ``longest_countdown_s``."""
+    return backoff_now_s(retries, RetryPolicy(cap_s=cap_s))
 
 
 def decide_retry(error: BaseException, attempt: int, policy: RetryPolicy) -> Decision:

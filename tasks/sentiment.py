@@ -26,7 +26,7 @@ from rrr.sentiment.analyzer import (
 )
 from rrr.task_names import TASK_RUN_SENTIMENT
 from tasks import app
-from tasks.resources import analyzer, decide_retry, retry_countdown_s, settings, store
+from tasks.resources import analyzer, backoff_now_s, decide_retry, settings, store
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,12 @@ def run_sentiment(
     except SoftTimeLimitExceeded:
         log.error("sentiment round for slot %d ran out of time; rows so far are kept", slot)
         return {"interval_start_ms": slot, "timed_out": True}
-    if report.transient and retries < self.max_retries:
-        # 0.5-8 s, then 0.5-16 s (at most a quarter of the interval), only while the slot lasts.
-        countdown = retry_countdown_s(retries + 3, cap_s=conf.sentiment_interval_s / 4)
+    # Assets that failed: 0.5-8 s, then 0.5-16 s (at most a quarter of the interval), only
+    # while the slot lasts.
+    quarter_s = conf.sentiment_interval_s / 4
+    assets_again = RetryPolicy(max_errors=MAX_ROUND_RETRIES, first_backoff_s=8.0, cap_s=quarter_s)
+    if report.transient and not assets_again.spent(retries):
+        countdown = backoff_now_s(retries, assets_again)
         if now_ms() + countdown * 1000 < slot + conf.sentiment_interval_s * 1000:
             log.info("sentiment: retrying %s in %.1f s", ", ".join(report.transient), countdown)
             raise self.retry(
