@@ -2,7 +2,8 @@
 
 Transient storage errors (an outage, a full disk) are retried with backoff until the database
 is back, never dropped. Input that cannot be stored is set aside in ``dead_letters`` with the
-reason, one item at a time: an undecodable batch whole, a refused row alone
+reason, one item at a time (rrr.wire decodes each argument, by its ``wire`` version): an
+undecodable batch or an unknown version whole, a refused row alone
 (rrr.storage.isolate), a malformed event or letter alone (rrr.wire). What escapes all of that
 is the base class's affair (tasks.delivery): retried, and set aside as poison after
 ``MAX_DELIVERIES``. The stream worker sends these by name, each with a ``confirm`` token; a
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 from rrr.clock import now_ms
 from rrr.errors import StorageError, is_transient
-from rrr.models import Batch, Rejected, raw_text
+from rrr.models import Rejected
 from rrr.storage.isolate import apply_isolating
 from rrr.task_names import (
     TASK_INSERT_BATCH,
@@ -27,7 +28,7 @@ from rrr.task_names import (
     TASK_PRUNE_INGEST_BATCHES,
     TASK_RECORD_EVENTS,
 )
-from rrr.wire import decode_dead_letters, decode_events
+from rrr.wire import decode_batch, decode_dead_letters, decode_events
 from tasks import app
 from tasks.resources import retry_countdown_s, store
 
@@ -67,12 +68,12 @@ def _set_aside(task: Any, rejected: list[Rejected]) -> None:
     ignore_result=True,
     serializer="msgpack",
 )
-def insert_batch(self: Any, message: dict[str, Any], confirm: str | None = None) -> dict[str, Any]:
-    try:
-        batch = Batch.from_message(message)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        letter = Rejected(raw=raw_text(message), reason=f"undecodable batch: {exc}", kind="batch")
-        _set_aside(self, [letter])
+def insert_batch(
+    self: Any, message: dict[str, Any], confirm: str | None = None, wire: int = 1
+) -> dict[str, Any]:
+    batch = decode_batch(message, wire)
+    if isinstance(batch, Rejected):
+        _set_aside(self, [batch])
         return {"batch_id": None, "dead_lettered": True}
     # A batch id already stored is a no-op that reports applied=False: marked all the same.
     result = _retrying(self, f"batch {batch.id}", lambda: apply_isolating(store(), batch))
@@ -85,18 +86,18 @@ def insert_batch(self: Any, message: dict[str, Any], confirm: str | None = None)
 
 
 @app.task(name=TASK_INSERT_DEAD_LETTERS, bind=True, max_retries=None, ignore_result=True)
-def insert_dead_letters(self: Any, rows: Any, confirm: str | None = None) -> int:
+def insert_dead_letters(self: Any, rows: Any, confirm: str | None = None, wire: int = 1) -> int:
     """Rejected input (``[raw, reason, kind, source]`` each) -> ``dead_letters``; an item of
     another shape is stored too, as itself, marked malformed."""
-    letters = decode_dead_letters(rows)
+    letters = decode_dead_letters(rows, wire)
     return _retrying(self, "dead letters", lambda: store().add_dead_letters(letters))
 
 
 @app.task(name=TASK_RECORD_EVENTS, bind=True, max_retries=None, ignore_result=True)
-def record_events(self: Any, events: Any, confirm: str | None = None) -> int:
+def record_events(self: Any, events: Any, confirm: str | None = None, wire: int = 1) -> int:
     """System events (``SystemEvent`` fields as a dict) -> ``system_events``, deduped by key;
     an item that is no valid event goes to ``dead_letters`` with the reason."""
-    decoded, malformed = decode_events(events, now_ms())
+    decoded, malformed = decode_events(events, now_ms(), wire)
     _set_aside(self, malformed)
     return _retrying(self, "system events", lambda: store().add_events(decoded))
 

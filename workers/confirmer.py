@@ -19,8 +19,8 @@ import redis
 
 from rrr.applied import AppliedMarks
 from rrr.stats import StreamStats
+from rrr.wire import REPAIR
 from workers.awaiting import Awaiting
-from workers.items import REPAIR
 from workers.journal import Journal
 
 log = logging.getLogger(__name__)

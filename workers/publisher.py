@@ -35,8 +35,9 @@ from kombu.exceptions import OperationalError
 
 from rrr.models import Rejected
 from rrr.stats import StreamStats
+from rrr.wire import BATCH, DEAD_LETTERS, decode_item, encode_item, encode_plain
 from workers.confirmer import Confirmer
-from workers.items import BATCH, DEAD_LETTERS, cap_raw, decode_item, describe, encode_item
+from workers.items import cap_raw, describe
 from workers.journal import Journal, JournalFull
 
 log = logging.getLogger(__name__)
@@ -351,7 +352,7 @@ class Publisher:
     def _set_aside(self, kind: str, payload: Any, reason: str) -> None:
         """An item that can never be sent: a dead letter, or a file if even that fails."""
         self._head_failures = 0
-        text = orjson.dumps([kind, _plain(payload)], default=repr).decode()
+        text = orjson.dumps([kind, _plain(kind, payload)], default=repr).decode()
         letter = Rejected(raw=cap_raw(text), reason=reason, kind=kind, source="stream_worker")
         if kind != DEAD_LETTERS and self._send(DEAD_LETTERS, [letter]) is None:
             log.error("set aside as a dead letter: %s; %s", describe_any(kind, payload), reason)
@@ -422,11 +423,14 @@ class Publisher:
         self._journal.close()
 
 
-def _plain(payload: Any) -> Any:
-    if isinstance(payload, bytes):
+def _plain(kind: str, payload: Any) -> Any:
+    """What to keep of an item that is set aside: its wire form, or as much as can be said."""
+    if isinstance(payload, bytes):  # a journal record that did not decode
         return payload.hex()
-    to_message = getattr(payload, "to_message", None)
-    return to_message() if to_message is not None else payload
+    try:
+        return encode_plain(kind, payload)
+    except Exception:
+        return payload  # orjson's default=repr keeps whatever this is
 
 
 def describe_any(kind: str, payload: Any) -> str:

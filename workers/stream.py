@@ -31,8 +31,9 @@ from rrr.polygon.messages import Status, parse_frame
 from rrr.polygon.stream import FrameData, StreamListener
 from rrr.stats import HEARTBEAT_INTERVAL_S, StreamStats
 from rrr.task_names import TASK_REPAIR_GAP
+from rrr.wire import BATCH, DEAD_LETTERS, EVENTS, REPAIR, RepairRequest
 from workers.confirmer import Confirmer
-from workers.items import BATCH, DEAD_LETTERS, EVENTS, REPAIR, capped
+from workers.items import capped
 from workers.journal import Journal
 from workers.publisher import Publisher
 
@@ -248,8 +249,9 @@ class StreamWorker:
         now = self._clock.now_ms()
         events = []
         for gap in gaps:
-            request = {"ticker": gap.ticker, "start_ms": gap.start_ms, "end_ms": gap.end_ms}
-            request["reason"] = "stream_gap"
+            request = RepairRequest(
+                ticker=gap.ticker, start_ms=gap.start_ms, end_ms=gap.end_ms, reason="stream_gap"
+            )
             self._publish(REPAIR, request)
             events.append(
                 SystemEvent(

@@ -42,6 +42,13 @@ from rrr.task_names import (
     TASK_RECORD_EVENTS,
     TASK_REPAIR_GAP,
 )
+from rrr.wire import (
+    RepairRequest,
+    encode_batch,
+    encode_dead_letters,
+    encode_events,
+    encode_repair_request,
+)
 from workers.journal import Journal, adopt_spool
 from workers.stream import StreamWorker
 
@@ -86,7 +93,7 @@ class CeleryOutbox:
         kwargs = _confirm_kwargs(confirm)
         self.send(
             TASK_INSERT_BATCH,
-            args=[batch.to_message()],
+            args=[encode_batch(batch)],
             kwargs=kwargs,
             queue=QUEUE_INGEST,
             serializer="msgpack",  # tasks.ingest.BATCH_SERIALIZER
@@ -97,39 +104,20 @@ class CeleryOutbox:
         )
 
     def send_dead_letters(self, rejected: list[Rejected], confirm: str | None = None) -> None:
-        rows = [[r.raw, r.reason, r.kind, r.source] for r in rejected]
-        self.send(
-            TASK_INSERT_DEAD_LETTERS,
-            args=[rows],
-            kwargs=_confirm_kwargs(confirm),
-            queue=QUEUE_INGEST,
-        )
+        self.send_ingest(TASK_INSERT_DEAD_LETTERS, encode_dead_letters(rejected), confirm)
 
     def record_events(self, events: list[SystemEvent], confirm: str | None = None) -> None:
-        plain = [
-            {
-                "component": e.component,
-                "event_type": e.event_type,
-                "severity": e.severity,
-                "message": e.message,
-                "ts_ms": e.ts_ms,
-                "details": e.details,
-                "dedupe_key": e.dedupe_key,
-            }
-            for e in events
-        ]
-        self.send(
-            TASK_RECORD_EVENTS,
-            args=[plain],
-            kwargs=_confirm_kwargs(confirm),
-            queue=QUEUE_INGEST,
-        )
+        self.send_ingest(TASK_RECORD_EVENTS, encode_events(events), confirm)
+
+    def send_ingest(self, name: str, plain: Any, confirm: str | None) -> None:
+        """An ingest task whose one argument is ``plain`` (a version-1 wire form: no ``wire``)."""
+        self.send(name, args=[plain], kwargs=_confirm_kwargs(confirm), queue=QUEUE_INGEST)
 
     def request_repair(self, ticker: str, start_ms: int, end_ms: int, reason: str) -> None:
         # The backfill tasks may live in another deployment (or not exist yet); the gap is
         # recorded as a system event either way.
-        kwargs = {"ticker": ticker, "start_ms": start_ms, "end_ms": end_ms, "reason": reason}
-        self.send(TASK_REPAIR_GAP, kwargs=kwargs, queue=QUEUE_BACKFILL)
+        request = RepairRequest(ticker=ticker, start_ms=start_ms, end_ms=end_ms, reason=reason)
+        self.send(TASK_REPAIR_GAP, kwargs=encode_repair_request(request), queue=QUEUE_BACKFILL)
 
 
 def _confirm_kwargs(confirm: str | None) -> dict[str, str]:

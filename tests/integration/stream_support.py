@@ -143,13 +143,13 @@ def migrate(database_url: str) -> None:
 
 
 class StreamProcess:
-    """``python -m rrr.cli stream`` as a subprocess, stopped with SIGTERM like in production."""
+    """``python -m rrr_cli stream`` as a subprocess, stopped with SIGTERM like in production."""
 
     def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rrr.cli", "stream", *args],
+            [sys.executable, "-m", "rrr_cli", "stream", *args],
             cwd=ROOT,
             env=env,
             stdout=self._log,
@@ -248,7 +248,7 @@ class RedisServer:
 def journal_items(journal_dir: Path) -> list[tuple[str, Any]]:
     """The items a (dead) stream worker left unconfirmed in its journal, oldest first; the
     journal is left as it was."""
-    from workers.items import decode_item
+    from rrr.wire import decode_item
     from workers.journal import Journal
 
     journal = Journal(journal_dir, 10**12)

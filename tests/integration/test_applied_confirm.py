@@ -22,8 +22,8 @@ from redis.retry import Retry
 from rrr.applied import APPLIED_KEY, APPLIED_TTL_S, AppliedMarks, mark_applied, parse_token
 from rrr.models import Batch, SystemEvent, Trade
 from rrr.stats import StreamStats
+from rrr.wire import BATCH, DEAD_LETTERS, EVENTS, REPAIR
 from workers.confirmer import Confirmer
-from workers.items import BATCH, DEAD_LETTERS, EVENTS, REPAIR
 from workers.journal import Journal
 from workers.publisher import Publisher
 

@@ -84,3 +84,26 @@ def test_one_refused_row_is_set_aside_alone_and_the_rest_of_its_batch_stored(
     assert letter.reason.startswith("refused by the database in batch mixed/")
     assert letter.reason.endswith(": check constraint: no trade t-37")
     assert db.batch_ids[-1] == "mixed"  # the parent's id last: the batch counts as applied once
+
+
+def test_a_batch_of_an_unknown_wire_version_is_one_dead_letter_saying_so(
+    ingest: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = RefusingStore()
+    monkeypatch.setattr(ingest, "store", lambda: db)
+    message = Batch("future", "trades", trades(3)).to_message()
+    assert ingest.insert_batch(message, wire=2) == {"batch_id": None, "dead_lettered": True}
+    (letter,) = db.letters
+    assert letter.kind == "batch" and "wire version 2 is not one this rrr reads" in letter.reason
+    assert letter.raw == raw_text(message)
+    assert db.trade_ids == []
+
+
+def test_dead_letters_of_an_unknown_wire_version_are_kept_whole(
+    ingest: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = RefusingStore()
+    monkeypatch.setattr(ingest, "store", lambda: db)
+    assert ingest.insert_dead_letters([["raw", "why"]], wire=2) == 1
+    (letter,) = db.letters
+    assert letter.raw == raw_text([["raw", "why"]]) and "wire version 2" in letter.reason

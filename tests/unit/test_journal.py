@@ -12,16 +12,8 @@ from pathlib import Path
 import pytest
 
 from rrr.models import Batch, Rejected, SystemEvent, Trade
-from workers.items import (
-    BATCH,
-    DEAD_LETTERS,
-    EVENTS,
-    RAW_CAP_CHARS,
-    REPAIR,
-    cap_raw,
-    decode_item,
-    encode_item,
-)
+from rrr.wire import BATCH, DEAD_LETTERS, EVENTS, REPAIR, decode_item, encode_item
+from workers.items import RAW_CAP_CHARS, cap_raw
 from workers.journal import (
     CONFIRMED_FILE,
     SEGMENT_SUFFIX,

@@ -19,7 +19,7 @@ import pytest
 
 from rrr.models import Batch, Rejected, Trade
 from rrr.stats import StreamStats
-from workers.items import BATCH, DEAD_LETTERS, EVENTS, REPAIR, decode_item
+from rrr.wire import BATCH, DEAD_LETTERS, EVENTS, REPAIR, decode_item
 from workers.journal import SEGMENT_SUFFIX, Journal
 from workers.publisher import Publisher
 
@@ -120,7 +120,7 @@ import sys, threading
 from pathlib import Path
 from rrr.models import Batch, Trade
 from rrr.stats import StreamStats
-from workers.items import BATCH
+from rrr.wire import BATCH
 from workers.journal import Journal
 from workers.publisher import Publisher
 
