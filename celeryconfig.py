@@ -10,6 +10,14 @@ from kombu import Queue
 
 from rrr.broker import resolve_redis_url
 from rrr.config import Settings
+from rrr.task_names import (
+    QUEUE_BACKFILL,
+    QUEUE_DEFAULT,
+    QUEUE_INGEST,
+    TASK_PRUNE_INGEST_BATCHES,
+    TASK_RUN_QUALITY_CHECKS,
+    TASK_RUN_SENTIMENT,
+)
 
 _settings = Settings.from_env()
 
@@ -60,11 +68,11 @@ event_serializer = "json"
 worker_send_task_events = False
 task_send_sent_event = False
 
-task_default_queue = "default"
-task_queues = (Queue("ingest"), Queue("backfill"), Queue("default"))
+task_default_queue = QUEUE_DEFAULT
+task_queues = (Queue(QUEUE_INGEST), Queue(QUEUE_BACKFILL), Queue(QUEUE_DEFAULT))
 task_routes = {
-    "tasks.ingest.*": {"queue": "ingest"},
-    "tasks.backfill.*": {"queue": "backfill"},
+    "tasks.ingest.*": {"queue": QUEUE_INGEST},
+    "tasks.backfill.*": {"queue": QUEUE_BACKFILL},
 }
 
 include = ["tasks.ingest", "tasks.sentiment", "tasks.quality", "tasks.backfill"]
@@ -78,14 +86,14 @@ beat_schedule: dict[str, dict[str, object]] = {}
 # Data quality every QUALITY_INTERVAL s; a run still queued after one interval is dropped, the
 # next tick covers the same window.
 beat_schedule["quality"] = {
-    "task": "tasks.quality.run_quality_checks",
+    "task": TASK_RUN_QUALITY_CHECKS,
     "schedule": float(_settings.quality_interval_s),
     "options": {"expires": float(max(_settings.quality_interval_s, 30))},
 }
 
 # Daily: forget batch ids older than any possible redelivery (tasks.ingest).
 beat_schedule["prune-ingest-batches"] = {
-    "task": "tasks.ingest.prune_ingest_batches",
+    "task": TASK_PRUNE_INGEST_BATCHES,
     "schedule": 86_400.0,
     "options": {"expires": 3_600.0},
 }
@@ -95,7 +103,7 @@ beat_schedule["prune-ingest-batches"] = {
 # from an outage does not make one paid API call per missed slot.
 if _settings.sentiment_enabled:
     beat_schedule["sentiment"] = {
-        "task": "tasks.sentiment.run_sentiment",
+        "task": TASK_RUN_SENTIMENT,
         "schedule": float(_settings.sentiment_interval_s),
         "options": {"expires": float(max(_settings.sentiment_interval_s, 30))},
     }
