@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from rrr.storage.tables import BARS, QUOTES, TRADES
+from rrr.storage.tables import BARS, EVENTS, QUOTES, SENTIMENTS, TRADES
 
 TRADE_COLUMNS = TRADES.fields
 QUOTE_COLUMNS = QUOTES.fields
 BAR_COLUMNS = BARS.fields
-EVENT_COLUMNS = [
-    "ts_ms",
-    "component",
-    "event_type",
-    "severity",
-    "message",
-    "details",
-    "dedupe_key",
-]
-SENTIMENT_COLUMNS = [
-    "asset",
-    "source",
-    "label",
-    "score",
-    "confidence",
-    "text",
-    "metadata",
-    "ts_ms",
-    "interval_start_ms",
-]
+EVENT_COLUMNS = EVENTS.fields
+SENTIMENT_COLUMNS = SENTIMENTS.fields
 
 
 def frame(records: list[tuple[object, ...]], columns: list[str], time_column: str) -> pd.DataFrame:

@@ -35,6 +35,11 @@ class SqlDialect:
         return self.ms_of_time.format(expression)
 
 
+def json_text(value: Any) -> str:
+    """A JSON column's value as text (SQLite stores it so; psycopg's Jsonb dumps with it)."""
+    return orjson.dumps(value, default=str).decode()
+
+
 SQLITE = SqlDialect("?", "{}", "{}", orjson.loads)
 POSTGRES = SqlDialect("%s", TS, MS, None)
 

@@ -7,11 +7,14 @@ from typing import Any
 import pandas as pd
 
 from rrr.storage.base import KIND_TABLES, check_table
-from rrr.storage.frames import EVENT_COLUMNS, SENTIMENT_COLUMNS, frame
+from rrr.storage.frames import frame
 from rrr.storage.sql_dialect import SqlQueries
-from rrr.storage.tables import BARS, QUOTES, TRADES, Table, select_list
+from rrr.storage.tables import BARS, EVENTS, QUOTES, SENTIMENTS, TRADES, Table, select_list
 
-_TRADE_CONDITIONS = TRADES.fields.index("conditions")  # JSON text in SQLite
+# Columns SQLite keeps as JSON text.
+_TRADE_CONDITIONS = TRADES.fields.index("conditions")
+_EVENT_DETAILS = EVENTS.fields.index("details")
+_SENTIMENT_METADATA = SENTIMENTS.fields.index("metadata")
 
 
 class SqlReads(SqlQueries):
@@ -27,16 +30,17 @@ class SqlReads(SqlQueries):
         p, at = self.sql.param, self.sql.time_param
         return f"ticker = {p} AND {time_column} >= {at} AND {time_column} < {at}"
 
-    def _read_ticks(
+    def _read(
         self, table: Table, where: str, order: str, params: tuple[Any, ...]
     ) -> list[tuple[Any, ...]]:
-        columns = select_list(table, self.sql.ms_of_time)
-        return self._query(
-            f"SELECT {columns} FROM {table.name} WHERE {where} ORDER BY {order}", params
-        )
+        """The table's rows (in field order) ``where`` (empty: all), by ``order``."""
+        sql = f"SELECT {select_list(table, self.sql.ms_of_time)} FROM {table.name}"
+        if where:
+            sql += f" WHERE {where}"
+        return self._query(f"{sql} ORDER BY {order}", params)
 
     def read_trades(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame:
-        rows = self._read_ticks(
+        rows = self._read(
             TRADES,
             self._window("event_time"),
             "event_time, exchange_id, trade_id",
@@ -45,7 +49,7 @@ class SqlReads(SqlQueries):
         return frame(self._json_at(rows, _TRADE_CONDITIONS), TRADES.fields, "ts_ms")
 
     def read_quotes(self, ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame:
-        rows = self._read_ticks(
+        rows = self._read(
             QUOTES,
             self._window("event_time"),
             "event_time, exchange_id",
@@ -57,33 +61,22 @@ class SqlReads(SqlQueries):
         self, ticker: str, start_ms: int, end_ms: int, timeframe: str = "1m"
     ) -> pd.DataFrame:
         where = f"timeframe = {self.sql.param} AND {self._window('event_time')}"
-        rows = self._read_ticks(BARS, where, "event_time", (timeframe, ticker, start_ms, end_ms))
+        rows = self._read(BARS, where, "event_time", (timeframe, ticker, start_ms, end_ms))
         return frame(rows, BARS.fields, "start_ms")
 
     def read_events(self, component: str | None = None, since_ms: int = 0) -> pd.DataFrame:
-        sql = (
-            f"SELECT {self.sql.ms('event_time')}, component, event_type, severity, message,"
-            f" details, dedupe_key FROM system_events WHERE event_time >= {self.sql.time_param}"
-        )
+        where = f"event_time >= {self.sql.time_param}"
         params: tuple[Any, ...] = (since_ms,)
         if component is not None:
-            sql += f" AND component = {self.sql.param}"
+            where += f" AND component = {self.sql.param}"
             params += (component,)
-        rows = self._query(sql + " ORDER BY id", params)
-        return frame(self._json_at(rows, 5), EVENT_COLUMNS, "ts_ms")
+        rows = self._read(EVENTS, where, "id", params)
+        return frame(self._json_at(rows, _EVENT_DETAILS), EVENTS.fields, "ts_ms")
 
     def read_sentiments(self, asset: str | None = None) -> pd.DataFrame:
-        ms = self.sql.ms
-        sql = (
-            "SELECT asset, source, sentiment_label, sentiment_score, confidence, text, metadata,"
-            f" {ms('event_time')}, {ms('interval_start')} FROM market_sentiment"
-        )
-        params: tuple[Any, ...] = ()
-        if asset is not None:
-            sql += f" WHERE asset = {self.sql.param}"
-            params = (asset,)
-        rows = self._query(sql + " ORDER BY interval_start", params)
-        return frame(self._json_at(rows, 6), SENTIMENT_COLUMNS, "ts_ms")
+        where, params = ("", ()) if asset is None else (f"asset = {self.sql.param}", (asset,))
+        rows = self._read(SENTIMENTS, where, "interval_start", params)
+        return frame(self._json_at(rows, _SENTIMENT_METADATA), SENTIMENTS.fields, "ts_ms")
 
     def latest_event_times(self) -> dict[tuple[str, str], int]:
         out: dict[tuple[str, str], int] = {}

@@ -21,7 +21,16 @@ from rrr.backfill_chunks import Chunk, ChunkState, PlanProgress
 from rrr.models import Batch, Rejected, Sentiment, SystemEvent
 from rrr.storage.dead_letters import LetterRow, letter_row
 from rrr.storage.rows import last_bar_per_key
-from rrr.storage.tables import BARS, QUOTES, TRADES, select_list
+from rrr.storage.tables import (
+    BARS,
+    EVENTS,
+    QUOTES,
+    SENTIMENTS,
+    TRADES,
+    Table,
+    record_values,
+    select_list,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
@@ -31,11 +40,8 @@ ONE_US = timedelta(microseconds=1)
 TRADE_SELECT = select_list(TRADES, separator=",")
 QUOTE_SELECT = select_list(QUOTES, separator=",")
 BAR_SELECT = select_list(BARS, separator=",")
-EVENT_SELECT = "event_time,component,event_type,severity,message,details,dedupe_key"
-SENTIMENT_SELECT = (
-    "asset,source,sentiment_label,sentiment_score,confidence,text,metadata,event_time,"
-    "interval_start"
-)
+EVENT_SELECT = select_list(EVENTS, separator=",")
+SENTIMENT_SELECT = select_list(SENTIMENTS, separator=",")
 CHUNK_SELECT = (
     "chunk_id,plan_id,ticker,multiplier,timespan,start_time,end_time,status,bars_stored,"
     "attempts,last_error,updated_at,started_at,finished_at"
@@ -134,29 +140,22 @@ def _batch_letter(row: LetterRow) -> dict[str, Any]:
 
 
 def event_row(e: SystemEvent) -> dict[str, Any]:
-    return {
-        "event_time": iso_from_ms(e.ts_ms),
-        "component": e.component,
-        "event_type": e.event_type,
-        "severity": e.severity,
-        "message": e.message,
-        "details": _plain_json(e.details),
-        "dedupe_key": e.dedupe_key,
-    }
+    return _rest_row(EVENTS, e)
 
 
 def sentiment_row(s: Sentiment) -> dict[str, Any]:
-    return {
-        "asset": s.asset,
-        "source": s.source,
-        "sentiment_label": s.label,
-        "sentiment_score": s.score,
-        "confidence": s.confidence,
-        "text": s.text,
-        "metadata": _plain_json(s.metadata),
-        "event_time": iso_from_ms(s.ts_ms),
-        "interval_start": iso_from_ms(s.interval_start_ms),
-    }
+    return _rest_row(SENTIMENTS, s)
+
+
+def _rest_row(table: Table, record: Any) -> dict[str, Any]:
+    """An event or a sentiment as PostgREST JSON: column -> value, times as ISO text."""
+    row = dict(
+        zip((c.name for c in table.columns), record_values(table, record, _plain_json), strict=True)
+    )
+    for c in table.columns:
+        if c.time:
+            row[c.name] = iso_from_ms(row[c.name])
+    return row
 
 
 def dead_letter_row(row: LetterRow) -> dict[str, Any]:

@@ -11,10 +11,11 @@ name exactly its row type's fields, in order, fails at import.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
-from rrr.models import Bar, Quote, Trade
+from rrr.models import Bar, Quote, Sentiment, SystemEvent, Trade
 from rrr.storage.sql_dialect import TS
 
 # What a write of a stored natural key does: "ignore" keeps the stored row (insert-only);
@@ -27,31 +28,41 @@ Conflict = Literal["ignore", "newer_version"]
 class Column:
     field: str  # the row's field (rrr.models), also the column of PostgreSQL's stage table
     name: str  # the stored table's column
-    stage_type: str  # PostgreSQL type in the stage table: the value as the row carries it
+    stage_type: str = ""  # PostgreSQL type in a stage table: the value as the row carries it
     time: bool = False  # ms in the row; a time in the table (INTEGER ms in SQLite)
+    json: bool = False  # a dict in the row; JSON in the table (TEXT in SQLite, JSONB)
 
 
-def _col(field: str, stage_type: str) -> Column:
-    return Column(field, field, stage_type)
+def _col(field: str, stage_type: str = "", name: str = "") -> Column:
+    return Column(field, name or field, stage_type)
 
 
 def _time(field: str, name: str) -> Column:
     return Column(field, name, "bigint", time=True)
 
 
+def _json(field: str) -> Column:
+    return Column(field, field, json=True)
+
+
 @dataclass(frozen=True, slots=True)
 class Table:
     kind: str  # the Batch kind whose rows it stores
     name: str
-    row: type[Trade] | type[Quote] | type[Bar]
+    row: type[Trade] | type[Quote] | type[Bar] | type[SystemEvent] | type[Sentiment]
     columns: tuple[Column, ...]
     key: tuple[str, ...]  # the natural key (table column names)
     conflict: Conflict
 
     def __post_init__(self) -> None:
-        fields = tuple(c.field for c in self.columns)
-        if fields != self.row._fields:
-            raise TypeError(f"{self.name} columns {fields} are not {self.row.__name__} fields")
+        named = tuple(c.field for c in self.columns)
+        row_fields = getattr(self.row, "_fields", None)  # a NamedTuple travels by position
+        if row_fields is None:
+            ok = sorted(named) == sorted(f.name for f in fields(self.row))  # type: ignore[arg-type]
+        else:
+            ok = named == row_fields
+        if not ok:
+            raise TypeError(f"{self.name} columns {named} are not {self.row.__name__} fields")
 
     @property
     def fields(self) -> list[str]:
@@ -123,6 +134,50 @@ BARS = Table(
 )
 TICK_TABLES = {t.kind: t for t in (TRADES, QUOTES, BARS)}
 
+EVENTS = Table(
+    "events",
+    "system_events",
+    SystemEvent,
+    (
+        _time("ts_ms", "event_time"),
+        _col("component"),
+        _col("event_type"),
+        _col("severity"),
+        _col("message"),
+        _json("details"),
+        _col("dedupe_key"),
+    ),
+    key=("dedupe_key",),
+    conflict="ignore",
+)
+SENTIMENTS = Table(
+    "sentiments",
+    "market_sentiment",
+    Sentiment,
+    (
+        _col("asset"),
+        _col("source"),
+        _col("label", name="sentiment_label"),
+        _col("score", name="sentiment_score"),
+        _col("confidence"),
+        _col("text"),
+        _json("metadata"),
+        _time("ts_ms", "event_time"),
+        _time("interval_start_ms", "interval_start"),
+    ),
+    key=("asset", "source", "interval_start"),
+    conflict="ignore",
+)
+
+
+def record_values(table: Table, record: Any, as_json: Callable[[Any], Any]) -> tuple[Any, ...]:
+    """An event's or sentiment's values in column order, its JSON ``as_json`` makes it (the
+    driver's form); rare rows, so a loop over the columns is fine."""
+    return tuple(
+        as_json(getattr(record, c.field)) if c.json else getattr(record, c.field)
+        for c in table.columns
+    )
+
 
 def _replace_if_newer(table: Table, now: str, coalesce: str) -> str:
     """The upsert tail of a "newer_version" table: every column but the key takes the new
@@ -180,6 +235,15 @@ def postgres_insert(table: Table, *, upsert: bool = True) -> str:
     if table.conflict == "ignore":
         return sql + " ON CONFLICT DO NOTHING"
     return sql + _replace_if_newer(table, "now()", "coalesce")
+
+
+def postgres_insert_values(table: Table) -> str:
+    """An insert-only table's rows as parameters (times in ms), a stored key skipped."""
+    marks = ", ".join(TS.format("%s") if c.time else "%s" for c in table.columns)
+    return (
+        f"INSERT INTO {table.name} ({table.names}) VALUES ({marks})"
+        f" ON CONFLICT ({', '.join(table.key)}) DO NOTHING"
+    )
 
 
 def select_list(table: Table, ms: str = "{}", separator: str = ", ") -> str:

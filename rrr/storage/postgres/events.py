@@ -9,20 +9,11 @@ from psycopg.types.json import Jsonb
 
 from rrr.models import Sentiment, SystemEvent
 from rrr.storage.postgres.connection import PostgresConnection
-from rrr.storage.record_values import event_values, json_text, sentiment_values
-from rrr.storage.sql_dialect import TS
+from rrr.storage.sql_dialect import json_text
+from rrr.storage.tables import EVENTS, SENTIMENTS, postgres_insert_values, record_values
 
-INSERT_EVENT = (
-    "INSERT INTO system_events (event_time, component, event_type, severity, message, details,"
-    f" dedupe_key) VALUES ({TS.format('%s')}, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (dedupe_key) DO NOTHING"
-)
-INSERT_SENTIMENT = (
-    "INSERT INTO market_sentiment (asset, source, sentiment_label, sentiment_score, confidence,"
-    f" text, metadata, event_time, interval_start) VALUES (%s, %s, %s, %s, %s, %s, %s,"
-    f" {TS.format('%s')}, {TS.format('%s')}) ON CONFLICT (asset, source, interval_start)"
-    " DO NOTHING"
-)
+INSERT_EVENT = postgres_insert_values(EVENTS)
+INSERT_SENTIMENT = postgres_insert_values(SENTIMENTS)
 
 
 def _jsonb(value: Any) -> Jsonb:
@@ -45,7 +36,9 @@ class PostgresEvents(PostgresConnection):
         return int(self._run(work))
 
     def add_events(self, events: list[SystemEvent]) -> int:
-        return self._insert_each(INSERT_EVENT, [event_values(e, _jsonb) for e in events])
+        return self._insert_each(INSERT_EVENT, [record_values(EVENTS, e, _jsonb) for e in events])
 
     def add_sentiments(self, rows: list[Sentiment]) -> int:
-        return self._insert_each(INSERT_SENTIMENT, [sentiment_values(s, _jsonb) for s in rows])
+        return self._insert_each(
+            INSERT_SENTIMENT, [record_values(SENTIMENTS, s, _jsonb) for s in rows]
+        )

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from rrr.models import Sentiment, SystemEvent
-from rrr.storage.record_values import event_values, json_text, sentiment_values
+from rrr.storage.sql_dialect import json_text
 from rrr.storage.sqlite.connection import SqliteConnection
+from rrr.storage.tables import EVENTS, SENTIMENTS, record_values, sqlite_insert
 
-INSERT_EVENT = (
-    "INSERT OR IGNORE INTO system_events (event_time, component, event_type, severity, message,"
-    " details, dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-INSERT_SENTIMENT = (
-    "INSERT OR IGNORE INTO market_sentiment (asset, source, sentiment_label, sentiment_score,"
-    " confidence, text, metadata, event_time, interval_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+INSERT_EVENT = sqlite_insert(EVENTS)
+INSERT_SENTIMENT = sqlite_insert(SENTIMENTS)
 
 
 class SqliteEvents(SqliteConnection):
     def add_events(self, events: list[SystemEvent]) -> int:
-        return self._write(INSERT_EVENT, [event_values(e, json_text) for e in events])
+        return self._write(INSERT_EVENT, [record_values(EVENTS, e, json_text) for e in events])
 
     def add_sentiments(self, rows: list[Sentiment]) -> int:
-        return self._write(INSERT_SENTIMENT, [sentiment_values(s, json_text) for s in rows])
+        values = [record_values(SENTIMENTS, s, json_text) for s in rows]
+        return self._write(INSERT_SENTIMENT, values)
