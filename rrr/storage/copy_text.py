@@ -102,9 +102,19 @@ def trade_copy_text(rows: list[Any]) -> str:
     """COPY text (rrr.models.Trade field order, ``stage_trades``) of checked trades."""
     return "".join(
         [
-            f"{escape(r[0])}\t{r[1]}\t{_trade_id(r[2])}\t{r[3]!r}\t{r[4]!r}\t{_int_array(r[5])}\t"
-            f"{r[6]}\t{_optional(r[7])}\t{escape(r[8])}\n"
-            for r in rows
+            f"{escape(ticker)}\t{exchange}\t{_trade_id(trade_id)}\t{price!r}\t{size!r}\t"
+            f"{_int_array(conditions)}\t{ts_ms}\t{_optional(received_ms)}\t{escape(source)}\n"
+            for (
+                ticker,
+                exchange,
+                trade_id,
+                price,
+                size,
+                conditions,
+                ts_ms,
+                received_ms,
+                source,
+            ) in rows
         ]
     )
 
@@ -113,8 +123,18 @@ def quote_copy_text(rows: list[Any]) -> str:
     """COPY text (rrr.models.Quote field order, ``stage_quotes``) of checked quotes."""
     return "".join(
         [
-            f"{escape(r[0])}\t{r[1]}\t{r[2]!r}\t{r[3]!r}\t{r[4]!r}\t{r[5]!r}\t{r[6]}\t"
-            f"{_optional(r[7])}\t{escape(r[8])}\n"
-            for r in rows
+            f"{escape(ticker)}\t{exchange}\t{bid_price!r}\t{bid_size!r}\t{ask_price!r}\t"
+            f"{ask_size!r}\t{ts_ms}\t{_optional(received_ms)}\t{escape(source)}\n"
+            for (
+                ticker,
+                exchange,
+                bid_price,
+                bid_size,
+                ask_price,
+                ask_size,
+                ts_ms,
+                received_ms,
+                source,
+            ) in rows
         ]
     )

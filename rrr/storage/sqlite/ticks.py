@@ -56,8 +56,28 @@ class SqliteTicks(SqliteConnection):
             self._conn.executemany(
                 INSERT_TRADES,
                 [
-                    (r[0], r[1], str(r[2]), r[3], r[4], conditions_text(r[5]), r[6], r[7], r[8])
-                    for r in rows
+                    (
+                        ticker,
+                        exchange,
+                        str(trade_id),
+                        price,
+                        size,
+                        conditions_text(conditions),
+                        ts_ms,
+                        received_ms,
+                        source,
+                    )
+                    for (
+                        ticker,
+                        exchange,
+                        trade_id,
+                        price,
+                        size,
+                        conditions,
+                        ts_ms,
+                        received_ms,
+                        source,
+                    ) in rows
                 ],
             )
         elif kind == "quotes":
