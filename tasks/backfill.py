@@ -105,7 +105,7 @@ def fetch_chunk(
 
     def again(countdown_s: float, resume_at: dict[str, Any] | None, counted: bool = True) -> Any:
         # A retry names all its arguments: Celery would otherwise reuse the first call's args.
-        kwargs = {"lease_s": lease_s, "deferrals": deferrals + counted, "resume": resume_at}
+        kwargs = {"lease_s": lease_s, "deferrals": deferrals + int(counted), "resume": resume_at}
         return self.retry(args=(chunk_id,), kwargs=kwargs, countdown=countdown_s)
 
     try:
@@ -177,10 +177,8 @@ def repair_gap(
     for the rate limit is not one); ``progress``: how far an interrupted attempt got."""
 
     def again(countdown_s: float, errors_now: int, progress_now: dict[str, Any] | None) -> Any:
-        kwargs = {
-            **{"ticker": ticker, "start_ms": start_ms, "end_ms": end_ms, "reason": reason},
-            **{"errors": errors_now, "progress": progress_now},
-        }
+        kwargs = {"ticker": ticker, "start_ms": start_ms, "end_ms": end_ms, "reason": reason}
+        kwargs.update(errors=errors_now, progress=progress_now)
         return self.retry(args=(), kwargs=kwargs, countdown=countdown_s)
 
     now = now_ms()
@@ -216,7 +214,7 @@ def repair_gap(
             return _repair_failed(ticker, start_ms, end_ms, reason, cause)
         level = logging.INFO if decision.counted else logging.DEBUG
         log.log(level, "repair %s: %s; again in %.1f s", ticker, cause, decision.countdown_s)
-        raise again(decision.countdown_s, errors + decision.counted, where) from exc
+        raise again(decision.countdown_s, errors + int(decision.counted), where) from exc
     return result.to_dict()
 
 
