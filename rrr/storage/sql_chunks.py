@@ -12,22 +12,23 @@ from __future__ import annotations
 
 from rrr.backfill_chunks import Chunk, ChunkState, PlanProgress
 from rrr.storage.sql_dialect import SqlQueries
+from rrr.storage.tables import CHUNKS, select_list
 
 
 class SqlChunks(SqlQueries):
     def get_chunk(self, chunk_id: str) -> ChunkState | None:
         ms = self.sql.ms
         rows = self._query(
-            "SELECT chunk_id, plan_id, ticker, multiplier, timespan,"
-            f" {ms('start_time')}, {ms('end_time')}, status, bars_stored, attempts, last_error,"
-            f" {ms('updated_at')}, {ms('started_at')}, {ms('finished_at')}"
+            f"SELECT {select_list(CHUNKS, self.sql.ms_of_time)}, status, bars_stored, attempts,"
+            f" last_error, {ms('updated_at')}, {ms('started_at')}, {ms('finished_at')}"
             f" FROM backfill_chunks WHERE chunk_id = {self.sql.param}",
             (chunk_id,),
         )
         if not rows:
             return None
         r = rows[0]
-        return ChunkState(Chunk(*r[:7]), r[7], r[8], r[9], r[10], r[11], r[12], r[13])
+        n = len(CHUNKS.columns)
+        return ChunkState(Chunk(*r[:n]), *r[n:])
 
     def claim_chunk(self, chunk_id: str, now_ms: int, lease_ms: int) -> int | None:
         p, at = self.sql.param, self.sql.time_param

@@ -23,6 +23,7 @@ from rrr.storage.dead_letters import LetterRow, letter_row
 from rrr.storage.rows import last_bar_per_key
 from rrr.storage.tables import (
     BARS,
+    CHUNKS,
     EVENTS,
     QUOTES,
     SENTIMENTS,
@@ -43,12 +44,18 @@ BAR_SELECT = select_list(BARS, separator=",")
 EVENT_SELECT = select_list(EVENTS, separator=",")
 SENTIMENT_SELECT = select_list(SENTIMENTS, separator=",")
 CHUNK_SELECT = (
-    "chunk_id,plan_id,ticker,multiplier,timespan,start_time,end_time,status,bars_stored,"
-    "attempts,last_error,updated_at,started_at,finished_at"
+    select_list(CHUNKS, separator=",")
+    + ",status,bars_stored,attempts,last_error,updated_at,started_at,finished_at"
 )
+# Columns PostgREST sends as timestamptz text: the tables' times and a chunk's progress times.
 TIME_COLUMNS = frozenset(
-    {"event_time", "received_time", "end_time", "interval_start", "start_time", "updated_at"}
-    | {"started_at", "finished_at"}
+    {
+        c.name
+        for t in (TRADES, QUOTES, BARS, EVENTS, SENTIMENTS, CHUNKS)
+        for c in t.columns
+        if c.time
+    }
+    | {"updated_at", "started_at", "finished_at"}
 )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from rrr.backfill_chunks import Chunk
 from rrr.models import Bar, Quote, Sentiment, SystemEvent, Trade
 from rrr.storage.sql_dialect import TS
 
@@ -49,7 +50,7 @@ def _json(field: str) -> Column:
 class Table:
     kind: str  # the Batch kind whose rows it stores
     name: str
-    row: type[Trade] | type[Quote] | type[Bar] | type[SystemEvent] | type[Sentiment]
+    row: type[Trade] | type[Quote] | type[Bar] | type[SystemEvent] | type[Sentiment] | type[Chunk]
     columns: tuple[Column, ...]
     key: tuple[str, ...]  # the natural key (table column names)
     conflict: Conflict
@@ -168,11 +169,30 @@ SENTIMENTS = Table(
     key=("asset", "source", "interval_start"),
     conflict="ignore",
 )
+# A planned chunk; the columns of its progress (status, attempts, ...) are the store's own.
+CHUNKS = Table(
+    "chunks",
+    "backfill_chunks",
+    Chunk,
+    (
+        _col("chunk_id"),
+        _col("plan_id"),
+        _col("ticker"),
+        _col("multiplier"),
+        _col("timespan"),
+        _time("start_ms", "start_time"),
+        _time("end_ms", "end_time"),
+    ),
+    key=("chunk_id",),
+    conflict="ignore",
+)
+
+DESCRIBED = (TRADES, QUOTES, BARS, EVENTS, SENTIMENTS, CHUNKS)
 
 
 def record_values(table: Table, record: Any, as_json: Callable[[Any], Any]) -> tuple[Any, ...]:
-    """An event's or sentiment's values in column order, its JSON ``as_json`` makes it (the
-    driver's form); rare rows, so a loop over the columns is fine."""
+    """An event's, sentiment's or chunk's values in column order, its JSON ``as_json`` makes
+    it (the driver's form); rare rows, so a loop over the columns is fine."""
     return tuple(
         as_json(getattr(record, c.field)) if c.json else getattr(record, c.field)
         for c in table.columns

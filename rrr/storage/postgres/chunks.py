@@ -10,13 +10,9 @@ import psycopg
 from rrr.backfill_chunks import Chunk
 from rrr.storage.postgres.connection import PostgresConnection
 from rrr.storage.sql_chunks import SqlChunks
-from rrr.storage.sql_dialect import TS
+from rrr.storage.tables import CHUNKS, postgres_insert_values
 
-INSERT_CHUNK = (
-    "INSERT INTO backfill_chunks (chunk_id, plan_id, ticker, multiplier, timespan, start_time,"
-    f" end_time) VALUES (%s, %s, %s, %s, %s, {TS.format('%s')}, {TS.format('%s')})"
-    " ON CONFLICT (chunk_id) DO NOTHING"
-)
+INSERT_CHUNK = postgres_insert_values(CHUNKS)
 
 
 class PostgresChunks(SqlChunks, PostgresConnection):

@@ -6,6 +6,9 @@ from __future__ import annotations
 from rrr.backfill_chunks import Chunk
 from rrr.storage.sql_chunks import SqlChunks
 from rrr.storage.sqlite.connection import SqliteConnection
+from rrr.storage.tables import CHUNKS, sqlite_insert
+
+INSERT_CHUNK = sqlite_insert(CHUNKS)
 
 
 class SqliteChunks(SqlChunks, SqliteConnection):
@@ -15,8 +18,7 @@ class SqliteChunks(SqlChunks, SqliteConnection):
         with self._transaction():
             before = self._conn.total_changes
             self._conn.executemany(
-                "INSERT OR IGNORE INTO backfill_chunks (chunk_id, plan_id, ticker, multiplier,"
-                " timespan, start_time, end_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                INSERT_CHUNK,
                 [c.row() for c in chunks],
             )
             new = self._conn.total_changes - before
