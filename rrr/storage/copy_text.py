@@ -15,11 +15,12 @@ from typing import Any
 
 import orjson
 
-from rrr.storage.rows import columns_of, last_bar_per_key
+from rrr.models import Bar
+from rrr.storage.rows import BAR_KEY, columns_of, last_bar_per_key
 
 NULL = b"\\N"
-_BAR_TEXT_FIELDS = frozenset((0, 1, 11))  # ticker, timeframe, source (rrr.models.Bar order)
-_TICKER, _TIMEFRAME, _START = 0, 1, 9  # the natural key
+_BAR_TEXT_FIELDS = frozenset(Bar._fields.index(f) for f in ("ticker", "timeframe", "source"))
+_TICKER, _TIMEFRAME, _START = BAR_KEY
 
 
 @lru_cache(maxsize=1024)

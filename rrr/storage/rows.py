@@ -244,14 +244,16 @@ _NUMBERS = frozenset(NUMBER)
 _OPTIONAL_NUMBERS = frozenset((int, float, type(None)))
 _OPTIONAL_INTS = frozenset((int, type(None)))
 _SEQUENCES = frozenset((Bar, tuple, list))
-# Bar fields by position (rrr.models.Bar), grouped by the check ``bar_problem`` makes.
-_BAR_TEXT = (0, 1, 11)  # ticker, timeframe, source: non-empty str
-_BAR_PRICES = (2, 3, 4, 5)  # open, high, low, close: finite, > 0
-_BAR_VOLUME = 6  # finite, >= 0
-_BAR_VWAP = 7  # None, or finite and >= 0
-_BAR_TRADE_COUNT = 8  # None, or int in [0, INT32_MAX]
-_BAR_TIMES = (9, 10)  # start_ms, end_ms: int
+# Bar fields by position (rrr.models.Bar), named, grouped by the check ``bar_problem`` makes.
+_BAR = Bar._fields.index
+_BAR_TEXT = (_BAR("ticker"), _BAR("timeframe"), _BAR("source"))  # non-empty str
+_BAR_PRICES = (_BAR("open"), _BAR("high"), _BAR("low"), _BAR("close"))  # finite, > 0
+_BAR_VOLUME = _BAR("volume")  # finite, >= 0
+_BAR_VWAP = _BAR("vwap")  # None, or finite and >= 0
+_BAR_TRADE_COUNT = _BAR("trade_count")  # None, or int in [0, INT32_MAX]
+_BAR_TIMES = (_BAR("start_ms"), _BAR("end_ms"))  # int
 _BAR_START, _BAR_END = _BAR_TIMES  # start: in [EARLIEST_MS, latest]; end: storable
+BAR_KEY = (_BAR("ticker"), _BAR("timeframe"), _BAR("start_ms"))  # the natural key
 
 
 def bar_columns(rows: list[Any], now_ms: int | None = None) -> list[list[Any]] | None:
@@ -328,22 +330,16 @@ def last_bar_per_key(rows: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
     """One bar per (ticker, timeframe, start): the last one in the batch wins, as a later
     correction from the vendor must (and one UPSERT statement cannot touch a row twice)."""
     latest: dict[tuple[Any, Any, Any], Sequence[Any]] = {}
+    ticker, timeframe, start = BAR_KEY
     for r in rows:
-        latest[(r[0], r[1], r[9])] = r
+        latest[(r[ticker], r[timeframe], r[start])] = r
     return list(latest.values())
 
 
 def bar_key_range(columns: list[list[Any]]) -> tuple[str, str, int, int] | None:
     """(ticker, timeframe, first start_ms, last start_ms) of bars given as columns, if they
     are all of one ticker and timeframe; else None."""
-    tickers, timeframes, starts = columns[0], columns[1], columns[9]
+    tickers, timeframes, starts = (columns[i] for i in BAR_KEY)
     if not starts or len(set(tickers)) != 1 or len(set(timeframes)) != 1:
         return None
     return tickers[0], timeframes[0], min(starts), max(starts)
-
-
-def conditions_text(conditions: Sequence[int] | None) -> str:
-    """JSON array text, for SQLite which has no array type."""
-    if not conditions:
-        return "[]"
-    return "[" + ",".join(str(int(c)) for c in conditions) + "]"

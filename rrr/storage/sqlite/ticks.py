@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from rrr.clock import now_ms  # the receiving clock of the row checks
 from rrr.models import Batch, Rejected
 from rrr.storage.base import BatchResult
 from rrr.storage.dead_letters import LetterRow, Outcome, letter_row, store_each
-from rrr.storage.rows import conditions_text, last_bar_per_key, split_storable
+from rrr.storage.rows import last_bar_per_key, split_storable
 from rrr.storage.sqlite.connection import SqliteConnection
 from rrr.storage.tables import BARS, QUOTES, TRADES, sqlite_insert
 
@@ -30,6 +31,13 @@ _LETTER_REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, UnicodeError)
 
 def _is_letter_refusal(exc: BaseException) -> bool:
     return isinstance(exc, _LETTER_REFUSALS)
+
+
+def conditions_text(conditions: Sequence[int] | None) -> str:
+    """JSON array text, for SQLite which has no array type."""
+    if not conditions:
+        return "[]"
+    return "[" + ",".join(str(int(c)) for c in conditions) + "]"
 
 
 class SqliteTicks(SqliteConnection):
