@@ -41,11 +41,20 @@ class FrameProducer:
         self.events_per_frame = events_per_frame
         self.produced = 0  # trades + quotes taken from the market (bars not counted)
         self.skipped = 0  # due events dropped after a stall
+        self.max_events: int | None = None  # stop producing after this many (None: never)
         self._seq = itertools.count()
         self._task: asyncio.Task[None] | None = None
 
     def start(self, deliver: Callable[[Frame], None], max_events: int | None = None) -> None:
-        self._task = asyncio.create_task(self._run(deliver, max_events))
+        self.max_events = max_events
+        self._task = asyncio.create_task(self._run(deliver))
+
+    def end_after(self, more_events: int) -> int:
+        """Produce ``more_events`` more, then stop (bars still close); returns the new cap. A
+        run bounded from its start gives a late client less than planned, one bounded from
+        now gives what it has seen plus ``more_events``, however slowly the client came."""
+        self.max_events = self.produced + more_events
+        return self.max_events
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -55,7 +64,7 @@ class FrameProducer:
             except asyncio.CancelledError:
                 pass
 
-    async def _run(self, deliver: Callable[[Frame], None], max_events: int | None) -> None:
+    async def _run(self, deliver: Callable[[Frame], None]) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         scheduled = 0  # events due so far, by the clock
@@ -69,8 +78,8 @@ class FrameProducer:
                 scheduled += due - max_backlog
                 due = max_backlog
             scheduled += due
-            if max_events is not None:
-                due = max(0, min(due, max_events - self.produced))
+            if self.max_events is not None:
+                due = max(0, min(due, self.max_events - self.produced))
             now_ms = self.clock.now_ms()
             events = self.market.step(now_ms, due) if due else self.market.close_bars(now_ms)
             self.produced += due

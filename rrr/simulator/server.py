@@ -188,6 +188,10 @@ class Simulator:
     def disconnect_all(self, mode: DisconnectMode = "close") -> int:
         return int(self._on_loop(lambda: self.feed.disconnect_all(mode)))
 
+    def end_feed_after(self, more_events: int) -> int:
+        """The market stream stops after ``more_events`` more events; returns the new total."""
+        return int(self._on_loop(lambda: self.feed.end_feed_after(more_events)))
+
     def stats(self) -> dict[str, Any]:
         return dict(self._on_loop(self.feed.stats))
 

@@ -149,6 +149,11 @@ class FeedServer:
             "recording_truncated": self.recorder.truncated,
         }
 
+    def end_feed_after(self, more_events: int) -> int:
+        """The market stream ends after ``more_events`` more (``FrameProducer.end_after``)."""
+        assert self._producer is not None, "no market stream in load mode"
+        return self._producer.end_after(more_events)
+
     async def disconnect_all(self, mode: DisconnectMode = "close") -> int:
         """Force every connection off (``force_disconnect``); returns how many there were."""
         clients = [c for c in self._clients.values() if not c.closing]
