@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rrr.config import Secret, Settings
+from rrr.config import SIMULATOR_KEY, Secret, Settings
 from rrr.errors import RrrError
 from rrr.logs import configure_logging
 from rrr.symbols import SymbolError
@@ -62,7 +62,7 @@ def sentiment(
     if simulator:  # the same client path, against the local double on 127.0.0.1
         server = SimulatorHTTPServer(perplexity_routes()).start()
         settings = settings.with_overrides(
-            perplexity_base_url=server.base_url, perplexity_api_key=Secret("sim-key")
+            perplexity_base_url=server.base_url, perplexity_api_key=Secret(SIMULATOR_KEY)
         )
     elif settings.perplexity_api_key is None:
         fail(NO_KEY_MESSAGE.replace("is skipped", "needs it"))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from rrr.config import SIMULATOR_KEY
 from rrr.logs import configure_logging
 from rrr_cli.console import load_settings, tickers_named
 
@@ -20,7 +21,7 @@ def simulate(
     seed: int = typer.Option(1, "--seed"),
     record: str | None = typer.Option(None, "--record", help="Write ground truth as JSONL."),
     max_seconds: float | None = typer.Option(None, "--max-seconds", help="Stop after N s."),
-    key: list[str] = typer.Option(["sim-key"], "--key", help="Accepted API key(s)."),  # noqa: B008
+    key: list[str] = typer.Option([SIMULATOR_KEY], "--key", help="Accepted API key(s)."),  # noqa: B008
     any_key: bool = typer.Option(False, "--any-key", help="Accept any non-empty key."),
     max_connections: int = typer.Option(1, "--max-connections", help="Per key; 0 = no limit."),
     second_bars: bool = typer.Option(False, "--second-bars", help="Also send XAS bars."),

@@ -31,10 +31,11 @@ from rrr.backfill.chunks import fetch_chunk as load_chunk
 from rrr.bounds import MAX_AHEAD_MS
 from rrr.clock import SystemClock, now_ms
 from rrr.errors import ConfigError, RrrError
-from rrr.models import SystemEvent
+from rrr.models import Rejected, SystemEvent
 from rrr.retry_policy import RetryIn, RetryPolicy, come_back_in_s
 from rrr.storage import Store
 from rrr.task_names import QUEUE_BACKFILL, TASK_FETCH_CHUNK, TASK_PLAN_BACKFILL, TASK_REPAIR_GAP
+from rrr.wire import decode_repair_request, encode_repair_request
 from tasks import app
 from tasks.resources import decide_retry, gc_paused, longest_countdown_s, rest, settings, store
 
@@ -169,15 +170,24 @@ def repair_gap(
     reason: str = "stream_gap",
     errors: int = 0,
     progress: dict[str, Any] | None = None,
+    wire: int = 1,
 ) -> dict[str, Any]:
     """Minute bars and trades for the gap [start_ms, end_ms] of ``ticker`` from REST, and a
     ``gap_repaired`` system event (deduped by ticker and window). Asked for before the gap's
     last minute has closed (and settled), it waits until then: a retry with that countdown,
     which is no failure. ``errors``: transient failures so far (set by the retries; waiting
-    for the rate limit is not one); ``progress``: how far an interrupted attempt got."""
+    for the rate limit is not one); ``progress``: how far an interrupted attempt got. A request
+    that does not decode (rrr.wire: its fields' types, its ``wire`` version) is set aside as
+    one dead letter with the reason."""
+    request = {"ticker": ticker, "start_ms": start_ms, "end_ms": end_ms, "reason": reason}
+    decoded = decode_repair_request(request, wire)
+    if isinstance(decoded, Rejected):
+        log.error("repair_gap refused: %s", decoded.reason)
+        store().add_dead_letters([decoded])
+        return {"error": decoded.reason}
 
     def again(countdown_s: float, errors_now: int, progress_now: dict[str, Any] | None) -> Any:
-        kwargs = {"ticker": ticker, "start_ms": start_ms, "end_ms": end_ms, "reason": reason}
+        kwargs: dict[str, Any] = {**encode_repair_request(decoded)}
         kwargs.update(errors=errors_now, progress=progress_now)
         return self.retry(args=(), kwargs=kwargs, countdown=countdown_s)
 

@@ -22,6 +22,7 @@ from redis.exceptions import LockNotOwnedError
 
 from rrr.quality.validator import DataQualityValidator
 from rrr.task_names import QUEUE_BACKFILL, TASK_REPAIR_GAP, TASK_RUN_QUALITY_CHECKS
+from rrr.wire import RepairRequest, encode_repair_request
 from tasks import app
 from tasks.resources import settings, store
 
@@ -33,11 +34,8 @@ LOCK_KEY = "rrr:quality:running"
 def request_repair(ticker: str, start_ms: int, end_ms: int) -> None:
     """The production ``enqueue_repair``: by name, so this module needs no import of the
     backfill tasks."""
-    app.send_task(
-        TASK_REPAIR_GAP,
-        kwargs={"ticker": ticker, "start_ms": start_ms, "end_ms": end_ms, "reason": "quality_gap"},
-        queue=QUEUE_BACKFILL,
-    )
+    request = RepairRequest(ticker=ticker, start_ms=start_ms, end_ms=end_ms, reason="quality_gap")
+    app.send_task(TASK_REPAIR_GAP, kwargs=encode_repair_request(request), queue=QUEUE_BACKFILL)
 
 
 @app.task(name=TASK_RUN_QUALITY_CHECKS, ignore_result=False)

@@ -34,6 +34,11 @@ class FakeStore:
     def __init__(self) -> None:
         self.events: list[Any] = []
         self.failed: list[Any] = []
+        self.letters: list[Any] = []
+
+    def add_dead_letters(self, letters: list[Any]) -> int:
+        self.letters += letters
+        return len(letters)
 
     def add_events(self, events: list[Any]) -> int:
         self.events += events
@@ -111,6 +116,24 @@ def test_a_repair_asked_for_while_its_window_is_open_waits_and_fetches_nothing(
     # Once the window has closed and settled, the same request fetches.
     assert backfill.repair_gap(TICKER, LONG_AGO, LONG_AGO + MINUTE) == {"repaired": True}
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("start_ms", "wire", "reason"),
+    [
+        ("2024-01-01", 1, "repair start_ms must be an integer (Unix ms), got str"),
+        (LONG_AGO, 2, "wire version 2"),
+    ],
+)
+def test_a_repair_request_that_does_not_decode_is_one_dead_letter_and_fetches_nothing(
+    backfill: ModuleType, monkeypatch: pytest.MonkeyPatch, start_ms: Any, wire: int, reason: str
+) -> None:
+    calls = fetches(monkeypatch, Done())
+    result = backfill.repair_gap(TICKER, start_ms, LONG_AGO + MINUTE, wire=wire)
+    assert calls == []
+    [letter] = backfill.fake_store.letters
+    assert reason in letter.reason and reason in result["error"]
+    assert letter.kind == "malformed"
 
 
 @pytest.mark.parametrize("errors", [0, 8])
