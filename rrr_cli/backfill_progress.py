@@ -17,8 +17,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from rrr.backfill.plan import Plan, PlanProgress
+from rrr.backfill.plan import Plan
 from rrr.backfill.progress import RequestRate, clock_text, remaining_s
+from rrr.backfill_chunks import PlanProgress
 from rrr.config import Rate
 from rrr.storage.base import Store
 

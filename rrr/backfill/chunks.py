@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rrr.backfill.plan import ChunkState
+from rrr.backfill_chunks import ChunkState
 from rrr.clock import Clock
 from rrr.errors import RateLimited, RrrError, StorageError, is_transient
 from rrr.models import Batch

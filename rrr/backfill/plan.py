@@ -21,11 +21,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-# ChunkState and PlanProgress are named here too for rrr/backfill/chunks.py and watch.py, which
-# import them from the planner; their home is rrr.backfill_chunks.
 from rrr.backfill_chunks import Chunk
-from rrr.backfill_chunks import ChunkState as ChunkState
-from rrr.backfill_chunks import PlanProgress as PlanProgress
 from rrr.config import Rate
 from rrr.errors import RrrError
 from rrr.polygon.timespans import (

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from rrr.backfill.plan import PlanProgress, estimate_duration_s
+from rrr.backfill.plan import estimate_duration_s
+from rrr.backfill_chunks import PlanProgress
 from rrr.config import Rate
 
 RATE_WINDOW_S = 10.0  # the request rate shown is the average over this many seconds

@@ -23,7 +23,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from rrr.backfill.plan import Chunk
+from rrr.backfill_chunks import Chunk
 from rrr.config import Secret
 from rrr.errors import PermanentStorageError, TransientStorageError
 from rrr.models import Bar, Batch, Quote, Sentiment, SystemEvent, Trade

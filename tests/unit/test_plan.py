@@ -10,7 +10,6 @@ import pytest
 from rrr.backfill.plan import (
     BackfillRequest,
     PlanError,
-    PlanProgress,
     chunk_id,
     chunk_span_ms,
     estimate_duration_s,
@@ -22,6 +21,7 @@ from rrr.backfill.plan import (
     window_end,
 )
 from rrr.backfill.progress import clock_text, remaining_s
+from rrr.backfill_chunks import PlanProgress
 from rrr.config import Rate
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
