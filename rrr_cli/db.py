@@ -11,12 +11,26 @@ from rrr.logs import configure_logging
 from rrr_cli.console import CHECK_DATABASE, console, fail, load_settings
 
 
-def migrate() -> None:
-    """Create or upgrade the schema of DATABASE_URL (re-running it is a no-op)."""
+def migrate(
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Print what adopting the original system's tables would do; change nothing.",
+    ),
+) -> None:
+    """Create or upgrade the schema of DATABASE_URL (re-running it is a no-op). Tables of the
+    original system (id UUID, created_at, no natural keys) are adopted in place first."""
     from rrr.storage import open_store_from_settings
 
     settings = load_settings()
     configure_logging(settings, to_file=False)
+    url = settings.resolved_database_url
+    if url.startswith(("postgresql:", "postgres:")):
+        _adopt(url, dry_run=dry_run, sentiment_interval_s=settings.sentiment_interval_s)
+    elif dry_run:
+        console.print("dry run: only a PostgreSQL DATABASE_URL can hold the original tables")
+    if dry_run:
+        return
     try:
         store = open_store_from_settings(settings)
         applied = store.migrate()
@@ -40,3 +54,18 @@ def schema(
         sys.stdout.write(full_schema_sql(dialect))
     except ValueError as exc:
         fail(str(exc))
+
+
+def _adopt(url: str, *, dry_run: bool, sentiment_interval_s: int) -> None:
+    """The original system's tables adopted (or, dry, the plan printed) before migrating."""
+    import psycopg
+
+    from rrr.config import redact_url
+    from rrr.storage.adopt import adopt, describe
+
+    try:
+        results = adopt(url, dry_run=dry_run, sentiment_interval_s=sentiment_interval_s)
+    except (psycopg.Error, ValueError) as exc:
+        fail(f"adopting the original tables of {redact_url(url)} failed: {exc}")
+    for line in describe(results, dry_run=dry_run):
+        console.print(line, markup=False, highlight=False)

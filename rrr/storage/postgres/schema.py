@@ -6,6 +6,7 @@ from typing import Any
 
 import psycopg
 
+from rrr.storage.adopt.run import refuse_unadopted
 from rrr.storage.base import migrations
 from rrr.storage.postgres.connection import PostgresConnection
 
@@ -21,6 +22,8 @@ class PostgresSchema(PostgresConnection):
             )
             cur.execute("SELECT version FROM schema_migrations")
             done = {r[0] for r in cur.fetchall()}
+            if not done:  # the original system's tables are adopted first (rrr db migrate)
+                refuse_unadopted(cur)
             applied = []
             for version, sql in migrations("postgres"):
                 if version not in done:
