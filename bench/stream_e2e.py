@@ -16,7 +16,7 @@ PostgreSQL, each its own process, as in production.
   that kept up (nothing lost or duplicated, drained, done within ``SUSTAIN_SLACK_S`` of its
   60 s), or none. Every run is printed.
 - Latency: in the burst's pipeline once that run is counted, the normal (paced) simulator at
-  2,000 events/s; per row, exchange time ``t`` -> ``inserted_at`` (PostgreSQL's ``now()`` of
+  2,000 events/s; per row, exchange time ``t`` -> ``created_at`` (PostgreSQL's ``now()`` of
   the inserting transaction, so the commit itself, a few ms, is not counted).
 - Peak RSS (VmHWM) of the stream worker, the Celery worker (largest process) and simulator.
 """
@@ -231,8 +231,8 @@ def ledger(db_url: str) -> tuple[int, int, float]:
         row = conn.execute(
             "SELECT (SELECT coalesce(sum(row_count), 0) FROM ingest_batches),"
             " (SELECT count(*) FROM dead_letters),"
-            " extract(epoch FROM greatest((SELECT max(inserted_at) FROM crypto_trades),"
-            "  (SELECT max(inserted_at) FROM crypto_quotes)))"
+            " extract(epoch FROM greatest((SELECT max(created_at) FROM crypto_trades),"
+            "  (SELECT max(created_at) FROM crypto_quotes)))"
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1]), float(row[2] or 0)
@@ -331,9 +331,9 @@ def latency_run(
     with psycopg.connect(p.db_url) as conn:
         row = conn.execute(
             "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY lag), count(*)"
-            " FROM (SELECT extract(epoch FROM inserted_at - event_time) * 1000 AS lag"
+            " FROM (SELECT extract(epoch FROM created_at - event_time) * 1000 AS lag"
             "  FROM crypto_trades WHERE event_time >= to_timestamp(%s / 1000.0)"
-            "  UNION ALL SELECT extract(epoch FROM inserted_at - event_time) * 1000"
+            "  UNION ALL SELECT extract(epoch FROM created_at - event_time) * 1000"
             "  FROM crypto_quotes WHERE event_time >= to_timestamp(%s / 1000.0)) AS lags",
             (since_ms, since_ms),
         ).fetchone()

@@ -89,7 +89,7 @@ _ARRAY_LITERALS: dict[tuple[int, ...], str] = {}
 
 
 def _int_array(values: Any) -> str:
-    """COPY text for smallint[]; trade conditions take a handful of values, so cache them."""
+    """COPY text for integer[]; trade conditions take a handful of values, so cache them."""
     key = tuple(values) if values else ()
     literal = _ARRAY_LITERALS.get(key)
     if literal is None:

@@ -14,7 +14,8 @@ SENTIMENT_COLUMNS = SENTIMENTS.fields
 
 
 def frame(records: list[tuple[object, ...]], columns: list[str], time_column: str) -> pd.DataFrame:
-    """Rows -> DataFrame with float prices and a UTC ``event_time`` beside the ms column."""
+    """Rows -> DataFrame with float prices and scores and a UTC ``event_time`` beside the ms
+    column."""
     df = pd.DataFrame.from_records(records, columns=columns)
     for col in columns:
         if col in (
@@ -30,6 +31,8 @@ def frame(records: list[tuple[object, ...]], columns: list[str], time_column: st
             "close",
             "volume",
             "vwap",
+            "score",  # NUMERIC in PostgreSQL, as the original system had it
+            "confidence",
         ):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     df[time_column] = df[time_column].astype("int64")

@@ -2,7 +2,7 @@
 sql_chunks.py): the parameter marker, how times are kept, and how JSON comes back.
 
 SQLite keeps times as INTEGER ms and JSON as TEXT; PostgreSQL keeps TIMESTAMPTZ and JSONB (and
-trade conditions as smallint[]), which psycopg already hands back as Python values.
+trade conditions as integer[]), which psycopg already hands back as Python values.
 """
 
 from __future__ import annotations

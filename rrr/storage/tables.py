@@ -85,7 +85,7 @@ TRADES = Table(
         _col("trade_id", "text"),
         _col("price", "numeric"),
         _col("size", "numeric"),
-        _col("conditions", "smallint[]"),
+        _col("conditions", "int[]"),
         _time("ts_ms", "event_time"),
         _time("received_ms", "received_time"),
         _col("source", "text"),

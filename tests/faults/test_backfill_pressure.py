@@ -2,7 +2,7 @@
 long) running while the stream runs at 2,000 msg/s into PostgreSQL, with an ingest worker and a
 separate backfill worker as the Procfile runs them.
 
-Latency is per stored trade and quote: exchange time (the event's ``t``) -> ``inserted_at``
+Latency is per stored trade and quote: exchange time (the event's ``t``) -> ``created_at``
 (PostgreSQL's ``now()`` of the inserting transaction), as ``bench/stream_e2e.py`` measures it.
 The same run first measures a baseline window without the backfill, then a window with it, and
 prints both p99s and their ratio. On this 2-core box the latency depends on what else runs:
@@ -50,10 +50,10 @@ def latency_ms(database_url: str, since_ms: int, until_ms: int) -> tuple[float, 
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
             "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY lag), count(*)"
-            " FROM (SELECT extract(epoch FROM inserted_at - event_time) * 1000 AS lag"
+            " FROM (SELECT extract(epoch FROM created_at - event_time) * 1000 AS lag"
             "  FROM crypto_trades WHERE event_time >= to_timestamp(%(a)s / 1000.0)"
             "   AND event_time < to_timestamp(%(b)s / 1000.0)"
-            "  UNION ALL SELECT extract(epoch FROM inserted_at - event_time) * 1000"
+            "  UNION ALL SELECT extract(epoch FROM created_at - event_time) * 1000"
             "  FROM crypto_quotes WHERE event_time >= to_timestamp(%(a)s / 1000.0)"
             "   AND event_time < to_timestamp(%(b)s / 1000.0)) AS lags",
             {"a": since_ms, "b": until_ms},
