@@ -13,6 +13,7 @@ from rrr.models import SystemEvent
 from rrr.quality.issues import GAP, QualityIssue
 from rrr.quality.verify import VerifyRequest
 
+# The original system's name: its users' documented query selects its events by it (issue 14).
 COMPONENT = "data_quality_validator"
 REPAIR_REQUESTED = "repair_requested"
 GAP_REPAIRED = "gap_repaired"

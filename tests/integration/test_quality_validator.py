@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from rrr.config import Settings
 from rrr.models import Bar, Batch, Quote, SystemEvent, Trade
-from rrr.quality.events import COMPONENT, FOLLOW_UPS, GAP_REPAIRED, REPAIR_REQUESTED
+from rrr.quality.events import COMPONENT, FOLLOW_UPS, GAP_REPAIRED, REPAIR_REQUESTED, issue_key
 from rrr.quality.validator import DataQualityValidator
 from rrr.storage import Store, open_store
 
@@ -229,3 +231,29 @@ def test_no_repair_requests_without_enqueue_and_failures_retry(store: Store) -> 
     retry = validator(store, T_NOW + 2 * M).run(24, enqueue_repair=lambda *a: asked.append(a))
     assert len(retry.repairs_requested) == 2 and len(retry.verifications_requested) == 4
     assert len(asked) == 6
+
+
+# The original system documented its validator's events with this query (issue 14).
+DOCUMENTED_QUERY = (
+    "SELECT * FROM system_events WHERE component = 'data_quality_validator'"
+    " ORDER BY event_time DESC LIMIT 10"
+)
+
+
+def test_the_original_documented_query_returns_the_validators_events(pg_url: str) -> None:
+    store = open_store(pg_url)
+    try:
+        store.migrate()
+        plant_faulty_market(store, T_NOW)
+        store.add_events([SystemEvent("stream_worker", "connected", "info", "up", T_NOW + M)])
+        recorded = validator(store, T_NOW).run(lookback_hours=24).recorded
+    finally:
+        store.close()
+    with psycopg.connect(pg_url, row_factory=dict_row) as conn:
+        rows = conn.execute(DOCUMENTED_QUERY).fetchall()
+    assert recorded and len(rows) == min(10, len(recorded))
+    assert {r["component"] for r in rows} == {"data_quality_validator"}
+    assert {r["dedupe_key"] for r in rows} <= {issue_key(i) for i in recorded}
+    times = [r["event_time"] for r in rows]
+    assert times == sorted(times, reverse=True)
+    assert all(r["created_at"] is not None and r["id"] is not None for r in rows)
