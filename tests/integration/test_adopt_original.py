@@ -268,3 +268,25 @@ def test_the_store_refuses_to_migrate_original_tables_not_adopted(original: str)
             store.migrate()
     finally:
         store.close()
+
+
+def test_a_run_stopped_at_one_table_keeps_the_ones_before_and_resumes(
+    original: str, tmp_path: Path
+) -> None:
+    env = {"RRR_HOME": str(tmp_path), "DATABASE_URL": original}
+    with psycopg.connect(original, autocommit=True) as pg:
+        # market_sentiment cannot be adopted without its label (nothing to derive it from).
+        pg.execute("ALTER TABLE market_sentiment RENAME COLUMN sentiment_label TO label")
+        failed = CliRunner().invoke(app, ["db", "migrate"], env=env)
+        assert failed.exit_code == 2
+        said = " ".join(failed.output.split())
+        assert "market_sentiment cannot be adopted: column sentiment_label is missing" in said
+        adopted = pg.execute(
+            "SELECT conrelid::regclass::text FROM pg_constraint"
+            " WHERE conname LIKE '%%natural_key' ORDER BY 1"
+        ).fetchall()
+        assert adopted == [(t,) for t in sorted(TICK_TABLES)]  # the tables before it
+        pg.execute("ALTER TABLE market_sentiment RENAME COLUMN label TO sentiment_label")
+        out = migrate(tmp_path, original)
+    assert "crypto_trades" not in out  # already adopted: not again
+    assert "market_sentiment:\n  rows kept: 1" in out and "system_events:" in out
