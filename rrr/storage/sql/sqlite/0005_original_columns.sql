@@ -1,18 +1,22 @@
 -- rrr schema v5: the same columns as PostgreSQL's (rrr/storage/sql/postgres/0005), so a file
 -- made by rrr can be copied into a PostgreSQL with the same columns.
 --
--- Tick tables and market_sentiment: `id` a uuid4 string the database makes (no insert names
--- it), `created_at` (rrr's inserted_at renamed), the natural key UNIQUE. system_events:
--- created_at. SQLite can neither change a primary key nor add a column whose default is not
--- a constant, so each table is rebuilt: created beside the old one, filled from it (rows
--- keep their created_at, events their id; ids are new), and renamed over it.
+-- Tick tables and market_sentiment: `id` made by the database (no insert names it) and
+-- `created_at` (rrr's inserted_at renamed). system_events: created_at. SQLite can neither
+-- change a primary key nor add a column whose default is not a constant, so each table is
+-- rebuilt: created beside the old one, filled from it (rows keep their created_at, events
+-- their id; ids are new), and renamed over it.
+--
+-- Chosen for the cost of a write (bench.store, issue 14): id is 128 random bits as 32 hex
+-- digits, which PostgreSQL's uuid type reads as they are; a uuid4 in its hyphenated form
+-- takes ten function calls per row in SQLite and cost a quarter of the insert rate, this one
+-- a few per cent. In the tick tables the natural key stays the clustered primary key
+-- (WITHOUT ROWID) and id has no index: an index on random ids halved the insert rate, and
+-- nothing of rrr's looks a row up by its id (in PostgreSQL, where users' queries do, id is
+-- the primary key).
 
 CREATE TABLE crypto_trades_v5 (
-    id            TEXT    NOT NULL PRIMARY KEY
-                  DEFAULT (lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4'
-                      || substr(hex(randomblob(2)), 2) || '-'
-                      || substr('89ab', 1 + (abs(random()) % 4), 1)
-                      || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))),
+    id            TEXT    NOT NULL DEFAULT (lower(hex(randomblob(16)))),
     ticker        TEXT    NOT NULL,
     exchange_id   INTEGER NOT NULL,
     trade_id      TEXT    NOT NULL,
@@ -23,8 +27,8 @@ CREATE TABLE crypto_trades_v5 (
     received_time INTEGER,
     source        TEXT    NOT NULL,
     created_at    INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
-    CONSTRAINT crypto_trades_natural_key UNIQUE (ticker, exchange_id, trade_id)
-);
+    CONSTRAINT crypto_trades_natural_key PRIMARY KEY (ticker, exchange_id, trade_id)
+) WITHOUT ROWID;
 INSERT INTO crypto_trades_v5 (ticker, exchange_id, trade_id, price, size, conditions, event_time,
                               received_time, source, created_at)
     SELECT ticker, exchange_id, trade_id, price, size, conditions, event_time, received_time,
@@ -34,11 +38,7 @@ ALTER TABLE crypto_trades_v5 RENAME TO crypto_trades;
 CREATE INDEX crypto_trades_ticker_time ON crypto_trades (ticker, event_time);
 
 CREATE TABLE crypto_quotes_v5 (
-    id            TEXT    NOT NULL PRIMARY KEY
-                  DEFAULT (lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4'
-                      || substr(hex(randomblob(2)), 2) || '-'
-                      || substr('89ab', 1 + (abs(random()) % 4), 1)
-                      || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))),
+    id            TEXT    NOT NULL DEFAULT (lower(hex(randomblob(16)))),
     ticker        TEXT    NOT NULL,
     exchange_id   INTEGER NOT NULL,
     bid_price     REAL    NOT NULL CHECK (bid_price > 0),
@@ -50,8 +50,8 @@ CREATE TABLE crypto_quotes_v5 (
     source        TEXT    NOT NULL,
     created_at    INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
     CONSTRAINT crypto_quotes_natural_key
-        UNIQUE (ticker, exchange_id, event_time, bid_price, bid_size, ask_price, ask_size)
-);
+        PRIMARY KEY (ticker, exchange_id, event_time, bid_price, bid_size, ask_price, ask_size)
+) WITHOUT ROWID;
 INSERT INTO crypto_quotes_v5 (ticker, exchange_id, bid_price, bid_size, ask_price, ask_size, event_time,
                               received_time, source, created_at)
     SELECT ticker, exchange_id, bid_price, bid_size, ask_price, ask_size, event_time,
@@ -61,11 +61,7 @@ ALTER TABLE crypto_quotes_v5 RENAME TO crypto_quotes;
 CREATE INDEX crypto_quotes_ticker_time ON crypto_quotes (ticker, event_time);
 
 CREATE TABLE crypto_aggregates_v5 (
-    id            TEXT    NOT NULL PRIMARY KEY
-                  DEFAULT (lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4'
-                      || substr(hex(randomblob(2)), 2) || '-'
-                      || substr('89ab', 1 + (abs(random()) % 4), 1)
-                      || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))),
+    id            TEXT    NOT NULL DEFAULT (lower(hex(randomblob(16)))),
     ticker        TEXT    NOT NULL,
     timeframe     TEXT    NOT NULL,
     event_time    INTEGER NOT NULL,
@@ -81,8 +77,8 @@ CREATE TABLE crypto_aggregates_v5 (
     updated_at    INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
     version_time  INTEGER,
     created_at    INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
-    CONSTRAINT crypto_aggregates_natural_key UNIQUE (ticker, timeframe, event_time)
-);
+    CONSTRAINT crypto_aggregates_natural_key PRIMARY KEY (ticker, timeframe, event_time)
+) WITHOUT ROWID;
 INSERT INTO crypto_aggregates_v5 (ticker, timeframe, event_time, end_time, open, high, low, close, volume,
                                   vwap, trade_count, source, updated_at, version_time, created_at)
     SELECT ticker, timeframe, event_time, end_time, open, high, low, close, volume, vwap,
@@ -91,11 +87,7 @@ DROP TABLE crypto_aggregates;
 ALTER TABLE crypto_aggregates_v5 RENAME TO crypto_aggregates;
 
 CREATE TABLE market_sentiment_v5 (
-    id            TEXT    NOT NULL PRIMARY KEY
-                  DEFAULT (lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4'
-                      || substr(hex(randomblob(2)), 2) || '-'
-                      || substr('89ab', 1 + (abs(random()) % 4), 1)
-                      || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))),
+    id            TEXT    NOT NULL PRIMARY KEY DEFAULT (lower(hex(randomblob(16)))),
     asset           TEXT    NOT NULL,
     source          TEXT    NOT NULL,
     sentiment_label TEXT    NOT NULL CHECK (sentiment_label IN ('bullish', 'neutral', 'bearish')),
