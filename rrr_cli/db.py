@@ -61,11 +61,21 @@ def _adopt(url: str, *, dry_run: bool, sentiment_interval_s: int) -> None:
     import psycopg
 
     from rrr.config import redact_url
-    from rrr.storage.adopt import adopt, describe
+    from rrr.storage.adopt import AdoptionStopped, adopt, describe
+
+    def say(lines: list[str]) -> None:
+        for line in lines:
+            console.print(line, markup=False, highlight=False)
 
     try:
         results = adopt(url, dry_run=dry_run, sentiment_interval_s=sentiment_interval_s)
+    except AdoptionStopped as stopped:
+        if stopped.done:  # committed: the person must know these are adopted already
+            say(describe(stopped.done, dry_run=dry_run))
+        fail(
+            f"adopting the original tables of {redact_url(url)} stopped at {stopped}; fix it"
+            " and run `rrr db migrate` again: it goes on with the tables left"
+        )
     except (psycopg.Error, ValueError) as exc:
         fail(f"adopting the original tables of {redact_url(url)} failed: {exc}")
-    for line in describe(results, dry_run=dry_run):
-        console.print(line, markup=False, highlight=False)
+    say(describe(results, dry_run=dry_run))

@@ -7,6 +7,26 @@
 BEGIN;
 SELECT pg_advisory_xact_lock(hashtext('rrr.migrate'));
 CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = '0001_initial') THEN
+        RETURN;
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND column_name = 'id' AND data_type = 'uuid'
+          AND table_name IN ('crypto_trades', 'crypto_quotes', 'crypto_aggregates')
+          AND EXISTS (SELECT 1 FROM information_schema.columns c
+                      WHERE c.table_schema = current_schema()
+                        AND c.table_name = columns.table_name AND c.column_name = 'created_at'))
+    THEN
+        RAISE EXCEPTION 'the original system''s tables are here, not adopted: this script would '
+            'keep them as they are. Adopt them in place with `rrr db migrate --dry-run`, then '
+            '`rrr db migrate`, with DATABASE_URL set to the project''s Postgres connection '
+            'string (README, Supabase: Adopting the original system''s tables).';
+    END IF;
+END
+$$;
 
 -- ==== migration 0001_initial ====
 

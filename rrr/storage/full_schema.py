@@ -32,6 +32,33 @@ HEADER = """\
 """
 
 
+# Pasted onto the original system's tables, the script's CREATE TABLE IF NOT EXISTS would keep
+# them as they are and the first insert would fail: it stops instead, naming the way to adopt
+# them (rrr.storage.adopt, through the Postgres URL, since adoption is DDL the REST keys lack).
+# Original = a tick table with a uuid ``id`` and ``created_at`` while rrr's 0001 is unrecorded.
+REFUSE_ORIGINAL_TABLES = """\
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = '0001_initial') THEN
+        RETURN;
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND column_name = 'id' AND data_type = 'uuid'
+          AND table_name IN ('crypto_trades', 'crypto_quotes', 'crypto_aggregates')
+          AND EXISTS (SELECT 1 FROM information_schema.columns c
+                      WHERE c.table_schema = current_schema()
+                        AND c.table_name = columns.table_name AND c.column_name = 'created_at'))
+    THEN
+        RAISE EXCEPTION 'the original system''s tables are here, not adopted: this script would '
+            'keep them as they are. Adopt them in place with `rrr db migrate --dry-run`, then '
+            '`rrr db migrate`, with DATABASE_URL set to the project''s Postgres connection '
+            'string (README, Supabase: Adopting the original system''s tables).';
+    END IF;
+END
+$$;"""
+
+
 def full_schema_sql(dialect: str = "postgres") -> str:
     """Every migration in order, each followed by its schema_migrations row, in one transaction."""
     if dialect not in DIALECTS:
@@ -45,6 +72,7 @@ def full_schema_sql(dialect: str = "postgres") -> str:
         # The same lock PostgresStore.migrate takes, so the two never interleave.
         "SELECT pg_advisory_xact_lock(hashtext('rrr.migrate'));",
         SCHEMA_MIGRATIONS_DDL,
+        REFUSE_ORIGINAL_TABLES,  # after the table it reads
     ]
     for version, sql in migrations(dialect):
         if not VERSION_RE.match(version):

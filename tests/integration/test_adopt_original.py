@@ -213,6 +213,17 @@ def test_migrate_adopts_the_original_tables_losing_no_row(original: str, tmp_pat
             "SELECT interval_start FROM market_sentiment"
         ).fetchone()[0].isoformat() == f"{DAY}T10:00:00+00:00"  # fmt: skip
 
+        # rrr's checks hold for rows written from now on (NOT VALID: old rows kept as they are).
+        with pytest.raises(psycopg.errors.CheckViolation, match="crypto_trades_price_check"):
+            pg.execute(
+                "INSERT INTO crypto_trades (ticker, exchange_id, trade_id, price, size,"
+                " event_time, source) VALUES ('X:BTCUSD', 1, 'bad', -1, 1, now(), 'polygon')"
+            )
+        assert pg.execute(
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'c' AND NOT convalidated"
+            " AND conrelid = 'crypto_trades'::regclass"
+        ).fetchone() == (2,)
+
         # A second run changes nothing.
         before = catalog(pg)
         again = migrate(tmp_path, original)
@@ -261,6 +272,18 @@ def test_migrate_adopts_the_original_tables_losing_no_row(original: str, tmp_pat
         assert documented == [("gap",), ("gap found",)]
 
 
+def test_pasting_schema_sql_onto_original_tables_stops_naming_the_adoption(
+    original: str,
+) -> None:
+    script = (Path(__file__).resolve().parents[2] / "supabase" / "schema.sql").read_text()
+    with psycopg.connect(original, autocommit=True) as pg:
+        before = catalog(pg)
+        with pytest.raises(psycopg.errors.RaiseException, match="rrr db migrate --dry-run"):
+            pg.execute(script.encode())
+        pg.execute("ROLLBACK")  # the script's own BEGIN left the session in the failed block
+        assert catalog(pg) == before  # one transaction: nothing of the script stayed
+
+
 def test_the_store_refuses_to_migrate_original_tables_not_adopted(original: str) -> None:
     store = open_store(original)
     try:
@@ -281,6 +304,9 @@ def test_a_run_stopped_at_one_table_keeps_the_ones_before_and_resumes(
         assert failed.exit_code == 2
         said = " ".join(failed.output.split())
         assert "market_sentiment cannot be adopted: column sentiment_label is missing" in said
+        assert "run `rrr db migrate` again" in said
+        for table in TICK_TABLES:  # adopted before it, committed: said so too
+            assert f"{table}: rows kept:" in said
         adopted = pg.execute(
             "SELECT conrelid::regclass::text FROM pg_constraint"
             " WHERE conname LIKE '%%natural_key' ORDER BY 1"

@@ -42,6 +42,9 @@ def test_an_original_table_plans_columns_types_fills_and_the_key() -> None:
     assert "trade_id = coalesce(trade_id, id::text)" in sql[1]
     assert [s.set_aside for s in plan.statements] == [None, None, "incomplete", "duplicate", None]
     assert "ADD CONSTRAINT crypto_trades_natural_key UNIQUE" in sql[-1]
+    # rrr's checks, for rows written from now on: a row already there is kept as it is.
+    assert plan.checks_added == ["price > 0", "size >= 0"]
+    assert "ADD CONSTRAINT crypto_trades_price_check CHECK (price > 0) NOT VALID" in sql[-1]
     assert "source DROP DEFAULT" in sql[-1]  # rrr's source has no default
     assert not any("notes" in s for s in sql)  # the user's column is never touched
 
@@ -52,7 +55,10 @@ def adopted(facts: TableFacts) -> TableFacts:
     cols = dict(facts.columns)
     for col in target.columns:
         cols[col.name] = ColumnFact(col.type, col.not_null, col.default)
-    return TableFacts(facts.name, cols, facts.constraints | {f"{facts.name}_natural_key"}, True)
+    added = {f"{facts.name}_natural_key"} | {
+        f"{facts.name}_{c.name}_check" for c in target.columns if c.check is not None
+    }
+    return TableFacts(facts.name, cols, facts.constraints | added, True)
 
 
 def test_an_adopted_table_plans_nothing_so_a_rerun_is_a_no_op() -> None:

@@ -5,6 +5,6 @@ losing no row. targets.py says what each table becomes, plan.py plans it from th
 (pure), run.py executes it, report.py says what was (or would be) done."""
 
 from rrr.storage.adopt.report import describe
-from rrr.storage.adopt.run import TableResult, adopt
+from rrr.storage.adopt.run import AdoptionStopped, TableResult, adopt
 
-__all__ = ["TableResult", "adopt", "describe"]
+__all__ = ["AdoptionStopped", "TableResult", "adopt", "describe"]

@@ -65,6 +65,7 @@ class TablePlan:
     type_changes: list[str] = field(default_factory=list)
     filled: list[str] = field(default_factory=list)  # existing columns whose NULLs are filled
     key_added: tuple[str, ...] = ()
+    checks_added: list[str] = field(default_factory=list)  # NOT VALID: new rows only
     defaults_after: list[str] = field(default_factory=list)  # rrr's defaults, set last
     statements: list[Statement] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # why it cannot be adopted
@@ -176,6 +177,12 @@ def plan_table(target: TableTarget, facts: TableFacts) -> TablePlan:
         finish.append(f"ADD CONSTRAINT {natural_key_name(table)} UNIQUE ({key})")
     if not facts.has_primary_key:
         finish.append("ADD PRIMARY KEY (id)")
+    for col in target.columns:
+        # Named as PostgreSQL names rrr's own column checks, so a second run sees them.
+        name = f"{table}_{col.name}_check"
+        if col.check is not None and name not in facts.constraints:
+            plan.checks_added.append(col.check)
+            finish.append(f"ADD CONSTRAINT {name} CHECK ({col.check}) NOT VALID")
     if finish:
         plan.statements.append(Statement(f"ALTER TABLE {table} " + ", ".join(finish)))
     return plan

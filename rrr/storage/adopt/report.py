@@ -26,6 +26,8 @@ def describe(results: list[TableResult], *, dry_run: bool) -> list[str]:
                 lines.append(f"  rows missing a required value: {incomplete} (would move too)")
             key = f"{p.table}_natural_key ({', '.join(p.key_added)})" if p.key_added else "none"
             lines.append(f"  key to add: {key}")
+            checks = "; ".join(p.checks_added) or "none"
+            lines.append(f"  checks to add (on rows written from now on): {checks}")
             lines.append(f"  rows that would stay: {r.rows_kept}")
         else:
             lines.append(

@@ -35,20 +35,33 @@ def pending_plans(cur: psycopg.Cursor[Any], targets: tuple[TableTarget, ...]) ->
 
 def adopt(url: str, *, dry_run: bool, sentiment_interval_s: int) -> list[TableResult]:
     """Adopt the original system's tables of ``url``'s schema; the per-table results (empty:
-    nothing to adopt). Raises psycopg errors as they come (the CLI reports them)."""
+    nothing to adopt). A table that fails raises ``AdoptionStopped`` with the ones done before
+    it; a failure before any table (connecting, planning) raises as it comes."""
     targets = {t.table: t for t in table_targets(sentiment_interval_s)}
     # No statement timeout: rewriting a large table may take longer than a task's limit.
     conninfo = make_conninfo(url, **connect_options(url, statement_timeout=0))
     with psycopg.connect(conninfo) as conn:
         with conn.transaction(), conn.cursor() as cur:
             tables = [p.table for p in pending_plans(cur, tuple(targets.values()))]
-        results = []
+        results: list[TableResult] = []
         for table in tables:
-            with conn.cursor() as cur:
-                result = _adopt_table(conn, cur, targets[table], dry_run)
+            try:
+                with conn.cursor() as cur:
+                    result = _adopt_table(conn, cur, targets[table], dry_run)
+            except (psycopg.Error, ValueError) as exc:
+                raise AdoptionStopped(table, results, exc) from exc
             if result is not None:
                 results.append(result)
         return results
+
+
+class AdoptionStopped(Exception):
+    """A table could not be adopted: ``done`` holds the tables adopted before it (committed,
+    so a person is told about them too), ``__cause__`` why this one failed."""
+
+    def __init__(self, table: str, done: list[TableResult], cause: Exception) -> None:
+        super().__init__(f"{table}: {cause}")
+        self.done = done
 
 
 class _DryRun(Exception):

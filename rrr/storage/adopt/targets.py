@@ -40,6 +40,9 @@ class Target:
     default: str | None = None  # rrr's column DEFAULT (kept after adoption)
     constant: str | None = None  # fill: one SQL literal for every existing row
     expression: str | None = None  # fill: an SQL expression over the existing row
+    # rrr's CHECK on the column (as in migration 0001), added NOT VALID: enforced on rows
+    # written from now on, while rows already there are kept whatever they hold.
+    check: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,10 @@ def sentiment_slot(interval_s: int) -> str:
 
 
 def table_targets(sentiment_interval_s: int) -> tuple[TableTarget, ...]:
-    numeric = [Target(n, "numeric") for n in ("open", "high", "low", "close", "volume")]
+    numeric = [
+        Target(n, "numeric", check=f"{n} {'>=' if n == 'volume' else '>'} 0")
+        for n in ("open", "high", "low", "close", "volume")
+    ]
     end_time = "event_time + CASE timeframe {} END".format(
         " ".join(f"WHEN '{label}' THEN interval '{gap}'" for label, gap in TIMEFRAMES.items())
     )
@@ -85,8 +91,8 @@ def table_targets(sentiment_interval_s: int) -> tuple[TableTarget, ...]:
                 Target("ticker", "text"),
                 Target("exchange_id", "integer"),
                 Target("trade_id", "text", expression="id::text"),
-                Target("price", "numeric"),
-                Target("size", "numeric"),
+                Target("price", "numeric", check="price > 0"),
+                Target("size", "numeric", check="size >= 0"),
                 Target("conditions", "integer[]", default="'{}'", constant="'{}'"),
             ),
             TRADES.key,
@@ -96,7 +102,10 @@ def table_targets(sentiment_interval_s: int) -> tuple[TableTarget, ...]:
             _ticks(
                 Target("ticker", "text"),
                 Target("exchange_id", "integer"),
-                *(Target(n, "numeric") for n in ("bid_price", "bid_size", "ask_price", "ask_size")),
+                *(
+                    Target(n, "numeric", check=f"{n} {'>' if n.endswith('price') else '>='} 0")
+                    for n in ("bid_price", "bid_size", "ask_price", "ask_size")
+                ),
             ),
             QUOTES.key,
         ),
@@ -122,9 +131,13 @@ def table_targets(sentiment_interval_s: int) -> tuple[TableTarget, ...]:
             (
                 Target("asset", "text"),
                 Target("source", "text", constant="'perplexity'"),
-                Target("sentiment_label", "text"),
-                Target("sentiment_score", "numeric"),
-                Target("confidence", "numeric"),
+                Target(
+                    "sentiment_label",
+                    "text",
+                    check="sentiment_label IN ('bullish', 'neutral', 'bearish')",
+                ),
+                Target("sentiment_score", "numeric", check="sentiment_score BETWEEN -1 AND 1"),
+                Target("confidence", "numeric", check="confidence BETWEEN 0 AND 1"),
                 Target("text", "text", default="''", constant="''"),
                 Target("metadata", "jsonb", default="'{}'", constant="'{}'"),
                 Target("event_time", TS),
@@ -140,7 +153,12 @@ def table_targets(sentiment_interval_s: int) -> tuple[TableTarget, ...]:
                 Target("event_time", TS),
                 Target("component", "text"),
                 Target("event_type", "text", constant="'unknown'"),
-                Target("severity", "text", constant="'info'"),
+                Target(
+                    "severity",
+                    "text",
+                    constant="'info'",
+                    check="severity IN ('info', 'warning', 'error', 'critical')",
+                ),
                 Target("message", "text", constant="''"),
                 Target("details", "jsonb", default="'{}'", constant="'{}'"),
                 Target("dedupe_key", "text", not_null=False),
