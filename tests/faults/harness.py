@@ -206,6 +206,11 @@ class Pipeline:
         os.killpg(stream.proc.pid, signal.SIGKILL)
         stream.proc.wait(timeout=10)
 
+    def end_feed_after(self, more_events: int) -> None:
+        """The feed ends ``more_events`` from now (``Simulator.end_feed_after``), not at the
+        size it was given for the worst case; ``events`` follows."""
+        self.events = self.sim.end_feed_after(more_events)
+
     def wait_feed_done(self, events: int, timeout_s: float) -> None:
         wait_until(lambda: self.sim.stats()["produced"] >= events, timeout_s, "the feed's end")
 

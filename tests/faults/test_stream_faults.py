@@ -110,6 +110,9 @@ def test_feed_flap(
             assert run.sim.disconnect_all() == 1
         # Events on the connection after the last drop: its gap is closed and repaired.
         run.wait_sent_on(flaps + 1, int(RATE / 10), timeout_s=options.backoff_cap_s + 30)
+        # Sized for the slowest reconnects, the feed could run minutes past the last one (12
+        # flaps under RRR_FAULTS_LONG: ~300 s): once that connection carries events, 5 s more.
+        run.end_feed_after(int(RATE * 5))
         gaps = finish_and_count(run, "feed-flap", started, flaps=flaps)
     assert gaps == flaps * len(TICKERS)  # every drop detected, on every ticker
 
