@@ -1,11 +1,18 @@
 """Logging: console and ``data_pipeline.log`` (as the original system had), a logger per
-module, and a filter that blanks every configured secret from every record."""
+module, and a filter that blanks every configured secret from every record.
+
+The console is stdout, as the original system documented, for the long-running processes;
+one-shot commands that print a result on stdout (``rrr status --json``) log to stderr. The
+file (``LOG_FILE``, default ``RRR_HOME/data_pipeline.log``) gets every record at ``LOG_LEVEL``;
+the console may be quieter (``console_level``: ``rrr run`` shows warnings and its own lines)."""
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import sys
 from collections.abc import Iterable
+from typing import Literal
 
 from rrr.config import Settings
 from rrr.config_values import url_password
@@ -54,13 +61,27 @@ def secrets_of(settings: Settings) -> list[str]:
     return found
 
 
-def configure_logging(settings: Settings, *, to_file: bool = True) -> None:
+def configure_logging(
+    settings: Settings,
+    *,
+    to_file: bool = True,
+    console: Literal["stdout", "stderr"] | None = "stdout",
+    console_level: int | None = None,
+) -> None:
+    """Handlers on the root logger (replacing ours from an earlier call): the log file at
+    ``LOG_LEVEL`` unless ``to_file`` is False, and ``console`` (None: no console) at
+    ``console_level`` (None: ``LOG_LEVEL``), both redacting every configured secret."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_rrr", False):
             root.removeHandler(handler)
     redact = RedactSecrets(secrets_of(settings))
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    handlers: list[logging.Handler] = []
+    if console is not None:
+        stream = logging.StreamHandler(sys.stdout if console == "stdout" else sys.stderr)
+        if console_level is not None:  # below LOG_LEVEL changes nothing: the root filters first
+            stream.setLevel(console_level)
+        handlers.append(stream)
     if to_file:
         settings.log_path.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.handlers.WatchedFileHandler(settings.log_path, encoding="utf-8"))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 
@@ -25,9 +26,13 @@ def run(
     no_flower: bool = typer.Option(False, "--no-flower", help="Do not start Flower."),
     flower_port: int = typer.Option(5555, "--flower-port", min=1, max=65535),
     max_seconds: float = typer.Option(None, "--max-seconds", min=1, help="Stop after N seconds."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Every line of every process (LOG_LEVEL=DEBUG does too)."
+    ),
 ) -> None:
     """The whole pipeline: embedded Redis (no REDIS_URL), simulator (no POLYGON_API_KEY),
-    Celery worker, beat, stream worker and Flower. Ctrl-C stops them all."""
+    Celery worker, beat, stream worker and Flower. Ctrl-C stops them all. The console shows
+    each process's start, warnings, errors and a status line every 10 s; LOG_FILE has the rest."""
     from rrr_cli.runner import RunOptions, run_pipeline
 
     extra = list(ctx.args)  # `--tickers A B` leaves B as an extra argument
@@ -42,12 +47,14 @@ def run(
         sentiment_interval_s=sentiment_interval,
         quality_interval_s=quality_interval,
     )
-    configure_logging(settings)
+    # This process's own INFO records go to the file; its console lines are the ones it emits.
+    configure_logging(settings, console_level=logging.WARNING)
     options = RunOptions(
         with_sentiment=not no_sentiment,
         flower=not no_flower,
         flower_port=flower_port,
         max_seconds=max_seconds,
+        verbose=verbose or settings.log_level == "DEBUG",
     )
     try:
         code = run_pipeline(settings, options, emit=lambda line: print(line, flush=True))

@@ -4,6 +4,10 @@ Order: broker (embedded Redis when REDIS_URL is unset; its persistence checked) 
 migration -> simulator (when POLYGON_API_KEY is unset) -> the ingest worker and the
 backfill/default worker (rrr.worker_roles), beat, stream worker, Flower. Ctrl-C or SIGTERM
 stops them in three waves (rrr_cli.supervisor) and leaves none behind.
+
+The console: one line per process started, the children's warnings and errors
+(rrr_cli.child_output), and a status line every 10 s (rrr_cli.status_line); every process
+writes its INFO lines (one per task) to LOG_FILE. ``RunOptions.verbose`` shows them all.
 """
 
 from __future__ import annotations
@@ -17,17 +21,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import redis
+
 from rrr.broker import ensure_broker, free_port
 from rrr.broker_persistence import probe_persistence
 from rrr.config import SIMULATOR_KEY, Settings, redact_url
-from rrr.errors import ConfigError
+from rrr.errors import ConfigError, RrrError
+from rrr.stats import get_stats
 from rrr.storage import Store, open_store_from_settings
+from rrr.task_names import QUEUE_BACKFILL, QUEUE_DEFAULT, QUEUE_INGEST
 from rrr.worker_roles import worker_argv
+from rrr_cli.status_line import TABLES, Sample, status_line
 from rrr_cli.supervisor import STOP_AFTER_STREAM, STOP_LAST, Supervisor, wait_for_port
 
 log = logging.getLogger(__name__)
 
-STATUS_TABLES = ("crypto_trades", "crypto_quotes", "crypto_aggregates", "market_sentiment")
+QUEUES = (QUEUE_INGEST, QUEUE_BACKFILL, QUEUE_DEFAULT)
 
 
 @dataclass
@@ -37,6 +46,7 @@ class RunOptions:
     flower_port: int = 5555
     max_seconds: float | None = None
     status_every_s: float = 10.0
+    verbose: bool = False  # every child's every line on the console (--verbose, LOG_LEVEL=DEBUG)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -107,9 +117,19 @@ def simulator_env(settings: Settings, ws_port: int, http_port: int) -> dict[str,
     return env
 
 
+def flower_line(settings: Settings, port: int) -> str:
+    """Where Flower is and where its login comes from (never the login itself)."""
+    if settings.flower_basic_auth is not None:
+        login = "basic auth: user and password from FLOWER_BASIC_AUTH"
+    else:
+        login = "no login: it listens on 127.0.0.1 only; FLOWER_BASIC_AUTH=user:password adds one"
+    return f"Flower: http://127.0.0.1:{port} ({login})"
+
+
 def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], None]) -> int:
-    """Run until Ctrl-C, SIGTERM, --max-seconds or a child's exit; returns the exit code."""
-    supervisor = Supervisor(emit)
+    """Run until Ctrl-C, SIGTERM, --max-seconds or a child's exit; returns the exit code.
+    ``emit`` shows one console line (the children's through the supervisor's filter)."""
+    supervisor = Supervisor(emit, verbose=options.verbose)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     code = 0
@@ -151,7 +171,7 @@ def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], 
             if not ready:
                 emit(f"the ingest worker is not ready after {READY_TIMEOUT_S:g} s; going on")
             _start_the_rest(supervisor, settings, options, env, emit)
-        code = _watch(supervisor, store, options, stop, emit)
+        code = _watch(supervisor, store, redis_url, options, stop, emit)
     except KeyboardInterrupt:
         emit("stopping (Ctrl-C) ...")
     finally:
@@ -177,32 +197,62 @@ def _start_the_rest(
     if options.flower:
         argv, flower_env = flower_command(settings, "127.0.0.1", options.flower_port)
         supervisor.start("flower", argv, {**flower_env, **env})
-        emit(f"Flower: http://127.0.0.1:{options.flower_port}")
-    emit(f"per-task log lines (received, succeeded, retry) go to {settings.log_path} only")
+        emit(flower_line(settings, options.flower_port))
+    if not options.verbose:
+        emit(
+            f"log file: {settings.log_path} (every process's INFO lines, one per task); here: "
+            f"warnings, errors, a status line every {options.status_every_s:g} s (--verbose: all)"
+        )
+
+
+def sample(store: Store, client: redis.Redis, at_s: float) -> Sample:
+    """Rows stored per table, the stream worker's heartbeat and the queue depths, now."""
+    rows = {table: store.count_rows(table) for table in TABLES}
+    try:
+        stats = get_stats(client)
+        queues = {q: int(client.llen(q)) for q in QUEUES}
+    except redis.RedisError as exc:
+        return Sample(at_s, rows, broker_error=f"{type(exc).__name__}: {exc}")
+    return Sample(at_s, rows, stats, queues)
 
 
 def _watch(
     supervisor: Supervisor,
     store: Store,
+    redis_url: str,
     options: RunOptions,
     stop: threading.Event,
     emit: Callable[[str], None],
 ) -> int:
+    client = redis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
     started = time.monotonic()
     next_status = started + options.status_every_s
-    while not stop.is_set():
-        dead = supervisor.exited()
-        if dead is not None:
-            emit(f"{dead.name} exited with code {dead.proc.returncode}; stopping the pipeline")
-            return dead.proc.returncode or 1
-        now = time.monotonic()
-        if options.max_seconds is not None and now - started >= options.max_seconds:
-            emit(f"--max-seconds {options.max_seconds:g} reached; stopping")
-            return 0
-        if now >= next_status:
-            next_status = now + options.status_every_s
-            counts = {t: store.count_rows(t) for t in STATUS_TABLES}
-            emit("rows stored: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
-        stop.wait(0.2)
+    try:
+        try:
+            last = sample(store, client, started)
+        except RrrError:
+            last = Sample(started, {})
+        while not stop.is_set():
+            dead = supervisor.exited()
+            if dead is not None:
+                supervisor.report_exit(dead)
+                emit(f"{dead.name} exited with code {dead.proc.returncode}; stopping the pipeline")
+                return dead.proc.returncode or 1
+            now = time.monotonic()
+            if options.max_seconds is not None and now - started >= options.max_seconds:
+                emit(f"--max-seconds {options.max_seconds:g} reached; stopping")
+                return 0
+            if now >= next_status:
+                next_status = now + options.status_every_s
+                try:
+                    current = sample(store, client, now)
+                except RrrError as exc:  # the database: say so, keep watching
+                    emit(f"status | database unreachable: {exc}")
+                else:
+                    emit(status_line(last, current))
+                    last = current
+            stop.wait(0.2)
+    finally:
+        client.close()
     emit("stopping (SIGTERM) ...")
     return 0

@@ -1,12 +1,12 @@
-"""The children of `rrr run`: started with their output prefixed, watched, and stopped in waves
-(SIGTERM, then SIGKILL after a grace period) so that none is left behind; they also get SIGTERM
-if this process dies (Linux parent-death signal)."""
+"""The children of `rrr run`: started with their output prefixed (what the console shows of it:
+rrr_cli.child_output), watched, and stopped in waves (SIGTERM, then SIGKILL after a grace
+period) so that none is left behind; they also get SIGTERM if this process dies (Linux
+parent-death signal)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -20,16 +20,7 @@ from typing import Any
 
 from rrr.broker import die_with_parent
 from rrr.config import PROJECT_ROOT
-
-# Celery's INFO line per task received, succeeded or retried: tens a second at full feed (each
-# insert batch; each repair waiting its turn at the rate limit), which would bury everything
-# else. `rrr run` leaves them off its console; every process still writes them to LOG_FILE.
-_PER_TASK_LINE = re.compile(r"\bINFO\s+\S+ celery\.(?:app\.trace|worker\.strategy): Task ")
-
-
-def shown_on_console(line: str) -> bool:
-    return _PER_TASK_LINE.search(line) is None
-
+from rrr_cli.child_output import ChildOutput
 
 # Stop waves: the order matters only here. The stream worker, at its stop, waits for the ingest
 # worker to apply what it published, so the ingest worker outlives it; the simulator outlives
@@ -47,13 +38,19 @@ class Child:
     reader: threading.Thread | None = None
     ready_when: str | None = None  # a text its output prints once it is ready
     ready: threading.Event = field(default_factory=threading.Event)
+    output: ChildOutput = field(default_factory=ChildOutput)
+
+    def prefixed(self, line: str) -> str:
+        return f"{self.name:>9} | {line}"
 
 
 @dataclass
 class Supervisor:
-    """Starts children, prefixes their output, and stops every one of them."""
+    """Starts children, shows their warnings and errors prefixed with their name (every line
+    when ``verbose``), and stops every one of them."""
 
     emit: Callable[[str], None]
+    verbose: bool = False
     children: list[Child] = field(default_factory=list)
 
     def start(
@@ -75,6 +72,8 @@ class Supervisor:
             preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         child = Child(name, proc, stop_wave, ready_when=ready_when)
+        child.output.verbose = self.verbose
+        self.emit(child.prefixed(f"started (pid {proc.pid})"))
         child.reader = threading.Thread(target=self._pump, args=(child,), daemon=True)
         child.reader.start()
         self.children.append(child)
@@ -89,8 +88,16 @@ class Supervisor:
             line = raw.decode(errors="replace").rstrip()
             if child.ready_when is not None and child.ready_when in line:
                 child.ready.set()
-            if shown_on_console(line):
-                self.emit(f"{child.name:>9} | {line}")
+            if child.output.show(line):
+                self.emit(child.prefixed(line))
+
+    def report_exit(self, child: Child) -> None:
+        """A child's exit code and its last lines, shown or not: why it stopped."""
+        if child.reader is not None:
+            child.reader.join(timeout=2)  # its last lines
+        self.emit(child.prefixed(f"exited with code {child.proc.returncode}; its last lines:"))
+        for line in child.output.tail:
+            self.emit(child.prefixed(f"  {line}"))
 
     def wait_ready(self, child: Child, stop: threading.Event, timeout_s: float) -> bool:
         """Until ``child`` says it is ready; False on timeout, on a stop, or when any child
