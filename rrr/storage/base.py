@@ -28,14 +28,16 @@ Contract (tests/integration/test_store_contract.py runs it against every store):
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from importlib import resources
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
 from rrr.backfill_chunks import Chunk, ChunkState, PlanProgress
 from rrr.models import Batch, Rejected, Sentiment, SystemEvent
+from rrr.storage.range_reads import CHUNK_ROWS, RangeQuery
 
 TABLES = (
     "crypto_trades",
@@ -115,6 +117,15 @@ class StoreReader(Protocol):
     ) -> pd.DataFrame: ...
 
     def read_events(self, component: str | None = None, since_ms: int = 0) -> pd.DataFrame: ...
+
+    def iter_range(
+        self, query: RangeQuery, chunk_rows: int = CHUNK_ROWS
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
+        """The query's rows (rrr/storage/range_reads.py) in the table's field order, times in
+        ms, JSON decoded, by instrument then time, at most ``chunk_rows`` at a time: one
+        database query for all the instruments, streamed (never the table loaded to be
+        filtered here). Close the iterator (or exhaust it) to free the store."""
+        ...
 
     def read_sentiments(self, asset: str | None = None) -> pd.DataFrame: ...
 

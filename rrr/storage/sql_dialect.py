@@ -7,7 +7,7 @@ trade conditions as integer[]), which psycopg already hands back as Python value
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ class SqlDialect:
     time_of_ms: str  # format: a ms expression -> the time column's type
     ms_of_time: str  # format: a time column expression -> ms
     json_value: Callable[[Any], Any] | None  # a stored JSON column -> its value; None: as read
+    float_of: str = "{}"  # format: a numeric column read back as a float
 
     @property
     def time_param(self) -> str:
@@ -41,7 +42,9 @@ def json_text(value: Any) -> str:
 
 
 SQLITE = SqlDialect("?", "{}", "{}", orjson.loads)
-POSTGRES = SqlDialect("%s", TS, MS, None)
+# NUMERIC -> float8 in the server: correctly rounded, as float(Decimal) would be, and cheaper
+# than a Decimal per value on the way out. SQLite keeps REAL already.
+POSTGRES = SqlDialect("%s", TS, MS, None, "{}::float8")
 
 
 class SqlQueries:
@@ -55,4 +58,12 @@ class SqlQueries:
 
     def _chunk_write(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """One statement in a transaction of its own; the rows it returns (if any)."""
+        raise NotImplementedError
+
+    def _stream(
+        self, sql: str, params: tuple[Any, ...], chunk_rows: int
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
+        """The rows of one read, at most ``chunk_rows`` at a time, never all in memory at
+        once; errors mapped to the rrr error tree. The store is held until the iterator is
+        exhausted or closed."""
         raise NotImplementedError

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import pandas as pd
 
 from rrr.storage.base import KIND_TABLES, check_table
 from rrr.storage.frames import frame
+from rrr.storage.range_reads import CHUNK_ROWS, RangeQuery, is_json, is_numeric
 from rrr.storage.sql_dialect import SqlQueries
 from rrr.storage.tables import BARS, EVENTS, QUOTES, SENTIMENTS, TRADES, Table, select_list
 
@@ -77,6 +79,44 @@ class SqlReads(SqlQueries):
         where, params = ("", ()) if asset is None else (f"asset = {self.sql.param}", (asset,))
         rows = self._read(SENTIMENTS, where, "interval_start", params)
         return frame(self._json_at(rows, _SENTIMENT_METADATA), SENTIMENTS.fields, "ts_ms")
+
+    def _range_sql(self, query: RangeQuery) -> tuple[str, tuple[Any, ...]]:
+        """One statement for every instrument of the query (``ticker IN (...)``), ordered by
+        the source's unique order, which the (ticker, [timeframe,] event_time) keys serve."""
+        p, at = self.sql.param, self.sql.time_param
+        select = ", ".join(
+            self.sql.ms(c.name)
+            if c.time
+            else self.sql.float_of.format(c.name)
+            if query.as_float and is_numeric(c)
+            else c.name
+            for c in query.columns
+        )
+        where = [f"event_time >= {at}", f"event_time < {at}"]
+        params: list[Any] = [query.start_ms, query.end_ms]
+        if query.keys is not None:
+            where.insert(0, f"{query.source.key} IN ({', '.join(p for _ in query.keys)})")
+            params[:0] = query.keys
+        for column, value in query.equal.items():  # names checked by RangeQuery
+            where.append(f"{column} = {p}")
+            params.append(value)
+        sql = (
+            f"SELECT {select} FROM {query.source.table.name} WHERE {' AND '.join(where)}"
+            f" ORDER BY {', '.join(query.order)}"
+        )
+        return sql, tuple(params)
+
+    def iter_range(
+        self, query: RangeQuery, chunk_rows: int = CHUNK_ROWS
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
+        if query.keys == ():
+            return
+        sql, params = self._range_sql(query)
+        json_columns = [i for i, c in enumerate(query.columns) if is_json(c)]
+        for rows in self._stream(sql, params, chunk_rows):
+            for column in json_columns:
+                rows = self._json_at(rows, column)
+            yield rows
 
     def latest_event_times(self) -> dict[tuple[str, str], int]:
         out: dict[tuple[str, str], int] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import psycopg
@@ -87,6 +87,23 @@ class PostgresConnection(SqlQueries):
 
         rows: list[tuple[Any, ...]] = self._run(work)
         return rows
+
+    def _stream(
+        self, sql: str, params: tuple[Any, ...], chunk_rows: int
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
+        """A server-side (named) cursor in one read transaction: the server keeps the result
+        and sends ``chunk_rows`` per round trip, so a year of trades never sits in memory.
+        Inside a transaction it also works through Supabase's transaction pooler."""
+        with self._lock:
+            try:
+                conn = self._connect()
+                with conn.transaction(), conn.cursor(name="rrr_range_read") as cur:
+                    cur.itersize = chunk_rows
+                    cur.execute(sql, params)
+                    while rows := cur.fetchmany(chunk_rows):
+                        yield rows
+            except psycopg.Error as exc:
+                raise map_pg_error(exc) from exc
 
     def _chunk_write(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         def work(cur: psycopg.Cursor[Any]) -> list[tuple[Any, ...]]:

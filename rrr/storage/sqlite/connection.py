@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,19 @@ class SqliteConnection(SqlQueries):
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock, sqlite_errors_mapped():
             return self._conn.execute(sql, params).fetchall()
+
+    def _stream(
+        self, sql: str, params: tuple[Any, ...], chunk_rows: int
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
+        """fetchmany on one statement: SQLite steps through the result as it is fetched, and
+        in WAL mode the read sees one snapshot while writers carry on."""
+        with self._lock, sqlite_errors_mapped():
+            cursor = self._conn.execute(sql, params)
+            try:
+                while rows := cursor.fetchmany(chunk_rows):
+                    yield rows
+            finally:
+                cursor.close()
 
     def _chunk_write(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._transaction():

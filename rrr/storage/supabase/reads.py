@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 import pandas as pd
 from postgrest import CountMethod
 
@@ -14,7 +17,8 @@ from rrr.storage.frames import (
     TRADE_COLUMNS,
     frame,
 )
-from rrr.storage.supabase.rest import Filter, SupabaseRest
+from rrr.storage.range_reads import CHUNK_ROWS, RangeQuery
+from rrr.storage.supabase.rest import PAGE_ROWS, Filter, SupabaseRest
 from rrr.storage.supabase_wire import (
     BAR_SELECT,
     EVENT_SELECT,
@@ -71,6 +75,41 @@ class SupabaseReads(SupabaseRest):
         order = ("interval_start", "id")
         rows = self._select_all("market_sentiment", SENTIMENT_SELECT, order, filters)
         return frame(records(rows, SENTIMENT_SELECT), SENTIMENT_COLUMNS, "ts_ms")
+
+    def iter_range(
+        self, query: RangeQuery, chunk_rows: int = CHUNK_ROWS
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
+        """One filtered request per page (``ticker=in.(...)``), paged by offset over the
+        source's unique order, as ``_select_all``; pages gathered up to ``chunk_rows``.
+        Numeric columns come back as JSON numbers (floats) whatever ``as_float`` says."""
+        if query.keys == ():
+            return
+        table = query.source.table
+        select = ",".join(c.name for c in table.columns)
+        filters: list[Filter] = [
+            ("gte", "event_time", iso_from_ms(query.start_ms)),
+            ("lt", "event_time", iso_from_ms(query.end_ms)),
+            *(("eq", column, value) for column, value in query.equal.items()),
+        ]
+        if query.keys is not None and query.source.key is not None:
+            filters.insert(0, ("in_", query.source.key, list(query.keys)))
+        read, chunk = 0, []
+        while True:
+            request = self._query(table.name, select, filters)
+            for column in query.order:
+                request = request.order(column)
+            page: list[dict[str, Any]] = self._execute(
+                f"read {table.name}", request.range(read, read + PAGE_ROWS - 1)
+            ).data
+            if not page:
+                break
+            read += len(page)
+            chunk += records(page, select)
+            if len(chunk) >= chunk_rows:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
     def latest_event_times(self) -> dict[tuple[str, str], int]:
         rows = self._rpc("latest event times", "rrr_latest_event_times", {})
