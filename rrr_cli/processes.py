@@ -81,7 +81,15 @@ def worker(
         argv = worker_argv(settings, role, f"{role}-{os.getpid()}@%h", ctx.args)
     except ConfigError as exc:
         fail(str(exc))
-    os.execv(argv[0], argv)  # the same pid: honcho's and Heroku's signals reach Celery itself
+    env = dict(os.environ)
+    if settings.worker_metrics_port:
+        # prometheus-client must find it at import: the worker's processes share their
+        # counters through it (rrr.metrics.multiproc).
+        from rrr.metrics.multiproc import worker_metrics_dir
+
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(worker_metrics_dir(settings))
+    # The same pid: honcho's and Heroku's signals reach Celery itself.
+    os.execve(argv[0], argv, env)
 
 
 def stream(

@@ -10,5 +10,7 @@ from celery import Celery
 app = Celery("rrr", task_cls="tasks.delivery:ReliableTask")
 app.config_from_object("celeryconfig")
 
-# Import for side effects: signal handlers for logging and per-process resources.
+# Import for side effects: signal handlers for logging, per-process resources and Prometheus
+# metrics (the worker's exporter, task counters, beat's schedule health).
+from tasks import metrics as _metrics  # noqa: E402,F401
 from tasks import resources as _resources  # noqa: E402,F401

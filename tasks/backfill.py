@@ -31,6 +31,7 @@ from rrr.backfill.chunks import fetch_chunk as load_chunk
 from rrr.bounds import MAX_AHEAD_MS
 from rrr.clock import SystemClock, now_ms
 from rrr.errors import ConfigError, RrrError
+from rrr.metrics.tasks import record_rows, record_write
 from rrr.models import Rejected, SystemEvent
 from rrr.retry_policy import RetryIn, RetryPolicy, come_back_in_s
 from rrr.storage import Store
@@ -150,6 +151,8 @@ def fetch_chunk(
         # died, we take over; if it finishes, we find it done).
         raise again((outcome.retry_in_s or 0.0) + random.uniform(0.2, 1.0), resume)
     if outcome.status == "done":
+        # The chunk's bars (a page written again after a retry counts again), once, when done.
+        record_write(TASK_FETCH_CHUNK, "bars", outcome.bars_stored, outcome.store_s)
         log.info(
             "chunk %s done: %d bars in %d pages (fetch %.2f s, store %.2f s)",
             chunk_id,
@@ -225,6 +228,8 @@ def repair_gap(
         level = logging.INFO if decision.counted else logging.DEBUG
         log.log(level, "repair %s: %s; again in %.1f s", ticker, cause, decision.countdown_s)
         raise again(decision.countdown_s, errors + int(decision.counted), where) from exc
+    record_rows(TASK_REPAIR_GAP, "bars", result.bars_added)
+    record_rows(TASK_REPAIR_GAP, "trades", result.trades_added)
     return result.to_dict()
 
 

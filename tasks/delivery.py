@@ -35,6 +35,7 @@ from redis.retry import Retry as RedisRetry
 
 from rrr.applied import add_mark
 from rrr.errors import StorageError
+from rrr.metrics.tasks import record_dead_letters
 from rrr.models import Rejected, raw_text, shown
 from rrr.retry_policy import RetryIn, RetryPolicy
 from rrr.storage.base import POISON_KIND
@@ -188,7 +189,7 @@ class ReliableTask(Task):
         payload = {"task": self.name, "id": self.request.id, "args": args, "kwargs": kwargs}
         letter = Rejected(raw=raw_text(payload), reason=reason, kind=POISON_KIND, source=self.name)
         try:
-            store().add_dead_letters([letter])
+            new = store().add_dead_letters([letter])
         except StorageError as exc:
             decision = decide_retry(exc, self.request.retries, LETTER_RETRIES)
             if not isinstance(decision, RetryIn):
@@ -198,4 +199,5 @@ class ReliableTask(Task):
                 "poison letter for %s: %s; retry in %.1f s", self.request.id, exc, countdown
             )
             raise self.retry(exc=exc, countdown=countdown, max_retries=NO_RETRY_LIMIT) from exc
+        record_dead_letters(self.name, [POISON_KIND], new)
         log.error("%s[%s] set aside as a poison message: %s", self.name, self.request.id, reason)

@@ -15,11 +15,13 @@ does the stream worker drop the item from its journal.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from rrr.clock import now_ms
 from rrr.errors import StorageError, is_transient
+from rrr.metrics.tasks import record_dead_letters, record_write
 from rrr.models import Rejected
 from rrr.storage.isolate import apply_isolating
 from rrr.task_names import (
@@ -56,7 +58,8 @@ def _retrying(task: Any, what: str, write: Callable[[], T]) -> T:
 
 def _set_aside(task: Any, rejected: list[Rejected]) -> None:
     if rejected:
-        _retrying(task, "dead letters", lambda: store().add_dead_letters(rejected))
+        new = _retrying(task, "dead letters", lambda: store().add_dead_letters(rejected))
+        record_dead_letters(task.name, [r.kind for r in rejected], new)
         for r in rejected:
             log.error("dead-lettered: %s", r.reason)
 
@@ -76,7 +79,11 @@ def insert_batch(
         _set_aside(self, [batch])
         return {"batch_id": None, "dead_lettered": True}
     # A batch id already stored is a no-op that reports applied=False: marked all the same.
+    started = time.perf_counter()
     result = _retrying(self, f"batch {batch.id}", lambda: apply_isolating(store(), batch))
+    record_write(TASK_INSERT_BATCH, batch.kind, result.stored, time.perf_counter() - started)
+    if result.rejected:
+        record_dead_letters(TASK_INSERT_BATCH, [batch.kind] * result.rejected, result.rejected)
     return {
         "batch_id": result.batch_id,
         "applied": result.applied,
@@ -90,7 +97,9 @@ def insert_dead_letters(self: Any, rows: Any, confirm: str | None = None, wire: 
     """Rejected input (``[raw, reason, kind, source]`` each) -> ``dead_letters``; an item of
     another shape is stored too, as itself, marked malformed."""
     letters = decode_dead_letters(rows, wire)
-    return _retrying(self, "dead letters", lambda: store().add_dead_letters(letters))
+    new = _retrying(self, "dead letters", lambda: store().add_dead_letters(letters))
+    record_dead_letters(TASK_INSERT_DEAD_LETTERS, [letter.kind for letter in letters], new)
+    return new
 
 
 @app.task(name=TASK_RECORD_EVENTS, bind=True, max_retries=None, ignore_result=True)

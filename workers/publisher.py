@@ -33,6 +33,7 @@ import orjson
 import redis.exceptions
 from kombu.exceptions import OperationalError
 
+from rrr.metrics.stream import StreamMetrics
 from rrr.models import Rejected
 from rrr.stats import StreamStats
 from rrr.wire import BATCH, DEAD_LETTERS, decode_item, encode_item, encode_plain
@@ -73,8 +74,10 @@ class Publisher:
         is_unreachable: Callable[[BaseException], bool] = is_broker_unreachable,
         confirmer: Confirmer | None = None,
         stop_wait_applied_s: float = 15.0,
+        metrics: StreamMetrics | None = None,
     ) -> None:
         self._senders = senders
+        self._metrics = metrics
         self._journal = journal
         self._confirmer = confirmer if journal is not None else None
         # At a stop, how long to wait for the store to apply what was published. What it has
@@ -302,7 +305,10 @@ class Publisher:
         if kind == BATCH and not again:
             self._stats.batches_published += 1
             self._stats.rows_published += len(payload.rows)
-            self._stats.sample_lag(payload.kind, payload.rows, self._now_ms())
+            now = self._now_ms()
+            self._stats.sample_lag(payload.kind, payload.rows, now)
+            if self._metrics is not None:
+                self._metrics.batch_published(payload.kind, payload.rows, now)
         return None
 
     def _failed(self, kind: str, payload: Any, error: BaseException, seq: int | None) -> bool:
