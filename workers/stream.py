@@ -28,7 +28,7 @@ from rrr.errors import VendorAuthError
 from rrr.models import Batch, Rejected, Severity, SystemEvent
 from rrr.polygon.gaps import Gap, GapTracker
 from rrr.polygon.messages import Status, parse_frame
-from rrr.polygon.stream import FrameData, StreamListener
+from rrr.polygon.stream import FrameData
 from rrr.stats import HEARTBEAT_INTERVAL_S, StreamStats
 from rrr.task_names import TASK_REPAIR_GAP
 from rrr.wire import BATCH, DEAD_LETTERS, EVENTS, REPAIR, RepairRequest
@@ -54,7 +54,8 @@ _ACK = "success"  # status of a subscription acknowledgement
 
 
 class Stream(Protocol):
-    def run(self, listener: StreamListener) -> None: ...
+    # The worker itself: a PolygonStream needs a StreamListener, a LeasedStream its lease hooks.
+    def run(self, listener: StreamWorker) -> None: ...
 
     def stop(self) -> None: ...
 
@@ -203,6 +204,25 @@ class StreamWorker:
         self.stats.last_disconnect_reason = reason
         self._gaps.disconnected(self._tickers, self._watching_since_ms)
         self._event("disconnected", "warning", f"stream lost: {reason}", {"reason": reason})
+
+    # -- the stream lease (workers.leased_stream): these run in the socket thread too ----------
+
+    def on_lease_acquired(
+        self, last_seen: Mapping[str, int] | None, events: list[SystemEvent]
+    ) -> None:
+        """This process now holds the stream lease. The time nobody streamed is repaired from
+        where the holders before stopped (their last events, kept in Redis), as after a restart.
+        What this process saw before it lost the lease is older and was repaired by the holder
+        that took over, so its own open gaps are dropped, unless Redis could not say."""
+        mine = {t: ms for t, ms in (last_seen or {}).items() if t in self._tickers}
+        if mine.keys() >= self._gaps.open_gaps.keys():
+            self._gaps = GapTracker()
+        self._gaps.resume(mine, RESTART_MARGIN_MS)
+        if events:
+            self._publish(EVENTS, events)
+
+    def on_lease_lost(self, events: list[SystemEvent]) -> None:
+        self._publish(EVENTS, events)
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -50,7 +50,10 @@ from rrr.wire import (
     encode_repair_request,
 )
 from workers.journal import Journal, adopt_spool
+from workers.lease_redis import RedisLease, lease_client
+from workers.leased_stream import LeasedStream
 from workers.stream import StreamWorker
+from workers.stream_lease import LeasePolicy
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +132,22 @@ def build_worker(
 ) -> StreamWorker:
     key, source = feed_credentials(settings)
     clock = SystemClock()
-    stream = PolygonStream(settings.polygon_ws_url, key, settings.tickers)
+    redis_url = resolve_redis_url(settings)
+    stream = leased_stream(settings, redis_url, key)
     # Stats, heartbeat and applied marks: short timeouts, so a hung broker never stalls the
     # publisher thread for long (it reads the marks).
-    stats_client = redis.Redis.from_url(
-        resolve_redis_url(settings), socket_timeout=1.0, socket_connect_timeout=1.0
-    )
+    stats_client = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+    # Only the lease holder speaks for the stream in Redis: a standby's counters and older
+    # last events would overwrite the holder's. A holder that released the lease at its stop
+    # still writes its final heartbeat (stopped_ms).
+    def report_stats(snapshot: dict[str, Any]) -> None:
+        if stream.held or stream.released:
+            publish_stats(stats_client, {**snapshot, **stream.stats_fields()})
+
+    def save_holder_last_seen(last_seen: dict[str, int]) -> None:
+        if stream.held:
+            save_last_seen(stats_client, last_seen)
 
     outbox = CeleryOutbox()
     return StreamWorker(
@@ -149,9 +162,10 @@ def build_worker(
         tickers=settings.tickers,
         source=source,
         stats=StreamStats(url=settings.polygon_ws_url, started_ms=clock.now_ms()),
-        report_stats=lambda snapshot: publish_stats(stats_client, snapshot),
-        save_last_seen=lambda last_seen: save_last_seen(stats_client, last_seen),
-        resume_from=previous_last_seen(stats_client),
+        report_stats=report_stats,
+        save_last_seen=save_holder_last_seen,
+        # No resume_from: what the run before saw last is read when the lease is taken
+        # (StreamWorker.on_lease_acquired), which for a standby may be long after its start.
         max_messages=max_messages,
         max_seconds=max_seconds,
         applied=AppliedMarks(stats_client, session=uuid.uuid4().hex[:16]),
@@ -183,6 +197,15 @@ def previous_last_seen(client: redis.Redis) -> dict[str, int]:
     except redis.RedisError as exc:
         log.warning("cannot read the previous run's last events (%s): no restart gap", exc)
         return {}
+
+
+def leased_stream(settings: Settings, redis_url: str, key: Secret) -> LeasedStream:
+    """The vendor stream, connected only while this process holds the stream lease."""
+    policy = LeasePolicy(settings.stream_lease_s)
+    return LeasedStream(
+        lambda: PolygonStream(settings.polygon_ws_url, key, settings.tickers),
+        RedisLease(lease_client(redis_url, policy), policy),
+    )
 
 
 def tune_gc() -> None:

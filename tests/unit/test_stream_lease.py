@@ -1,0 +1,362 @@
+"""The stream lease's decisions (workers.stream_lease), and LeasedStream driven with an
+in-memory lease and a scripted vendor stream: who connects, when a holder lets go."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from rrr.models import SystemEvent
+from tests.support.waiting import wait_for
+from workers.leased_stream import LeasedStream
+from workers.stream_lease import (
+    LEASE_LOST_EVENT,
+    TAKEOVER_EVENT,
+    HeldLease,
+    Holder,
+    LeasePolicy,
+    Renewal,
+    gone_here,
+    lease_fields,
+    parse_holder,
+    takeover_event,
+)
+
+MACHINE = "vm|boot-1|pid:[1]"
+A = Holder("host-a", 101, 1_000, "n-a", MACHINE)
+B = Holder("host-b", 202, 50_000, "n-b", "other|boot-2|pid:[9]")
+
+
+# -- timings -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lease_s", [2, 3, 10, 30])
+def test_a_holder_is_disconnected_before_its_lease_can_expire(lease_s: int) -> None:
+    policy = LeasePolicy(lease_s)
+    sent_at = 500.0
+    # Redis applies the SET or renewal after it was sent: it expires at sent_at + lease_s or later.
+    assert policy.deadline(sent_at) == sent_at + lease_s - policy.margin_s
+    assert policy.margin_s > 0
+    # A renewal (bounded by its connect and read timeouts) and a retry start before it.
+    one_try_s = 2 * policy.io_timeout_s
+    assert policy.renew_every_s + one_try_s + policy.poll_s < lease_s - policy.margin_s
+    assert policy.poll_s <= 1.0
+
+
+def test_ten_seconds_by_default_figures() -> None:
+    policy = LeasePolicy(10)
+    assert (policy.renew_every_s, policy.margin_s, policy.poll_s) == (10 / 3, 2.5, 1.0)
+    assert policy.deadline(0.0) == 7.5
+
+
+def timeline(policy: LeasePolicy, outcomes: list[Renewal]) -> tuple[float | None, float]:
+    """A holder that took the lease at 0 and renews every renew_every_s with these outcomes
+    (each applied by Redis the moment it was sent, its latest possible expiry): when it lets go
+    (None: never, within the outcomes) and when Redis expires its lease."""
+    held = HeldLease.acquired(policy, 0.0)
+    expiry = policy.lease_s
+    for n, outcome in enumerate(outcomes, start=1):
+        at = n * policy.renew_every_s
+        if not held.check(at):
+            return held.valid_until, expiry
+        if not held.after_renewal(outcome, at):
+            return at, expiry
+        if outcome is Renewal.RENEWED:
+            expiry = at + policy.lease_s
+    return (None if held.check(len(outcomes) * policy.renew_every_s) else held.valid_until), expiry
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "lets_go"),
+    [
+        ([Renewal.RENEWED] * 6, False),
+        ([Renewal.RENEWED, Renewal.FAILED, Renewal.RENEWED, Renewal.RENEWED], False),
+        ([Renewal.RENEWED, Renewal.FAILED, Renewal.FAILED, Renewal.FAILED], True),
+        ([Renewal.FAILED] * 4, True),
+        ([Renewal.RENEWED, Renewal.NOT_OWNER], True),
+    ],
+)
+def test_a_holder_cut_from_redis_lets_go_first(outcomes: list[Renewal], lets_go: bool) -> None:
+    policy = LeasePolicy(10)
+    let_go_at, expiry = timeline(policy, outcomes)
+    assert (let_go_at is not None) is lets_go
+    if let_go_at is not None:
+        assert let_go_at <= expiry - policy.margin_s
+
+
+def test_held_lease_outcomes() -> None:
+    policy = LeasePolicy(3)
+    held = HeldLease.acquired(policy, 10.0)
+    assert held.valid_until == 12.25 and held.check(12.2)
+    assert held.after_renewal(Renewal.RENEWED, 11.0) and held.valid_until == 13.25
+    # An older renewal answered late never shortens the deadline.
+    assert held.after_renewal(Renewal.RENEWED, 10.5) and held.valid_until == 13.25
+    assert held.after_renewal(Renewal.FAILED, 12.0) and held.check(13.2)
+    assert not held.check(13.25)
+    assert "no renewal reached Redis" in held.lost_reason
+    # Lost is final: a renewal that gets through afterwards does not revive it.
+    assert not held.after_renewal(Renewal.RENEWED, 13.3)
+
+    taken = HeldLease.acquired(policy, 0.0)
+    assert not taken.after_renewal(Renewal.NOT_OWNER, 1.0)
+    assert taken.lost_reason == "the lease expired or another process holds it"
+
+
+# -- holders -----------------------------------------------------------------------------------
+
+
+def test_holder_token_round_trip() -> None:
+    assert parse_holder(A.token()) == A
+    assert parse_holder(A.token().encode()) == A
+    assert A.describe() == "host-a pid 101"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [None, b"", b"not json", b"[]", b'{"host": "x"}', b'{"host":"h","pid":"x","since_ms":1}'],
+)
+def test_a_value_that_is_no_holder_is_none(raw: bytes | None) -> None:
+    assert parse_holder(raw) is None
+
+
+def test_a_value_written_otherwise_is_none() -> None:
+    """Only a token this code wrote: the compare-and-delete of a dead holder must match it."""
+    spaced = '{"host": "host-a", "pid": 101, "since_ms": 1000, "nonce": "n-a", "machine": ""}'
+    assert parse_holder(spaced) is None
+
+
+@pytest.mark.parametrize(
+    ("holder", "alive", "gone"),
+    [
+        (A, False, True),  # this machine, its process gone: take the lease now
+        (A, True, False),  # still running (or its pid reused): wait for the expiry
+        (B, False, False),  # another machine: only the expiry is proof
+        (Holder("h", 1, 0, "n", ""), False, False),  # no machine recorded
+    ],
+)
+def test_gone_here(holder: Holder, alive: bool, gone: bool) -> None:
+    assert gone_here(holder, MACHINE, lambda pid: alive) is gone
+
+
+# -- records -----------------------------------------------------------------------------------
+
+
+def test_takeover_event() -> None:
+    event = takeover_event(A, B, {"X:BTCUSD": 44_000, "X:ETHUSD": 45_500}, 10)
+    assert (event.component, event.event_type, event.severity) == (
+        "stream_worker",
+        TAKEOVER_EVENT,
+        "warning",
+    )
+    assert event.ts_ms == B.since_ms
+    assert event.details == {
+        "host": "host-b",
+        "pid": 202,
+        "previous_host": "host-a",
+        "previous_pid": 101,
+        "previous_since_ms": 1_000,
+        "last_seen_ms": 45_500,
+        "gap_ms": 4_500,
+        "lease_s": 10,
+    }
+    assert "from host-a pid 101" in event.message and "4.5 s" in event.message
+    assert event.dedupe_key == "stream_takeover:n-b"
+    unknown = takeover_event(A, B, None, 10)
+    assert unknown.details["gap_ms"] is None and "unknown" in unknown.message
+
+
+def test_lease_fields() -> None:
+    fields = lease_fields(B, 10, 3, 51_000, A)
+    assert fields == {
+        "lease.holder_host": "host-b",
+        "lease.holder_pid": 202,
+        "lease.holder_since_ms": 50_000,
+        "lease.lease_s": 10,
+        "lease.renewed_ms": 51_000,
+        "lease.takeovers": 3,
+        "lease.previous_host": "host-a",
+        "lease.previous_pid": 101,
+    }
+    assert lease_fields(B, 10, 0, 0, None)["lease.previous_pid"] == 0
+
+
+# -- LeasedStream with an in-memory lease ------------------------------------------------------
+
+
+class MemoryLease:
+    """RedisLease's surface over a dict; ``renewals`` scripts what renew() answers."""
+
+    def __init__(self, policy: LeasePolicy, held_by: Holder | None = None) -> None:
+        self.policy = policy
+        self.value: Holder | None = held_by
+        self.renewals: list[Renewal] = []
+        self.released: list[Holder] = []
+        self.mine: Holder | None = None
+        self.count = 0
+
+    def try_acquire(self, me: Holder) -> bool:
+        if self.value is not None:
+            return False
+        self.value = self.mine = me
+        return True
+
+    def renew(self) -> Renewal:
+        return self.renewals.pop(0) if self.renewals else Renewal.RENEWED
+
+    def release(self) -> bool:
+        if self.mine is not None and self.value == self.mine:
+            self.released.append(self.mine)
+            self.value = None
+            return True
+        return False
+
+    def break_lease(self, holder: Holder) -> bool:
+        return False
+
+    def forget(self) -> None:
+        self.mine = None
+
+    def holder(self) -> Holder | None:
+        return self.value
+
+    def count_takeover(self) -> int:
+        self.count += 1
+        return self.count
+
+    def takeovers(self) -> int:
+        return self.count
+
+    def last_seen(self) -> dict[str, int]:
+        return {"X:BTCUSD": 40_000}
+
+
+class Vendor:
+    """A vendor connection: connected until stopped."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.stopped = threading.Event()
+
+    def run(self, listener: Any) -> None:
+        self.log.append("connected")
+        listener.on_connected()
+        self.stopped.wait(30)
+        self.log.append("disconnected")
+        listener.on_disconnected("stopped")
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def on_connected(self) -> None:
+        self.calls.append(("connected", None))
+
+    def on_frame(self, frame: Any) -> None: ...
+
+    def on_idle(self) -> None: ...
+
+    def on_disconnected(self, reason: str) -> None:
+        self.calls.append(("disconnected", reason))
+
+    def on_lease_acquired(
+        self, last_seen: Mapping[str, int] | None, events: list[SystemEvent]
+    ) -> None:
+        self.calls.append(("acquired", (dict(last_seen or {}), [e.event_type for e in events])))
+
+    def on_lease_lost(self, events: list[SystemEvent]) -> None:
+        assert [e.event_type for e in events] == [LEASE_LOST_EVENT]
+        self.calls.append(("lost", [e.details["reason"] for e in events]))
+
+
+def leased(lease: MemoryLease, log: list[str]) -> tuple[LeasedStream, list[Vendor]]:
+    vendors: list[Vendor] = []
+
+    def connect() -> Vendor:
+        vendors.append(Vendor(log))
+        return vendors[-1]
+
+    ids = iter(range(1000, 2000))
+    stream = LeasedStream(
+        connect,
+        lease,  # type: ignore[arg-type]
+        identity=lambda now_ms: Holder("me", 7, now_ms, f"n{next(ids)}", MACHINE),
+    )
+    return stream, vendors
+
+
+def run_in_thread(stream: LeasedStream, listener: Listener) -> threading.Thread:
+    thread = threading.Thread(target=stream.run, args=(listener,), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_standby_connects_only_once_the_holder_is_gone() -> None:
+    lease = MemoryLease(LeasePolicy(2), held_by=A)
+    log: list[str] = []
+    stream, vendors = leased(lease, log)
+    listener = Listener()
+    thread = run_in_thread(stream, listener)
+    try:
+        wait_for(lambda: lease.value == A and not vendors, 5, "standing by")
+        threading.Event().wait(3 * lease.policy.poll_s)
+        assert not vendors and not stream.held  # A still holds it
+        lease.value = None  # A's lease expired
+        wait_for(lambda: log == ["connected"], 5, "the standby connected")
+        assert stream.held and stream.previous == A
+        assert listener.calls[0] == ("acquired", ({"X:BTCUSD": 40_000}, [TAKEOVER_EVENT]))
+        assert stream.stats_fields()["lease.takeovers"] == 1
+    finally:
+        stream.stop()
+        thread.join(10)
+    assert log == ["connected", "disconnected"] and lease.released  # released at the stop
+    assert not thread.is_alive()
+
+
+def test_a_holder_that_finds_another_token_disconnects_at_once_and_stands_by() -> None:
+    lease = MemoryLease(LeasePolicy(2))
+    log: list[str] = []
+    stream, vendors = leased(lease, log)
+    listener = Listener()
+    thread = run_in_thread(stream, listener)
+    try:
+        wait_for(lambda: log == ["connected"], 5, "connected")
+        assert listener.calls[0] == ("acquired", ({"X:BTCUSD": 40_000}, []))  # no takeover
+        lease.value = B  # (its lease expired while it was away and B took it)
+        lease.renewals = [Renewal.NOT_OWNER]
+        wait_for(lambda: log == ["connected", "disconnected"], 5, "disconnected")
+        wait_for(lambda: any(c[0] == "lost" for c in listener.calls), 5, "the loss recorded")
+        assert not stream.held and stream.stats_fields() == {}
+        lost = [c for c in listener.calls if c[0] == "lost"]
+        assert lost == [("lost", ["the lease expired or another process holds it"])]
+        lease.value = None  # B gone: this one takes it again
+        wait_for(lambda: len(vendors) == 2 and log[-1] == "connected", 5, "connected again")
+    finally:
+        stream.stop()
+        thread.join(10)
+    assert len(lease.released) == 1  # the second spell's lease, at the stop
+
+
+def test_a_holder_whose_renewals_fail_disconnects_by_its_deadline() -> None:
+    lease = MemoryLease(LeasePolicy(2))
+    log: list[str] = []
+    stream, _ = leased(lease, log)
+    listener = Listener()
+    thread = run_in_thread(stream, listener)
+    try:
+        wait_for(lambda: log == ["connected"], 5, "connected")
+        lease.renewals = [Renewal.FAILED] * 1000  # Redis unreachable from now on
+        wait_for(lambda: log == ["connected", "disconnected"], 5, "disconnected")
+        wait_for(lambda: any(c[0] == "lost" for c in listener.calls), 5, "the loss recorded")
+        (reason,) = next(c[1] for c in listener.calls if c[0] == "lost")
+        assert "no renewal reached Redis" in reason
+    finally:
+        stream.stop()
+        thread.join(10)
+    assert not thread.is_alive()

@@ -1,0 +1,100 @@
+"""The stream lease in Redis: one key, taken with SET NX PX and renewed or released only by the
+token that took it (redis-py's ``Lock``: its Lua scripts compare the token and act in one step).
+
+Commands here fail fast: a short connect and read timeout and no retries, so a renewal against
+an unreachable Redis fails within ``LeasePolicy.io_timeout_s`` and the holder's deadline
+(``workers.stream_lease``) is never waited past.
+"""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import LockNotOwnedError
+from redis.lock import Lock
+from redis.retry import Retry
+
+from rrr.stats import LAST_SEEN_TTL_S, load_last_seen
+from workers.stream_lease import (
+    LEASE_KEY,
+    TAKEOVERS_KEY,
+    Holder,
+    LeasePolicy,
+    Renewal,
+    parse_holder,
+)
+
+
+def lease_client(url: str, policy: LeasePolicy) -> redis.Redis:
+    """A client of the lease's own: its timeouts are the lease's, not the stats'."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=policy.io_timeout_s,
+        socket_connect_timeout=policy.io_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+class RedisLease:
+    def __init__(self, client: redis.Redis, policy: LeasePolicy, key: str = LEASE_KEY) -> None:
+        self.client = client
+        self.policy = policy
+        self.key = key
+        # thread_local=False: one thread acquires, another renews and releases.
+        self._lock = Lock(client, key, timeout=policy.lease_s, thread_local=False)
+
+    def try_acquire(self, me: Holder) -> bool:
+        """SET NX PX: True if the lease is now ``me``'s. Raises redis.RedisError."""
+        return bool(self._lock.acquire(blocking=False, token=me.token()))
+
+    def renew(self) -> Renewal:
+        """The lease's TTL back to ``lease_s`` if it is still ours (compare and PEXPIRE)."""
+        try:
+            self._lock.reacquire()
+        except LockNotOwnedError:
+            return Renewal.NOT_OWNER
+        except redis.RedisError:
+            return Renewal.FAILED
+        return Renewal.RENEWED
+
+    def release(self) -> bool:
+        """Delete the lease if it is still ours, so a standby need not wait for it to expire."""
+        if self._lock.local.token is None:
+            return False
+        try:
+            self._lock.release()
+        except (LockNotOwnedError, redis.RedisError):
+            return False
+        return True
+
+    def break_lease(self, holder: Holder) -> bool:
+        """Delete the lease if ``holder`` still holds it (compare and delete with its token):
+        only for a holder known to be dead (``workers.stream_lease.gone_here``)."""
+        try:
+            self._lock.do_release(holder.token())
+        except LockNotOwnedError:
+            return False
+        return True
+
+    def forget(self) -> None:
+        """The lease was lost: never renew or release that token again."""
+        self._lock.local.token = None
+
+    def holder(self) -> Holder | None:
+        """Who holds the lease now (None: nobody, or a value that is no holder's)."""
+        return parse_holder(self.client.get(self.key))
+
+    def count_takeover(self) -> int:
+        with self.client.pipeline() as pipe:
+            pipe.incr(TAKEOVERS_KEY)
+            pipe.expire(TAKEOVERS_KEY, LAST_SEEN_TTL_S)
+            count, _ = pipe.execute()
+        return int(count)
+
+    def takeovers(self) -> int:
+        raw = self.client.get(TAKEOVERS_KEY)
+        return int(raw) if raw else 0
+
+    def last_seen(self) -> dict[str, int]:
+        """What the holders before saw last, per ticker (``rrr.stats``)."""
+        return load_last_seen(self.client)

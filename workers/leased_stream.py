@@ -1,0 +1,297 @@
+"""The vendor stream behind the stream lease: connected only while this process holds it.
+
+``LeasedStream`` is the ``Stream`` the ``StreamWorker`` runs. Standing by, it tries to take the
+lease every ``poll_s``; once it holds it, it tells the listener (``on_lease_acquired``: what the
+holders before saw last, for the repair of the time nobody streamed, and a ``stream_takeover``
+event when it took over from another holder), opens the vendor stream and keeps the lease:
+
+- a renewal thread renews it every ``lease_s / 3`` (sooner again after a failed try);
+- a watchdog thread, which does no I/O and so never hangs, stops the vendor stream the moment
+  the holder's deadline passes without a successful renewal (``workers.stream_lease``), or at
+  once when a renewal finds the lease gone or another token in it.
+
+A lost lease ends only the vendor connection: the listener hears ``on_disconnected`` and
+``on_lease_lost``, its publisher keeps draining the journal to the broker, and this stream stands
+by again. ``stop()`` closes the vendor connection first and then releases the lease, so a
+standby takes over within ``poll_s`` of a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+
+from rrr import clock
+from rrr.models import SystemEvent
+from rrr.polygon.stream import StreamListener
+from workers.lease_redis import RedisLease
+from workers.stream_lease import (
+    HeldLease,
+    Holder,
+    LeasePolicy,
+    Renewal,
+    gone_here,
+    lease_fields,
+    lease_lost_event,
+    takeover_event,
+)
+
+log = logging.getLogger(__name__)
+
+REMIND_EVERY_S = 60.0  # a standby says whom it waits for this often
+
+
+class VendorStream(Protocol):
+    def run(self, listener: StreamListener) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class LeaseListener(StreamListener, Protocol):
+    def on_lease_acquired(
+        self, last_seen: Mapping[str, int] | None, events: list[SystemEvent]
+    ) -> None:
+        """This process holds the lease; the vendor connection opens next."""
+
+    def on_lease_lost(self, events: list[SystemEvent]) -> None:
+        """The lease was lost and the vendor connection is closed; standing by again."""
+
+
+def this_machine() -> str:
+    """Host name, boot id and pid namespace: two processes that agree on all three see the same
+    pids (another host, a reboot or a container with its own pids does not)."""
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        pid_ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""  # not Linux: never take a lease early
+    return f"{socket.gethostname()}|{boot_id}|{pid_ns}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs here (a zombie, killed and not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def new_holder(now_ms: int) -> Holder:
+    return Holder(socket.gethostname(), os.getpid(), now_ms, uuid.uuid4().hex, MACHINE)
+
+
+MACHINE = this_machine()
+
+
+class LeasedStream:
+    def __init__(
+        self,
+        connect: Callable[[], VendorStream],
+        lease: RedisLease,
+        *,
+        identity: Callable[[int], Holder] = new_holder,
+        now_ms: Callable[[], int] = clock.now_ms,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._connect = connect  # a fresh vendor stream per spell of holding the lease
+        self._lease = lease
+        self.policy: LeasePolicy = lease.policy
+        self._identity = identity
+        self._now_ms = now_ms
+        self._monotonic = monotonic
+        self._stopping = False
+        self._wake = threading.Event()  # stop() cuts a standby's wait short
+        self._guard = threading.Lock()  # the held lease, between the threads
+        self._inner: VendorStream | None = None
+        self._held: HeldLease | None = None
+        self.holder: Holder | None = None  # this process, while it holds the lease
+        self.previous: Holder | None = None  # whom it took the lease over from, if anyone
+        self.takeovers = 0  # the deployment's count (Redis), as of the last acquisition
+        self.renewed_ms = 0
+        self.released = False  # stopped and gave the lease back
+
+    @property
+    def held(self) -> bool:
+        return self.holder is not None
+
+    def stats_fields(self) -> dict[str, Any]:
+        """The ``lease.*`` stats fields while this process holds the lease, else none."""
+        me = self.holder
+        if me is None:
+            return {}
+        return lease_fields(me, self.policy.lease_s, self.takeovers, self.renewed_ms, self.previous)
+
+    def stop(self) -> None:
+        """Close the vendor connection (if any) and return from ``run``; safe from a signal
+        handler."""
+        self._stopping = True
+        self._wake.set()
+        inner = self._inner
+        if inner is not None:
+            inner.stop()
+
+    def run(self, listener: LeaseListener) -> None:
+        try:
+            while not self._stopping:
+                acquired = self._stand_by()
+                if acquired is None:
+                    return
+                me, previous, sent_at = acquired
+                self._hold(listener, me, previous, sent_at)
+        finally:
+            if self.holder is not None:
+                self.released = self._lease.release()
+                log.info("stream lease released by %s", self.holder.describe())
+
+    # -- standing by ---------------------------------------------------------------------------
+
+    def _stand_by(self) -> tuple[Holder, Holder | None, float] | None:
+        """Wait for the lease: (me, the holder seen while waiting, when the SET was sent)."""
+        previous: Holder | None = None
+        next_reminder = 0.0
+        while not self._stopping:
+            me = self._identity(self._now_ms())
+            sent_at = self._monotonic()
+            try:
+                if self._lease.try_acquire(me):
+                    return me, previous, sent_at
+                seen = self._lease.holder()
+                if seen is not None and self._break_if_gone(seen):
+                    previous = seen
+                    continue  # its lease is gone now: take it at once
+            except redis.RedisError as exc:
+                if sent_at >= next_reminder:
+                    log.warning("standby: cannot reach Redis for the stream lease (%s)", exc)
+                    next_reminder = sent_at + REMIND_EVERY_S
+            else:
+                if seen is not None and (seen != previous or sent_at >= next_reminder):
+                    log.info(
+                        "standby: the stream lease is held by %s (since %d); connecting when"
+                        " it stops renewing it (lease %g s)",
+                        seen.describe(),
+                        seen.since_ms,
+                        self.policy.lease_s,
+                    )
+                    next_reminder = sent_at + REMIND_EVERY_S
+                previous = seen or previous
+            self._wake.wait(self.policy.poll_s)
+        return None
+
+    def _break_if_gone(self, holder: Holder) -> bool:
+        """A holder that ran on this machine and is gone (``rrr stream`` restarted after a
+        kill) leaves its lease now, not at its expiry."""
+        if not gone_here(holder, MACHINE, pid_alive) or not self._lease.break_lease(holder):
+            return False
+        log.warning(
+            "the stream lease's holder %s ran on this machine and is gone: taking the lease"
+            " now, not at its expiry",
+            holder.describe(),
+        )
+        return True
+
+    # -- holding -------------------------------------------------------------------------------
+
+    def _hold(
+        self, listener: LeaseListener, me: Holder, previous: Holder | None, sent_at: float
+    ) -> None:
+        held = HeldLease.acquired(self.policy, sent_at)
+        last_seen, events = self._on_acquired(me, previous)
+        with self._guard:
+            self._held = held
+            self.holder, self.previous, self.renewed_ms = me, previous, me.since_ms
+        log.info(
+            "stream lease taken by %s%s", me.describe(),
+            f" over from {previous.describe()}" if previous else "",
+        )  # fmt: skip
+        listener.on_lease_acquired(last_seen, events)
+        done = threading.Event()
+        inner = self._connect()
+        self._inner = inner
+        threads = [
+            threading.Thread(target=self._renew, args=(held, done), name="lease-renew"),
+            threading.Thread(target=self._watch, args=(held, done), name="lease-watchdog"),
+        ]
+        for thread in threads:
+            thread.daemon = True
+            thread.start()
+        try:
+            with self._guard:  # stopped, or the deadline passed while Redis was read
+                go = not self._stopping and held.check(self._monotonic())
+            if go:
+                inner.run(listener)
+        finally:
+            done.set()
+            self._inner = None
+            for thread in threads:
+                thread.join(timeout=2 * self.policy.io_timeout_s + 1)
+        reason = held.lost_reason
+        if reason:
+            self._lease.forget()
+            with self._guard:
+                self.holder = None
+            log.error("stream lease lost by %s: %s; standing by", me.describe(), reason)
+            listener.on_lease_lost([lease_lost_event(me, reason, self._now_ms())])
+
+    def _on_acquired(
+        self, me: Holder, previous: Holder | None
+    ) -> tuple[dict[str, int] | None, list[SystemEvent]]:
+        """What the holders before saw last, and the takeover's event (when there was one)."""
+        last_seen: dict[str, int] | None = None
+        try:
+            last_seen = self._lease.last_seen()
+            self.takeovers = self._lease.count_takeover() if previous else self._lease.takeovers()
+        except redis.RedisError as exc:
+            log.warning("stream lease taken, but what was seen before is unknown (%s)", exc)
+        if previous is None or previous.nonce == me.nonce:
+            return last_seen, []
+        return last_seen, [takeover_event(previous, me, last_seen, self.policy.lease_s)]
+
+    def _renew(self, held: HeldLease, done: threading.Event) -> None:
+        wait_s = self.policy.renew_every_s
+        while not done.wait(wait_s):
+            sent_at = self._monotonic()
+            outcome = self._lease.renew()
+            with self._guard:
+                keep = held.after_renewal(outcome, sent_at)
+            if outcome is Renewal.RENEWED:
+                self.renewed_ms = self._now_ms()
+                wait_s = self.policy.renew_every_s
+            else:
+                log.warning("stream lease not renewed (%s)", outcome.value)
+                wait_s = self.policy.poll_s
+            if not keep:
+                self._disconnect()
+                return
+
+    def _watch(self, held: HeldLease, done: threading.Event) -> None:
+        """No I/O here: the deadline is kept even while a renewal hangs."""
+        while True:
+            with self._guard:
+                ok = held.check(self._monotonic())
+                left_s = held.left_s(self._monotonic())
+            if not ok:
+                self._disconnect()
+                return
+            if done.wait(max(0.0, left_s)):
+                return
+
+    def _disconnect(self) -> None:
+        inner = self._inner
+        if inner is not None:
+            inner.stop()

@@ -1,0 +1,236 @@
+"""The stream lease's decisions (pure): who holds it, how long a holder may trust it, what a
+takeover and a loss record.
+
+The vendor serves one WebSocket connection per key (a second one pushes the first out), so at
+most one ``rrr stream`` may be connected: the one holding a lease in Redis (``LEASE_KEY``, SET NX
+PX, its value the holder's token below). The holder renews it every third of the lease. Redis
+expires an unrenewed lease ``lease_s`` after the last renewal it applied, which is after the
+holder sent it: so a holder that counts from the moment it *sent* its last successful renewal
+knows a time before which the lease cannot have expired anywhere. It disconnects from the vendor
+``margin_s`` before that time unless a renewal succeeded meanwhile; a standby can only take the
+lease once Redis expired it. Two holders are therefore never connected at once, even when the
+holder is cut off from Redis while its vendor connection stays up.
+
+Times here are plain numbers passed in (``time.monotonic()`` seconds for deadlines, epoch ms for
+records); the Redis and thread side is ``workers.lease_redis`` and ``workers.leased_stream``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import orjson
+
+from rrr.models import SystemEvent
+
+LEASE_KEY = "rrr:stream:lease"
+# How many times a standby took the lease over from another holder (kept like last_seen).
+TAKEOVERS_KEY = "rrr:stream:lease:takeovers"
+COMPONENT = "stream_worker"  # workers.stream's component: one name for the stream's events
+TAKEOVER_EVENT = "stream_takeover"
+LEASE_LOST_EVENT = "stream_lease_lost"
+
+
+@dataclass(frozen=True, slots=True)
+class LeasePolicy:
+    """The lease's timings, all derived from ``lease_s`` (RRR_STREAM_LEASE_S)."""
+
+    lease_s: float
+
+    @property
+    def renew_every_s(self) -> float:
+        return self.lease_s / 3
+
+    @property
+    def margin_s(self) -> float:
+        """How long before the lease could expire in Redis the holder is already disconnected:
+        time for the read loop to notice (~20 ms) and send its close frame, and for clocks that
+        run a little apart. Two renewals are tried before it (at 1/3 and 2/3)."""
+        return self.lease_s / 4
+
+    @property
+    def poll_s(self) -> float:
+        """A standby tries to take the lease this often; a holder whose renewal failed tries
+        again this soon."""
+        return min(1.0, self.lease_s / 10)
+
+    @property
+    def io_timeout_s(self) -> float:
+        """One lease command's connect and read timeout: a renewal that hangs counts as failed
+        long before the holder's deadline."""
+        return min(1.0, self.lease_s / 10)
+
+    def deadline(self, sent_at: float) -> float:
+        """Until when (monotonic) a holder may stay connected after a renewal (or the acquiring
+        SET) it sent at ``sent_at`` succeeded."""
+        return sent_at + self.lease_s - self.margin_s
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds (or held) the lease; its token is the lease key's value."""
+
+    host: str
+    pid: int
+    since_ms: int  # when it took the lease
+    nonce: str  # unique per acquisition: a restarted process with a reused pid is another holder
+    # Where ``pid`` means something: host name, boot id and pid namespace (see gone_here).
+    machine: str = ""
+
+    def token(self) -> str:
+        return orjson.dumps(
+            {
+                "host": self.host,
+                "pid": self.pid,
+                "since_ms": self.since_ms,
+                "nonce": self.nonce,
+                "machine": self.machine,
+            }
+        ).decode()
+
+    def describe(self) -> str:
+        return f"{self.host} pid {self.pid}"
+
+
+def parse_holder(raw: bytes | str | None) -> Holder | None:
+    """The holder a lease value names; None when the key is absent or holds something else."""
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+        holder = Holder(
+            str(value["host"]),
+            int(value["pid"]),
+            int(value["since_ms"]),
+            str(value["nonce"]),
+            str(value.get("machine", "")),
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+    # Only a value this code wrote: the token is what the compare-and-delete must match.
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return holder if holder.token() == text else None
+
+
+def gone_here(holder: Holder, machine: str, alive: Callable[[int], bool]) -> bool:
+    """Whether ``holder`` was a process of this very machine (same host name, boot and pid
+    namespace) that no longer runs: its lease can be taken at once instead of waiting for it to
+    expire, as when ``rrr stream`` restarts after a kill. A holder elsewhere, or a pid that runs
+    (even if reused by another program), is waited out: only the lease's expiry is proof."""
+    return bool(holder.machine) and holder.machine == machine and not alive(holder.pid)
+
+
+class Renewal(Enum):
+    RENEWED = "renewed"  # the lease is ours for lease_s more
+    NOT_OWNER = "not_owner"  # the key is gone or holds another token: lost at once
+    FAILED = "failed"  # Redis did not answer: keep trying until the deadline
+
+
+@dataclass(slots=True)
+class HeldLease:
+    """A holder's local view of its lease: the monotonic time it must be disconnected by."""
+
+    policy: LeasePolicy
+    valid_until: float
+    lost_reason: str = ""
+
+    @classmethod
+    def acquired(cls, policy: LeasePolicy, sent_at: float) -> HeldLease:
+        return cls(policy, policy.deadline(sent_at))
+
+    def after_renewal(self, outcome: Renewal, sent_at: float, detail: str = "") -> bool:
+        """Record a renewal sent at ``sent_at``; False once the lease must be given up."""
+        if outcome is Renewal.RENEWED:
+            self.valid_until = max(self.valid_until, self.policy.deadline(sent_at))
+            return not self.lost_reason
+        if outcome is Renewal.NOT_OWNER:
+            self.lose("the lease expired or another process holds it")
+            return False
+        return not self.lost_reason  # FAILED: the watchdog acts at the deadline
+
+    def check(self, now: float) -> bool:
+        """False once ``now`` reached the deadline without a successful renewal."""
+        if now >= self.valid_until:
+            self.lose(
+                f"no renewal reached Redis for {self.policy.lease_s - self.policy.margin_s:g} s;"
+                f" disconnecting {self.policy.margin_s:g} s before the lease could expire"
+            )
+        return not self.lost_reason
+
+    def lose(self, reason: str) -> None:
+        self.lost_reason = self.lost_reason or reason
+
+    def left_s(self, now: float) -> float:
+        return self.valid_until - now
+
+
+def takeover_event(
+    previous: Holder, me: Holder, last_seen: Mapping[str, int] | None, lease_s: float
+) -> SystemEvent:
+    """The system event of a standby taking the lease over from ``previous``. ``gap_ms``: from
+    the last event the holders before saw (``rrr.stats`` last_seen) to the takeover, the time
+    nobody streamed (the repair asks REST for it, from a margin before)."""
+    last_ms = max(last_seen.values()) if last_seen else None
+    gap_ms = None if last_ms is None else max(0, me.since_ms - last_ms)
+    gap = "unknown" if gap_ms is None else f"{gap_ms / 1000:.1f} s"
+    return SystemEvent(
+        component=COMPONENT,
+        event_type=TAKEOVER_EVENT,
+        severity="warning",
+        message=(
+            f"stream lease taken over by {me.describe()} from {previous.describe()}"
+            f" (held since {previous.since_ms}); {gap} since the last event seen, repaired"
+            " from REST"
+        ),
+        ts_ms=me.since_ms,
+        details={
+            "host": me.host,
+            "pid": me.pid,
+            "previous_host": previous.host,
+            "previous_pid": previous.pid,
+            "previous_since_ms": previous.since_ms,
+            "last_seen_ms": last_ms,
+            "gap_ms": gap_ms,
+            "lease_s": lease_s,
+        },
+        dedupe_key=f"stream_takeover:{me.nonce}",
+    )
+
+
+def lease_lost_event(me: Holder, reason: str, now_ms: int) -> SystemEvent:
+    return SystemEvent(
+        component=COMPONENT,
+        event_type=LEASE_LOST_EVENT,
+        severity="warning",
+        message=(
+            f"stream lease lost by {me.describe()} ({reason}): disconnected from the feed,"
+            " now standing by; its journal keeps draining"
+        ),
+        ts_ms=now_ms,
+        details={"host": me.host, "pid": me.pid, "since_ms": me.since_ms, "reason": reason},
+        dedupe_key=f"stream_lease_lost:{me.nonce}",
+    )
+
+
+def lease_fields(
+    me: Holder,
+    lease_s: float,
+    takeovers: int,
+    renewed_ms: int,
+    previous: Holder | None,
+) -> dict[str, Any]:
+    """The ``lease.*`` section of the stream stats hash (``rrr status``), written by the
+    holder's heartbeat only."""
+    return {
+        "lease.holder_host": me.host,
+        "lease.holder_pid": me.pid,
+        "lease.holder_since_ms": me.since_ms,
+        "lease.lease_s": lease_s,
+        "lease.renewed_ms": renewed_ms,
+        "lease.takeovers": takeovers,
+        "lease.previous_host": previous.host if previous else "",
+        "lease.previous_pid": previous.pid if previous else 0,
+    }
