@@ -14,12 +14,15 @@ from __future__ import annotations
 import os
 import socket
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
 
 from rrr import clock
+
+if TYPE_CHECKING:  # the stream worker imports this module and never loads the stores
+    from rrr.storage.base import StoreReader
 
 STATS_KEY = "rrr:stream:stats"
 HEARTBEAT_INTERVAL_S = 2.0
@@ -31,6 +34,10 @@ LAST_SEEN_TTL_S = 30 * 86_400
 LAG_SAMPLES = 4096
 LAG_SAMPLES_PER_BATCH = 8
 _KINDS = ("trades", "quotes", "bars")
+# The original system's websocket stats named the same counts so.
+ORIGINAL_KIND_KEYS = {"trade_count": "trades", "quote_count": "quotes", "aggregate_count": "bars"}
+# Sentiment system events that record a failed scoring (rrr.sentiment.analyzer.failure_event).
+SENTIMENT_FAILURES = ("answer_rejected", "vendor_error", "auth_failed")
 
 
 class StreamStats:
@@ -127,12 +134,22 @@ def publish_stats(
 
 
 def get_stats(
-    client: redis.Redis, now_ms: int | None = None, key: str = STATS_KEY
+    client: redis.Redis,
+    now_ms: int | None = None,
+    key: str = STATS_KEY,
+    *,
+    store: StoreReader | None = None,
 ) -> dict[str, Any]:
     """The stream worker's last heartbeat as nested dicts, plus ``alive``:
     ``{'websocket': {'connected': True, 'message_count': 1234, ...}, 'batches': {...},
     'spool': {...}, 'lag_ms': {'p50': .., 'p99': ..}, 'worker': {...}, 'alive': True}``.
-    ``alive`` is False when no worker has reported within the TTL or the last one stopped."""
+    ``alive`` is False when no worker has reported within the TTL or the last one stopped.
+    The original system's websocket keys are there too (``trade_count``, ``quote_count``,
+    ``aggregate_count``, ``error_count``) once a worker has reported.
+
+    With a ``store``, also the original system's ``sentiment`` and ``quality`` sections
+    (``sentiment_stats``, ``quality_stats``): ``stats['sentiment']['analysis_count']``,
+    ``stats['quality']['issues_found']``."""
     now_ms = clock.now_ms() if now_ms is None else now_ms
     raw: dict[bytes, bytes] = client.hgetall(key)  # type: ignore[assignment]
     stats: dict[str, Any] = {"websocket": {"connected": False, "message_count": 0}}
@@ -146,7 +163,79 @@ def get_stats(
     )
     if not stats["alive"]:
         stats["websocket"]["connected"] = False
+    by_kind = stats["websocket"].get("messages_by_kind")
+    if by_kind is not None:  # the original's names for the same counts
+        for original, kind in ORIGINAL_KIND_KEYS.items():
+            stats["websocket"][original] = by_kind.get(kind, 0)
+        stats["websocket"]["error_count"] = stats["websocket"].get("rejected_count", 0)
+    if store is not None:
+        stats["sentiment"] = sentiment_stats(store)
+        stats["quality"] = quality_stats(store)
     return stats
+
+
+# The sentiment and quality sections count what the store holds, not counters the tasks bump
+# in Redis: rows and events are written exactly once (keyed by asset and slot, by finding),
+# while a task runs again on every retry and redelivery (at-least-once), so a Redis INCR would
+# count a redelivered round twice; and the store outlives restarts of every process and of the
+# broker, and is the same for every worker on every host. The price is a read per call.
+
+
+def sentiment_stats(store: StoreReader) -> dict[str, Any]:
+    """``analysis_count``: scores stored (``market_sentiment`` rows); ``error_count``: failed
+    scorings recorded (answers rejected, vendor and auth errors); ``assets``; ``last`` per
+    asset: ``{'BTC': {'sentiment_label', 'sentiment_score', 'confidence', 'source',
+    'event_time_ms'}}``; ``last_analysis_ms``: the newest of them (None before any)."""
+    from rrr.sentiment.analyzer import COMPONENT
+
+    rows = store.read_sentiments()
+    last: dict[str, dict[str, Any]] = {}
+    if len(rows):
+        newest = rows.sort_values("ts_ms", kind="stable").groupby("asset").tail(1)
+        for r in newest.to_dict("records"):
+            last[str(r["asset"])] = {
+                "sentiment_label": r["label"],
+                "sentiment_score": float(r["score"]),
+                "confidence": float(r["confidence"]),
+                "source": r["source"],
+                "event_time_ms": int(r["ts_ms"]),
+            }
+    events = store.read_events(COMPONENT)
+    failures = events[events["event_type"].isin(SENTIMENT_FAILURES)] if len(events) else events
+    return {
+        "analysis_count": len(rows),
+        "error_count": len(failures),
+        "assets": sorted(last),
+        "last": last,
+        "last_analysis_ms": max((a["event_time_ms"] for a in last.values()), default=None),
+    }
+
+
+def quality_stats(store: StoreReader) -> dict[str, Any]:
+    """``issues_found``: findings the validator recorded (``system_events`` of component
+    ``data_quality_validator``, each finding once, however many runs saw it), ``by_severity``,
+    ``by_check``, ``last_issue_ms`` (when the newest was recorded), and the gap follow-ups
+    ``repairs_requested`` and ``gaps_repaired``. A run that finds nothing new records nothing,
+    so the time of the last run is not the store's to tell."""
+    from rrr.quality.events import COMPONENT, FOLLOW_UPS, GAP_REPAIRED, REPAIR_REQUESTED
+
+    events = store.read_events(COMPONENT)
+    kinds = events["event_type"] if len(events) else None
+    issues = events[~kinds.isin(FOLLOW_UPS)] if kinds is not None else events
+    return {
+        "issues_found": len(issues),
+        "by_severity": _counts(issues, "severity"),
+        "by_check": _counts(issues, "event_type"),
+        "last_issue_ms": int(issues["ts_ms"].max()) if len(issues) else None,
+        "repairs_requested": int((kinds == REPAIR_REQUESTED).sum()) if kinds is not None else 0,
+        "gaps_repaired": int((kinds == GAP_REPAIRED).sum()) if kinds is not None else 0,
+    }
+
+
+def _counts(frame: Any, column: str) -> dict[str, int]:
+    if not len(frame):
+        return {}
+    return {str(k): int(v) for k, v in frame[column].value_counts().sort_index().items()}
 
 
 def save_last_seen(client: redis.Redis, last_seen: dict[str, int]) -> None:
