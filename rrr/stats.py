@@ -36,8 +36,11 @@ LAG_SAMPLES_PER_BATCH = 8
 _KINDS = ("trades", "quotes", "bars")
 # The original system's websocket stats named the same counts so.
 ORIGINAL_KIND_KEYS = {"trade_count": "trades", "quote_count": "quotes", "aggregate_count": "bars"}
-# Sentiment system events that record a failed scoring (rrr.sentiment.analyzer.failure_event).
+# Sentiment system events that record a failed scoring (rrr.sentiment.analyzer.failure_event),
+# under its COMPONENT: named here, since importing the analyzer loads its HTTP clients (~1 s).
+SENTIMENT_COMPONENT = "sentiment"
 SENTIMENT_FAILURES = ("answer_rejected", "vendor_error", "auth_failed")
+DAY_MS = 86_400_000
 
 
 class StreamStats:
@@ -169,7 +172,7 @@ def get_stats(
             stats["websocket"][original] = by_kind.get(kind, 0)
         stats["websocket"]["error_count"] = stats["websocket"].get("rejected_count", 0)
     if store is not None:
-        stats["sentiment"] = sentiment_stats(store)
+        stats["sentiment"] = sentiment_stats(store, now_ms)
         stats["quality"] = quality_stats(store)
     return stats
 
@@ -181,30 +184,30 @@ def get_stats(
 # broker, and is the same for every worker on every host. The price is a read per call.
 
 
-def sentiment_stats(store: StoreReader) -> dict[str, Any]:
-    """``analysis_count``: scores stored (``market_sentiment`` rows); ``error_count``: failed
-    scorings recorded (answers rejected, vendor and auth errors); ``assets``; ``last`` per
-    asset: ``{'BTC': {'sentiment_label', 'sentiment_score', 'confidence', 'source',
+def sentiment_stats(store: StoreReader, now_ms: int | None = None) -> dict[str, Any]:
+    """``analysis_count``: scores stored (``market_sentiment`` rows, one COUNT);
+    ``errors_24h``: failed scorings recorded in the last 24 hours (answers rejected, vendor and
+    auth errors); ``assets``; ``last`` per asset (one query on the SQL stores):
+    ``{'BTC': {'sentiment_label', 'sentiment_score', 'confidence', 'source',
     'event_time_ms'}}``; ``last_analysis_ms``: the newest of them (None before any)."""
-    from rrr.sentiment.analyzer import COMPONENT
+    from rrr.storage.status_reads import latest_sentiments
 
-    rows = store.read_sentiments()
-    last: dict[str, dict[str, Any]] = {}
-    if len(rows):
-        newest = rows.sort_values("ts_ms", kind="stable").groupby("asset").tail(1)
-        for r in newest.to_dict("records"):
-            last[str(r["asset"])] = {
-                "sentiment_label": r["label"],
-                "sentiment_score": float(r["score"]),
-                "confidence": float(r["confidence"]),
-                "source": r["source"],
-                "event_time_ms": int(r["ts_ms"]),
-            }
-    events = store.read_events(COMPONENT)
+    now_ms = clock.now_ms() if now_ms is None else now_ms
+    last = {
+        asset: {
+            "sentiment_label": row["label"],
+            "sentiment_score": row["score"],
+            "confidence": row["confidence"],
+            "source": row["source"],
+            "event_time_ms": row["ts_ms"],
+        }
+        for asset, row in latest_sentiments(store).items()
+    }
+    events = store.read_events(SENTIMENT_COMPONENT, since_ms=now_ms - DAY_MS)
     failures = events[events["event_type"].isin(SENTIMENT_FAILURES)] if len(events) else events
     return {
-        "analysis_count": len(rows),
-        "error_count": len(failures),
+        "analysis_count": store.count_rows("market_sentiment"),
+        "errors_24h": len(failures),
         "assets": sorted(last),
         "last": last,
         "last_analysis_ms": max((a["event_time_ms"] for a in last.values()), default=None),

@@ -233,7 +233,7 @@ def test_sentiment_analyzer_scores_and_stores_like_the_original(
     assert sentiment["assets"] == ["BTC", "ETH"]
     assert sentiment["last"]["BTC"]["sentiment_label"] == btc.sentiment_label
     assert sentiment["last"]["BTC"]["sentiment_score"] == btc.sentiment_score
-    assert sentiment["error_count"] == 0
+    assert sentiment["errors_24h"] == 0
 
 
 def plant_bars_with_faults(store: Store, now: int) -> dict[str, int]:
