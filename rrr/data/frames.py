@@ -17,10 +17,15 @@ from rrr.storage.range_reads import RangeQuery, is_numeric
 def raw_frame(
     query: RangeQuery, chunks: Iterable[list[tuple[Any, ...]]], exact: bool
 ) -> pd.DataFrame:
-    """The rows of ``iter_range`` under the tables' column names; times still ms (int64)."""
-    columns = [c.name for c in query.columns]
+    """The rows of ``iter_range`` under the tables' column names; times still ms (int64).
+    Columns the query fixed and did not fetch are filled with their value."""
     rows = [row for chunk in chunks for row in chunk]
-    df = pd.DataFrame.from_records(rows, columns=columns, coerce_float=not exact)
+    fetched = [c.name for c in query.fetched]
+    df = pd.DataFrame.from_records(rows, columns=fetched, coerce_float=not exact)
+    for name, value in query.fixed.items():
+        if name not in fetched:
+            df[name] = value
+    df = df[[c.name for c in query.columns]]
     for column in query.columns:
         name = column.name
         if is_numeric(column):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -50,6 +51,7 @@ def opened(store: StoreReader | None) -> Iterator[StoreReader]:
 
 
 def read_frame(store: StoreReader, query: RangeQuery, exact: bool) -> pd.DataFrame:
+    query = replace(query, fetch_fixed=False)  # the frame fills them in
     with closing(store.iter_range(query)) as chunks:
         return raw_frame(query, chunks, exact)
 
@@ -97,7 +99,8 @@ def bars(
             exact,
         )
         frame = stored
-        to_resample = tuple(t for t in names if t not in set(stored["ticker"]))
+        have = set(stored["ticker"].unique())
+        to_resample = tuple(t for t in names if t not in have)
         if to_resample and timeframe != "1m" and step_ms % MINUTE_MS == 0:
             # Whole windows: every minute of the last bar starting before ``end``.
             last_ms = -(-end_ms // step_ms) * step_ms

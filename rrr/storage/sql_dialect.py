@@ -24,7 +24,6 @@ class SqlDialect:
     time_of_ms: str  # format: a ms expression -> the time column's type
     ms_of_time: str  # format: a time column expression -> ms
     json_value: Callable[[Any], Any] | None  # a stored JSON column -> its value; None: as read
-    float_of: str = "{}"  # format: a numeric column read back as a float
 
     @property
     def time_param(self) -> str:
@@ -42,9 +41,7 @@ def json_text(value: Any) -> str:
 
 
 SQLITE = SqlDialect("?", "{}", "{}", orjson.loads)
-# NUMERIC -> float8 in the server: correctly rounded, as float(Decimal) would be, and cheaper
-# than a Decimal per value on the way out. SQLite keeps REAL already.
-POSTGRES = SqlDialect("%s", TS, MS, None, "{}::float8")
+POSTGRES = SqlDialect("%s", TS, MS, None)
 
 
 class SqlQueries:
@@ -61,9 +58,10 @@ class SqlQueries:
         raise NotImplementedError
 
     def _stream(
-        self, sql: str, params: tuple[Any, ...], chunk_rows: int
+        self, sql: str, params: tuple[Any, ...], chunk_rows: int, numeric_as_float: bool
     ) -> Generator[list[tuple[Any, ...]], None, None]:
         """The rows of one read, at most ``chunk_rows`` at a time, never all in memory at
-        once; errors mapped to the rrr error tree. The store is held until the iterator is
-        exhausted or closed."""
+        once; errors mapped to the rrr error tree; ``numeric_as_float``: exact numeric
+        columns come back as floats. The store is held until the iterator is exhausted or
+        closed."""
         raise NotImplementedError

@@ -9,7 +9,7 @@ import pandas as pd
 
 from rrr.storage.base import KIND_TABLES, check_table
 from rrr.storage.frames import frame
-from rrr.storage.range_reads import CHUNK_ROWS, RangeQuery, is_json, is_numeric
+from rrr.storage.range_reads import CHUNK_ROWS, RangeQuery, is_json
 from rrr.storage.sql_dialect import SqlQueries
 from rrr.storage.tables import BARS, EVENTS, QUOTES, SENTIMENTS, TRADES, Table, select_list
 
@@ -84,14 +84,7 @@ class SqlReads(SqlQueries):
         """One statement for every instrument of the query (``ticker IN (...)``), ordered by
         the source's unique order, which the (ticker, [timeframe,] event_time) keys serve."""
         p, at = self.sql.param, self.sql.time_param
-        select = ", ".join(
-            self.sql.ms(c.name)
-            if c.time
-            else self.sql.float_of.format(c.name)
-            if query.as_float and is_numeric(c)
-            else c.name
-            for c in query.columns
-        )
+        select = ", ".join(self.sql.ms(c.name) if c.time else c.name for c in query.fetched)
         where = [f"event_time >= {at}", f"event_time < {at}"]
         params: list[Any] = [query.start_ms, query.end_ms]
         if query.keys is not None:
@@ -112,8 +105,8 @@ class SqlReads(SqlQueries):
         if query.keys == ():
             return
         sql, params = self._range_sql(query)
-        json_columns = [i for i, c in enumerate(query.columns) if is_json(c)]
-        for rows in self._stream(sql, params, chunk_rows):
+        json_columns = [i for i, c in enumerate(query.fetched) if is_json(c)]
+        for rows in self._stream(sql, params, chunk_rows, query.as_float):
             for column in json_columns:
                 rows = self._json_at(rows, column)
             yield rows

@@ -88,10 +88,11 @@ class SqliteConnection(SqlQueries):
             return self._conn.execute(sql, params).fetchall()
 
     def _stream(
-        self, sql: str, params: tuple[Any, ...], chunk_rows: int
+        self, sql: str, params: tuple[Any, ...], chunk_rows: int, numeric_as_float: bool
     ) -> Generator[list[tuple[Any, ...]], None, None]:
         """fetchmany on one statement: SQLite steps through the result as it is fetched, and
-        in WAL mode the read sees one snapshot while writers carry on."""
+        in WAL mode the read sees one snapshot while writers carry on. Numbers are REAL
+        already (``numeric_as_float`` changes nothing)."""
         with self._lock, sqlite_errors_mapped():
             cursor = self._conn.execute(sql, params)
             try:

@@ -85,7 +85,7 @@ class SupabaseReads(SupabaseRest):
         if query.keys == ():
             return
         table = query.source.table
-        select = ",".join(c.name for c in table.columns)
+        select = ",".join(c.name for c in query.fetched)
         filters: list[Filter] = [
             ("gte", "event_time", iso_from_ms(query.start_ms)),
             ("lt", "event_time", iso_from_ms(query.end_ms)),
