@@ -139,9 +139,11 @@ def main() -> None:
         lite_conn = sqlite3.connect(f"{folder}/bench.db")
         lite_sql = SELECT.format(p="?", t="?")
         lite_params = (TICKER, T0, T0 + DAYS * 1440 * M)
-        results.append(
-            measure("sqlite", lite, lambda: pd.read_sql(lite_sql, lite_conn, params=lite_params), repeats)
-        )
+
+        def lite_read_sql() -> pd.DataFrame:
+            return pd.read_sql(lite_sql, lite_conn, params=lite_params)
+
+        results.append(measure("sqlite", lite, lite_read_sql, repeats))
         lite_conn.close()
         lite.close()
 
@@ -150,8 +152,9 @@ def main() -> None:
         ratio = r["naive_s"] / r["rrr_s"]  # rows/s over rows/s: the same rows
         r["ratio"] = ratio
         rows.append(
-            [f"{r['store']}: rrr.data.bars 1m", f"{r['rrr_s']:.3f}", f"{r['rows'] / r['rrr_s']:,.0f}",
-             f"{r['naive_s']:.3f}", f"{r['rows'] / r['naive_s']:,.0f}", f"{ratio:.2f}"]
+            [f"{r['store']}: rrr.data.bars 1m", f"{r['rrr_s']:.3f}",
+             f"{r['rows'] / r['rrr_s']:,.0f}", f"{r['naive_s']:.3f}",
+             f"{r['rows'] / r['naive_s']:,.0f}", f"{ratio:.2f}"]
         )  # fmt: skip
     export_ratio = exported["naive_s"] / exported["export_s"]
     rows.append(
