@@ -259,7 +259,7 @@ def render(snapshot: dict[str, Any]) -> Group:
             tickers.add_row(
                 ticker, kind, _when(a["last_ms"]), lag, _count(a["rows_5m"]), _count(a["rows_1h"])
             )
-    return Group(head, tickers)
+    return Group(head, tickers) if snapshot["tickers"] else Group(head)
 
 
 def _process_rows(table: Table, snapshot: dict[str, Any]) -> None:

@@ -88,8 +88,10 @@ def test_console_is_short_flower_needs_its_login_and_no_secret_leaks(
         start_new_session=True,
     )
     lines: list[str] = []
+    stdout = proc.stdout
+    assert stdout is not None
     reader = threading.Thread(
-        target=lambda: lines.extend(raw.decode(errors="replace").rstrip() for raw in proc.stdout),
+        target=lambda: lines.extend(raw.decode(errors="replace").rstrip() for raw in stdout),
         daemon=True,
     )
     reader.start()
