@@ -55,6 +55,8 @@ class VendorStream(Protocol):
 
     def stop(self) -> None: ...
 
+    def abort(self) -> None: ...
+
 
 class LeaseListener(StreamListener, Protocol):
     def on_lease_acquired(
@@ -67,14 +69,15 @@ class LeaseListener(StreamListener, Protocol):
 
 
 def this_machine() -> str:
-    """Host name, boot id and pid namespace: two processes that agree on all three see the same
-    pids (another host, a reboot or a container with its own pids does not)."""
+    """Host name, boot id, pid and network namespaces: two processes that agree on all of them
+    see the same pids (another host, a reboot or a container with pids of its own does not).
+    The network namespace keeps test hosts made with ``ip netns`` apart, as real hosts are."""
     try:
         boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        pid_ns = os.readlink("/proc/self/ns/pid")
+        namespaces = [os.readlink(f"/proc/self/ns/{ns}") for ns in ("pid", "net")]
     except OSError:
         return ""  # not Linux: never take a lease early
-    return f"{socket.gethostname()}|{boot_id}|{pid_ns}"
+    return "|".join([socket.gethostname(), boot_id, *namespaces])
 
 
 def pid_alive(pid: int) -> bool:
@@ -276,7 +279,7 @@ class LeasedStream:
                 log.warning("stream lease not renewed (%s)", outcome.value)
                 wait_s = self.policy.poll_s
             if not keep:
-                self._disconnect()
+                self._disconnect(done)
                 return
 
     def _watch(self, held: HeldLease, done: threading.Event) -> None:
@@ -286,12 +289,23 @@ class LeasedStream:
                 ok = held.check(self._monotonic())
                 left_s = held.left_s(self._monotonic())
             if not ok:
-                self._disconnect()
+                self._disconnect(done)
                 return
             if done.wait(max(0.0, left_s)):
                 return
 
-    def _disconnect(self) -> None:
-        inner = self._inner
-        if inner is not None:
-            inner.stop()
+    def _disconnect(self, returned: threading.Event) -> None:
+        """Close the vendor connection; cut it if it is not closed in ``abort_after_s`` (the
+        reading thread may be held up, e.g. waiting for room in a publish queue that a cut-off
+        broker does not empty)."""
+        with self._guard:  # once per spell, whether the watchdog or a renewal found it lost
+            inner, self._inner = self._inner, None
+        if inner is None:
+            return
+        inner.stop()
+        if not returned.wait(self.policy.abort_after_s):
+            log.error(
+                "the feed connection did not close within %g s of losing the lease: cutting it",
+                self.policy.abort_after_s,
+            )
+            inner.abort()

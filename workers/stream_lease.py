@@ -52,6 +52,13 @@ class LeasePolicy:
         return self.lease_s / 4
 
     @property
+    def abort_after_s(self) -> float:
+        """A holder letting go asks its vendor connection to close (a close frame, what was
+        read is delivered); one still open this long after is cut (``PolygonStream.abort``),
+        still half the margin before the lease could expire."""
+        return self.margin_s / 2
+
+    @property
     def poll_s(self) -> float:
         """A standby tries to take the lease this often; a holder whose renewal failed tries
         again this soon."""
@@ -77,7 +84,7 @@ class Holder:
     pid: int
     since_ms: int  # when it took the lease
     nonce: str  # unique per acquisition: a restarted process with a reused pid is another holder
-    # Where ``pid`` means something: host name, boot id and pid namespace (see gone_here).
+    # Where ``pid`` means something: host name, boot id, namespaces (see gone_here).
     machine: str = ""
 
     def token(self) -> str:
@@ -116,10 +123,10 @@ def parse_holder(raw: bytes | str | None) -> Holder | None:
 
 
 def gone_here(holder: Holder, machine: str, alive: Callable[[int], bool]) -> bool:
-    """Whether ``holder`` was a process of this very machine (same host name, boot and pid
-    namespace) that no longer runs: its lease can be taken at once instead of waiting for it to
-    expire, as when ``rrr stream`` restarts after a kill. A holder elsewhere, or a pid that runs
-    (even if reused by another program), is waited out: only the lease's expiry is proof."""
+    """Whether ``holder`` was a process of this very machine (same host name, boot, pid and
+    network namespaces) that no longer runs: its lease can be taken at once instead of waiting
+    for it to expire, as when ``rrr stream`` restarts after a kill. A holder elsewhere, or a pid
+    that runs (even if reused by another program), is waited out: only the expiry is proof."""
     return bool(holder.machine) and holder.machine == machine and not alive(holder.pid)
 
 

@@ -21,8 +21,10 @@ hammers the vendor. The auth frame carries the key and is never logged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -113,10 +115,22 @@ class PolygonStream:
         self._connected_at: float | None = None
         self.reconnects = 0  # connections lost after on_connected
         self.keepalive = KeepaliveCounts()
+        self._connection: Connection | None = None  # the open one, for abort()
 
     def stop(self) -> None:
         """Ask ``run`` to close and return; safe from a signal handler or another thread."""
         self._stopping = True
+
+    def abort(self) -> None:
+        """``stop()``, and the open connection is cut now from the calling thread (TCP FIN, no
+        close handshake), even while the reading thread is held up elsewhere (a full publish
+        queue): frames not yet read are lost to this client. For a stream lease holder that
+        must be off the vendor's key by a deadline (workers.leased_stream)."""
+        self._stopping = True
+        connection = self._connection
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
 
     def run(self, listener: StreamListener) -> None:
         """Connect and read until ``stop()``; reconnect on any failure but a refused key."""
@@ -152,6 +166,7 @@ class PolygonStream:
             self.url, self.options, lambda: self._stopping, self._ssl_context, self.keepalive
         )
         code, reason = 1000, "client stopping"
+        self._connection = connection
         try:
             connection.open_session(self._api_key, self.params)
             self._connected_at = time.monotonic()
@@ -163,6 +178,7 @@ class PolygonStream:
             code, reason = exc.close_code, str(exc)
             raise
         finally:
+            self._connection = None
             connection.close(code, reason)
 
     def _sleep(self, delay_s: float) -> None:

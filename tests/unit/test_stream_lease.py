@@ -40,6 +40,8 @@ def test_a_holder_is_disconnected_before_its_lease_can_expire(lease_s: int) -> N
     # Redis applies the SET or renewal after it was sent: it expires at sent_at + lease_s or later.
     assert policy.deadline(sent_at) == sent_at + lease_s - policy.margin_s
     assert policy.margin_s > 0
+    # A connection that does not close when asked is cut, still before that time.
+    assert 0 < policy.abort_after_s < policy.margin_s
     # A renewal (bounded by its connect and read timeouts) and a retry start before it.
     one_try_s = 2 * policy.io_timeout_s
     assert policy.renew_every_s + one_try_s + policy.poll_s < lease_s - policy.margin_s
@@ -234,10 +236,12 @@ class MemoryLease:
 
 
 class Vendor:
-    """A vendor connection: connected until stopped."""
+    """A vendor connection: connected until stopped (``stuck``: until aborted, as when the
+    reading thread waits on a full publish queue)."""
 
-    def __init__(self, log: list[str]) -> None:
+    def __init__(self, log: list[str], stuck: bool = False) -> None:
         self.log = log
+        self.stuck = stuck
         self.stopped = threading.Event()
 
     def run(self, listener: Any) -> None:
@@ -248,6 +252,11 @@ class Vendor:
         listener.on_disconnected("stopped")
 
     def stop(self) -> None:
+        if not self.stuck:
+            self.stopped.set()
+
+    def abort(self) -> None:
+        self.log.append("aborted")
         self.stopped.set()
 
 
@@ -275,11 +284,13 @@ class Listener:
         self.calls.append(("lost", [e.details["reason"] for e in events]))
 
 
-def leased(lease: MemoryLease, log: list[str]) -> tuple[LeasedStream, list[Vendor]]:
+def leased(
+    lease: MemoryLease, log: list[str], stuck: bool = False
+) -> tuple[LeasedStream, list[Vendor]]:
     vendors: list[Vendor] = []
 
     def connect() -> Vendor:
-        vendors.append(Vendor(log))
+        vendors.append(Vendor(log, stuck))
         return vendors[-1]
 
     ids = iter(range(1000, 2000))
@@ -343,16 +354,18 @@ def test_a_holder_that_finds_another_token_disconnects_at_once_and_stands_by() -
     assert len(lease.released) == 1  # the second spell's lease, at the stop
 
 
-def test_a_holder_whose_renewals_fail_disconnects_by_its_deadline() -> None:
+@pytest.mark.parametrize("stuck", [False, True], ids=["closes", "cut"])
+def test_a_holder_whose_renewals_fail_disconnects_by_its_deadline(stuck: bool) -> None:
     lease = MemoryLease(LeasePolicy(2))
     log: list[str] = []
-    stream, _ = leased(lease, log)
+    stream, _ = leased(lease, log, stuck)
     listener = Listener()
     thread = run_in_thread(stream, listener)
     try:
         wait_for(lambda: log == ["connected"], 5, "connected")
         lease.renewals = [Renewal.FAILED] * 1000  # Redis unreachable from now on
-        wait_for(lambda: log == ["connected", "disconnected"], 5, "disconnected")
+        expected = ["connected", *(["aborted"] if stuck else []), "disconnected"]
+        wait_for(lambda: log == expected, 5, "disconnected")
         wait_for(lambda: any(c[0] == "lost" for c in listener.calls), 5, "the loss recorded")
         (reason,) = next(c[1] for c in listener.calls if c[0] == "lost")
         assert "no renewal reached Redis" in reason

@@ -1,0 +1,229 @@
+"""Two ``rrr stream`` processes on one broker and one vendor key (issue 20, the standby stream
+worker). The simulator serves one connection per key, as the vendor does: a second one pushes
+the first out (``max_connections``), which must never happen here.
+
+One run, real processes (the simulator's WebSocket and REST, an ingest and a backfill worker,
+Redis, SQLite), each stream worker with a home (journal) of its own:
+
+1. ``a`` takes the lease and connects; ``b`` stands by and does not connect while ``a`` renews.
+2. ``a`` is cut off from Redis (a TCP proxy between them blackholes) while its vendor connection
+   stays up: it disconnects from the feed before its lease expires in Redis, and ``b`` takes the
+   lease over and connects within the lease time and a margin.
+3. The link comes back: ``a`` stands by, and its journal (the batches it read while cut off)
+   drains to the store.
+4. ``b`` is SIGKILLed: ``a`` takes over (on the same machine at once: ``b``'s process is gone).
+5. Stored trades and bars equal the market's (the takeovers' gaps repaired from REST), none
+   twice; every quote sent is stored or lies in an announced gap; two ``stream_takeover``
+   events and a ``stream_lease_lost`` one; the stats hash names the holder.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+
+from rrr.stats import get_stats
+from rrr.storage import open_store
+from tests.conftest import WorkerProcess
+from tests.faults.harness import (
+    Pipeline,
+    pipeline,
+    quotes_outside_gaps,
+    report,
+)
+from tests.faults.tcp_proxy import TcpProxy
+from tests.integration.stream_support import StreamProcess, _normal, stored_records, wait_until
+from workers.stream import COMPONENT
+from workers.stream_lease import LEASE_KEY, LEASE_LOST_EVENT, TAKEOVER_EVENT
+
+pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.slow]
+
+RATE = 1_000.0
+LEASE_S = 3
+TAKEOVER_SLACK_S = 2.0  # process scheduling on a loaded machine, beyond the lease's own times
+REPAIR_WAIT_S = 120  # the last gap's minute bar closes on the minute, then its repair runs
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # time.monotonic()
+    authenticated: int
+    connections: frozenset[int]
+    lease: bytes | None
+
+
+class FeedWatch:
+    """Every ~10 ms: the simulator's connections and who holds the lease (read directly)."""
+
+    def __init__(self, run: Pipeline, redis_url: str) -> None:
+        self.samples: list[Sample] = []
+        self._sim = run.sim
+        self._client = redis.Redis.from_url(redis_url)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="feed-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.01):
+            try:
+                stats = self._sim.stats()
+                lease = self._client.get(LEASE_KEY)
+            except (RuntimeError, redis.RedisError):  # the simulator stopped
+                return
+            self.samples.append(
+                Sample(
+                    time.monotonic(),
+                    stats["authenticated"],
+                    frozenset(stats["connection_ids"]),
+                    lease,  # type: ignore[arg-type]
+                )
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._client.close()
+
+    def first(self, since: float, condition: Callable[[Sample], bool]) -> float:
+        return next(s.at for s in list(self.samples) if s.at >= since and condition(s))
+
+    def seen(self, condition: Callable[[Sample], bool]) -> bool:
+        return any(condition(s) for s in list(self.samples))
+
+
+def start_stream(run: Pipeline, name: str, redis_url: str) -> StreamProcess:
+    home = run.tmp_path / name
+    home.mkdir()
+    env = {**run.env, "RRR_HOME": str(home), "REDIS_URL": redis_url}
+    stream = StreamProcess({**env, "RRR_STREAM_LEASE_S": str(LEASE_S)}, home / "stream.log")
+    run.streams.append(stream)
+    return stream
+
+
+def stream_events(database_url: str) -> Any:
+    store = open_store(database_url)
+    try:
+        return store.read_events(COMPONENT)
+    finally:
+        store.close()
+
+
+def test_the_standby_takes_over_and_nothing_is_lost(
+    tmp_path: Path, redis_url: str, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    started = time.monotonic()
+    parts = urlsplit(redis_url)
+    proxy = TcpProxy((parts.hostname or "", parts.port or 6379)).start()
+    proxied_url = f"redis://127.0.0.1:{proxy.port}{parts.path}"
+    watch = None
+    try:
+        with pipeline(
+            tmp_path, redis_url, sqlite_url, start_worker, rate=RATE, events=int(RATE * 600)
+        ) as run:
+            run.start_ingest_worker()
+            run.start_backfill_worker()
+            watch = FeedWatch(run, redis_url)
+            # 1. a holds the lease and streams; b stands by.
+            a = start_stream(run, "a", proxied_url)
+            run.wait_sent_on(1, int(RATE))
+            b = start_stream(run, "b", redis_url)
+            wait_until(lambda: "standby: the stream lease is held by" in b.log(), 60, "b standby")
+            time.sleep(2 * LEASE_S)  # a renews meanwhile: b must not connect
+            assert run.sim.stats()["connection_ids"] == [1], b.log()
+            a_token = redis.Redis.from_url(redis_url).get(LEASE_KEY)
+            assert a_token is not None and f'"pid":{a.proc.pid},'.encode() in a_token
+
+            # 2. a cut off from Redis (and so from the broker) with its feed connection up.
+            cut_at, cut_ms = time.monotonic(), run.sim.clock.now_ms()
+            proxy.cut("blackhole")
+            wait_until(lambda: 2 in run.sim.stats()["connection_ids"], 30, "b connected")
+            run.wait_sent_on(2, int(RATE))
+            a_gone = watch.first(cut_at, lambda s: 1 not in s.connections)
+            lease_moved = watch.first(cut_at, lambda s: s.lease != a_token)
+            b_connected = watch.first(cut_at, lambda s: 2 in s.connections)
+            assert a_gone < lease_moved <= b_connected, (a_gone, lease_moved, b_connected)
+            assert b_connected - cut_at <= LEASE_S + TAKEOVER_SLACK_S
+
+            # 3. The link back: a stands by; what it read while cut off reaches the store.
+            proxy.restore()
+            wait_until(lambda: f"pid {b.proc.pid} (since" in a.log(), 30, "a standing by")
+            # Quotes have no REST history and the broker was out of a's reach: a quote sent
+            # after the cut is stored only if a read it and its journal delivered it.
+            a_quotes = [q for q in map(_normal, run.sim.truth().records(1)) if q[0] == "quote"]
+
+            def drained() -> bool:
+                stored = stored_records(sqlite_url)
+                return any(q[7] > cut_ms + 100 and q in stored for q in a_quotes)
+
+            wait_until(drained, 60, "a's journal drained", poll_s=0.5)
+
+            # 4. b killed: a takes the lease over and streams again.
+            killed_at = time.monotonic()
+            b.kill()
+            wait_until(lambda: 3 in run.sim.stats()["connection_ids"], 30, "a connected again")
+            a_back = watch.first(killed_at, lambda s: 3 in s.connections)
+            assert a_back - killed_at <= LEASE_S + TAKEOVER_SLACK_S
+            run.wait_sent_on(3, int(RATE))
+            client = redis.Redis.from_url(redis_url)
+            wait_until(
+                lambda: get_stats(client).get("lease", {}).get("holder_pid") == a.proc.pid,
+                10,
+                "a's heartbeat",
+            )
+            lease = get_stats(client)["lease"]
+            client.close()
+
+            # 5. The feed ends; repairs; the count.
+            run.end_feed_after(int(RATE * 5))
+            run.wait_feed_done(run.events, 60)
+            run.wait_market_stored(REPAIR_WAIT_S)
+            watch.stop()
+            run.stop_streams()
+            run.drain()
+            ticks, quotes, missed_quotes = run.market_tally()
+            events = stream_events(sqlite_url)
+            gaps = list(events[events["event_type"] == "gap"]["details"])
+            unannounced = quotes_outside_gaps(missed_quotes, gaps)
+            report(
+                "stream-standby", sqlite_url, ticks, started,
+                quotes_sent=quotes.sent, quotes_lost=quotes.lost,
+                quotes_unannounced=unannounced, takeovers=lease["takeovers"],
+            )  # fmt: skip
+            dropped = run.sim.stats()["dropped"]
+            stored = stored_records(sqlite_url)
+            logs = run.logs()
+    finally:
+        if watch is not None:
+            watch.stop()
+        proxy.stop()
+
+    assert (ticks.lost, ticks.duplicates) == (0, 0), logs
+    assert quotes.duplicates == 0 and unannounced == 0
+    # Of a's first connection, the quotes stored are a prefix of those sent: only the tail a
+    # never read (cut off at its deadline) is missing, nothing in the middle.
+    flags = [q in stored for q in a_quotes]
+    assert flags == sorted(flags, reverse=True) and sum(flags) > 0
+    # Never two connections on the key: the feed never pushed one out.
+    assert "max_connections" not in dropped, dropped
+    assert not watch.seen(lambda s: s.authenticated > 1)
+
+    takeovers = events[events["event_type"] == TAKEOVER_EVENT].sort_values("ts_ms")
+    pairs = [(d["previous_pid"], d["pid"]) for d in takeovers["details"]]
+    assert pairs == [(a.proc.pid, b.proc.pid), (b.proc.pid, a.proc.pid)]
+    assert all(d["gap_ms"] is not None and d["gap_ms"] >= 0 for d in takeovers["details"])
+    lost = events[events["event_type"] == LEASE_LOST_EVENT]
+    assert [d["pid"] for d in lost["details"]] == [a.proc.pid]
+    assert (lease["holder_pid"], lease["previous_pid"], lease["takeovers"]) == (
+        a.proc.pid,
+        b.proc.pid,
+        2,
+    )
+    assert lease["lease_s"] == LEASE_S
