@@ -1,8 +1,9 @@
 """Logging: console and ``data_pipeline.log`` (as the original system had), a logger per
 module, and a filter that blanks every configured secret from every record.
 
-The console is stdout, as the original system documented, for the long-running processes;
-one-shot commands that print a result on stdout (``rrr status --json``) log to stderr. The
+The console is stdout, as the original system documented, for the processes of the pipeline
+(``rrr run``, ``rrr stream``, Celery workers and beat); commands that print a result on stdout
+(``rrr status --json``, ``rrr db schema``) log to stderr, the default. The
 file (``LOG_FILE``, default ``RRR_HOME/data_pipeline.log``) gets every record at ``LOG_LEVEL``;
 the console may be quieter (``console_level``: ``rrr run`` shows warnings and its own lines)."""
 
@@ -65,7 +66,7 @@ def configure_logging(
     settings: Settings,
     *,
     to_file: bool = True,
-    console: Literal["stdout", "stderr"] | None = "stdout",
+    console: Literal["stdout", "stderr"] | None = "stderr",
     console_level: int | None = None,
 ) -> None:
     """Handlers on the root logger (replacing ours from an earlier call): the log file at

@@ -60,7 +60,7 @@ def backfill(
     from rrr_cli.backfill_progress import watch_plan
 
     settings = load_settings()
-    configure_logging(settings, console="stderr")  # stdout is for the result; the file too
+    configure_logging(settings)  # the log file too; the console is stderr
     named = [*(tickers or []), *ctx.args]  # `--tickers A B` leaves B as an extra argument
     try:
         request = planning.request_from_flags(

@@ -48,7 +48,7 @@ def run(
         quality_interval_s=quality_interval,
     )
     # This process's own INFO records go to the file; its console lines are the ones it emits.
-    configure_logging(settings, console_level=logging.WARNING)
+    configure_logging(settings, console="stdout", console_level=logging.WARNING)
     options = RunOptions(
         with_sentiment=not no_sentiment,
         flower=not no_flower,
@@ -104,7 +104,7 @@ def stream(
     from workers.stream_process import run_stream
 
     settings = load_settings()
-    configure_logging(settings)
+    configure_logging(settings, console="stdout")
     try:
         check_broker_persistence(resolve_redis_url(settings), "stream worker")
     except ConfigError:

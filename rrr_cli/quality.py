@@ -65,7 +65,7 @@ def quality(
     task only; this command records findings and notes repaired gaps.
     """
     settings = load_settings()
-    configure_logging(settings, console="stderr")  # stdout is for the result; the file too
+    configure_logging(settings)  # the log file too; the console is stderr
     logging.getLogger("rrr.quality").setLevel(logging.ERROR)  # the table already says it
     chosen = tickers_named(tickers, ctx.args, settings)
     try:

@@ -57,7 +57,7 @@ def sentiment(
     if api not in (None, "agent", "sonar"):
         fail(f"--api {api!r} must be 'agent' or 'sonar'")
     settings = load_settings(perplexity_api=api, perplexity_model=model)
-    configure_logging(settings, console="stderr")  # stdout is for the result; the file too
+    configure_logging(settings)  # the log file too; the console is stderr
     server = None
     if simulator:  # the same client path, against the local double on 127.0.0.1
         server = SimulatorHTTPServer(perplexity_routes()).start()

@@ -148,7 +148,7 @@ def gc_paused() -> Iterator[None]:
 
 @setup_logging.connect
 def _configure_logging(**_: Any) -> None:
-    configure_logging(settings())
+    configure_logging(settings(), console="stdout")  # a pipeline process: stdout
 
 
 # Once per worker (its main process, after logging is set up) and once per beat: a broker that

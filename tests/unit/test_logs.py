@@ -30,7 +30,7 @@ def test_secrets_never_reach_the_log_file_or_console(
     log.error("cannot connect to postgresql://app:db-pass-123@127.0.0.1/market")
     for handler in logging.getLogger().handlers:
         handler.flush()
-    written = (tmp_path / "data_pipeline.log").read_text() + capsys.readouterr().out
+    written = (tmp_path / "data_pipeline.log").read_text() + capsys.readouterr().err
     assert "sending auth frame" in written and "store failed" in written
     for secret in ("pk_secret_polygon_key", "pplx-secret-key", "eyJ.service.role", "db-pass-123"):
         assert secret not in written
