@@ -228,9 +228,10 @@ def repair_gap(
         level = logging.INFO if decision.counted else logging.DEBUG
         log.log(level, "repair %s: %s; again in %.1f s", ticker, cause, decision.countdown_s)
         raise again(decision.countdown_s, errors + int(decision.counted), where) from exc
-    record_rows(TASK_REPAIR_GAP, "bars", result.bars_added)
-    record_rows(TASK_REPAIR_GAP, "trades", result.trades_added)
-    return result.to_dict()
+    done = result.to_dict()
+    record_rows(TASK_REPAIR_GAP, "bars", done.get("bars_added", 0))
+    record_rows(TASK_REPAIR_GAP, "trades", done.get("trades_added", 0))
+    return done
 
 
 def _repair_failed(
