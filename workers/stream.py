@@ -25,6 +25,7 @@ from rrr.applied import AppliedMarks
 from rrr.batching import Batcher
 from rrr.clock import Clock
 from rrr.errors import VendorAuthError
+from rrr.metrics.stream import StreamMetrics
 from rrr.models import Batch, Rejected, Severity, SystemEvent
 from rrr.polygon.gaps import Gap, GapTracker
 from rrr.polygon.messages import Status, parse_frame
@@ -89,6 +90,10 @@ class StreamWorker:
         self._source = source
         self._tickers = tuple(tickers)
         self.stats = stats or StreamStats(started_ms=clock.now_ms())
+        self._gaps = GapTracker()
+        # Prometheus reads self.stats when scraped (rrr.metrics.stream); served by
+        # workers.stream_process when RRR_METRICS_PORT is set.
+        self.metrics = StreamMetrics(self.stats, lambda: self._gaps.last_ms, clock.now_ms)
         self._report_stats = report_stats
         self._max_messages = max_messages
         self._max_seconds = max_seconds
@@ -106,8 +111,8 @@ class StreamWorker:
             self.stats,
             clock.now_ms,
             confirmer=confirmer,
+            metrics=self.metrics,
         )
-        self._gaps = GapTracker()
         self._save_last_seen = save_last_seen
         if resume_from:
             # The downtime before this run is a gap too (the previous run may have died).

@@ -31,6 +31,7 @@ from rrr.broker import resolve_redis_url
 from rrr.clock import SystemClock
 from rrr.config import DEFAULT_WS_URL, SIMULATOR_KEY, Secret, Settings
 from rrr.errors import ConfigError
+from rrr.metrics.http import serve_metrics
 from rrr.models import SOURCE_POLYGON, SOURCE_SIMULATOR, Batch, Rejected, SystemEvent
 from rrr.polygon.stream import PolygonStream
 from rrr.stats import StreamStats, load_last_seen, publish_stats, save_last_seen
@@ -221,6 +222,11 @@ def run_stream(
 ) -> None:
     """Run until SIGTERM/SIGINT or a bound; raises VendorAuthError on a refused key."""
     worker = build_worker(settings, max_messages, max_seconds)
+    if settings.metrics_port:
+        serve_metrics(
+            worker.metrics.registry, settings.metrics_port, settings.metrics_address,
+            "RRR_METRICS_PORT",
+        )  # fmt: skip
 
     signalled: list[int] = []
 
