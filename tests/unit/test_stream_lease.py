@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rrr.models import SystemEvent
 from tests.support.waiting import wait_for
+from tests.unit.test_stream_worker import T0, Harness, frame, xt
 from workers.leased_stream import LeasedStream
+from workers.stream import RESTART_MARGIN_MS
 from workers.stream_lease import (
     LEASE_LOST_EVENT,
     TAKEOVER_EVENT,
@@ -373,3 +376,40 @@ def test_a_holder_whose_renewals_fail_disconnects_by_its_deadline(stuck: bool) -
         stream.stop()
         thread.join(10)
     assert not thread.is_alive()
+
+
+# -- StreamWorker on taking the lease ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("redis_knows", [True, False], ids=["last_seen", "redis_silent"])
+def test_taking_the_lease_repairs_from_where_the_holders_before_stopped(
+    tmp_path: Path, redis_knows: bool
+) -> None:
+    """This process streamed, lost the lease, and takes it again minutes later: the repair
+    starts a margin before the last events the other holder saved (its own older gap was that
+    holder's to repair). Without them (Redis did not say), its own open gaps stay."""
+    last_seen = {"X:BTCUSD": T0 + 200_000, "X:ETHUSD": T0 + 200_500}
+    takeover = takeover_event(A, B, last_seen, 10)
+    h = Harness(
+        tmp_path,
+        [
+            lambda listener: listener.on_connected(),
+            frame(xt(1, ts=T0 + 100), xt(2, "ETH-USD", ts=T0 + 150)),
+            lambda listener: listener.on_disconnected("stopped"),
+            lambda listener: listener.on_lease_acquired(
+                last_seen if redis_knows else None, [takeover]
+            ),
+            lambda listener: listener.on_connected(),
+            frame(xt(3, ts=T0 + 205_000), xt(4, "ETH-USD", ts=T0 + 205_100)),
+        ],
+    )
+    h.stream.script.append(lambda _: h.worker.stop())
+    h.worker.run()
+    starts = {r["ticker"]: r["start_ms"] for r in h.repairs}
+    if redis_knows:
+        margin = RESTART_MARGIN_MS
+        assert starts == {"X:BTCUSD": T0 + 200_000 - margin, "X:ETHUSD": T0 + 200_500 - margin}
+    else:
+        assert starts == {"X:BTCUSD": T0 + 100, "X:ETHUSD": T0 + 150}
+    assert {r["end_ms"] for r in h.repairs} == {T0 + 205_000, T0 + 205_100}
+    assert [e.event_type for e in h.events if e.event_type == TAKEOVER_EVENT] == [TAKEOVER_EVENT]
