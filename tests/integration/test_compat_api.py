@@ -5,7 +5,11 @@ twice), with the original's result fields and stats keys."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -24,6 +28,7 @@ from rrr.compat import (
     PolygonWebSocketClient,
     SupabaseClient,
 )
+from rrr.compat.websocket_client import DIRECT_JOURNAL
 from rrr.config import Secret, Settings
 from rrr.models import Bar, Batch, Trade
 from rrr.quality.events import COMPONENT as QUALITY_COMPONENT
@@ -33,15 +38,19 @@ from rrr.simulator.http import SimulatorHTTPServer
 from rrr.simulator.perplexity import PerplexitySimOptions, perplexity_routes
 from rrr.stats import get_stats
 from rrr.storage import Store, open_store
+from rrr.wire import BATCH
 from tests.conftest import pipeline_env
 from tests.integration.stream_support import (
     ROOT,
     TICKERS,
+    journal_items,
     sent_records,
     simulator,
+    stored_count,
     stored_records,
     wait_until,
 )
+from tests.integration.test_stream_kill import journaled_rows
 
 KEY = "pplx-compat-secret"
 BTC = "X:BTCUSD"
@@ -355,3 +364,66 @@ def test_orchestrator_runs_the_three_components_and_reports_the_original_stats(
     assert len(supabase.store.read_sentiments()) == 2
     events = supabase.store.read_events("orchestrator")
     assert Counter(events["event_type"]) == {"pipeline_start": 1, "pipeline_stop": 1}
+
+
+DIRECT_SCRIPT = """
+import asyncio
+from rrr.compat import PolygonWebSocketClient, SupabaseClient
+
+async def main() -> None:
+    await PolygonWebSocketClient(supabase_client=SupabaseClient()).run()
+
+asyncio.run(main())
+"""
+
+
+def test_without_broker_a_killed_client_leaves_its_batches_to_the_next_start(
+    tmp_path: Path, sqlite_url: str, client_for: Callable[..., SupabaseClient]
+) -> None:
+    """The database is locked while the client streams (its writes wait and retry), the client
+    is SIGKILLed: the batches it held are in var/journal-direct, and the next client started
+    on the same RRR_HOME stores every one of their rows."""
+    SupabaseClient(settings=settings_for(tmp_path, sqlite_url)).close()  # migrated
+    journal_dir = tmp_path / "var" / DIRECT_JOURNAL
+    writer_lock = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None,
+                                  timeout=30)  # fmt: skip
+    sim = simulator(3000.0, max_events=None)
+    try:
+        env = pipeline_env(tmp_path, "", sqlite_url, POLYGON_WS_URL=sim.ws_url)
+        env.pop("REDIS_URL")  # no broker: the direct path
+        log_path = tmp_path / "client.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", DIRECT_SCRIPT], cwd=ROOT, env=env,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        try:
+            wait_until(lambda: stored_count(sqlite_url) > 0, 60, "the first rows stored")
+            writer_lock.execute("BEGIN IMMEDIATE")  # readers go on (WAL); every write waits
+            wait_until(
+                lambda: journal_bytes(journal_dir) > 100_000 or proc.poll() is not None,
+                60,
+                "batches journaled",
+            )
+            assert proc.poll() is None, log_path.read_text()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        held = journal_items(journal_dir)
+        writer_lock.execute("ROLLBACK")
+        assert sum(kind == BATCH for kind, _ in held) >= 2  # beyond the one being written
+        expected = journaled_rows(held)
+        supabase = client_for(sqlite_url, polygon_ws_url=sim.ws_url)
+        client = PolygonWebSocketClient(supabase_client=supabase)
+        asyncio.run(run_until(client, 1, 60))
+    finally:
+        writer_lock.close()
+        sim.stop()
+    stored = stored_records(sqlite_url)
+    assert expected - stored == Counter()  # every row the killed client held is stored
+    assert max(stored.values()) == 1
+
+
+def journal_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.glob("*") if p.name != "lock")
