@@ -138,6 +138,8 @@ class PolygonWebSocketClient:
         self._worker = await asyncio.to_thread(self._build_worker)
         self.stats = self._worker.stats
         self.running = True
+        if self._stopping.is_set():  # stop() came while it was being built
+            self._worker.stop()
         try:
             await asyncio.shield(asyncio.to_thread(self._run_worker, self._worker))
         except asyncio.CancelledError:
@@ -146,10 +148,10 @@ class PolygonWebSocketClient:
 
     async def stop(self) -> None:
         """Stop and drain: every tick read is stored (or journaled) when this returns."""
+        self._stopping.set()
         worker = self._worker
         if worker is None:
-            return
-        self._stopping.set()
+            return  # not started, or still being built: run() sees _stopping
         worker.stop()
         if not await asyncio.to_thread(self._finished.wait, STOP_TIMEOUT_S):
             log.error("the stream did not stop within %.0f s", STOP_TIMEOUT_S)

@@ -135,6 +135,31 @@ def test_websocket_client_without_broker_stores_exactly_what_was_sent(
     assert turns > 10  # the loop kept running while the socket was read
 
 
+def test_cancelling_the_run_task_drains_like_stop(
+    sqlite_url: str, client_for: Callable[..., SupabaseClient]
+) -> None:
+    sim = simulator(3000.0, max_events=None)
+    try:
+        supabase = client_for(sqlite_url, polygon_ws_url=sim.ws_url)
+        client = PolygonWebSocketClient(supabase_client=supabase)
+
+        async def cancel_after(records: int) -> None:
+            task = asyncio.create_task(client.run())
+            while records_handed_on(client.get_stats()) < records:
+                assert not task.done()
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(asyncio.wait_for(cancel_after(1000), 60))
+        wait_until(lambda: sim.stats()["connections"] == 0, 5, "the server to see the close")
+        assert stored_records(sqlite_url) == sent_records(sim)
+    finally:
+        sim.stop()
+    assert not client.get_stats()["running"]
+
+
 BROKER_SCRIPT = """
 import asyncio, json, sys
 from rrr.compat import PolygonWebSocketClient, SupabaseClient
