@@ -122,9 +122,10 @@ class StoreReader(Protocol):
         self, query: RangeQuery, chunk_rows: int = CHUNK_ROWS
     ) -> Generator[list[tuple[Any, ...]], None, None]:
         """The query's rows (rrr/storage/range_reads.py) in the table's field order, times in
-        ms, JSON decoded, by instrument then time, at most ``chunk_rows`` at a time: one
-        database query for all the instruments, streamed (never the table loaded to be
-        filtered here). Close the iterator (or exhaust it) to free the store."""
+        ms, JSON decoded, by instrument then time, at most ``chunk_rows`` at a time, never
+        the table loaded to be filtered here: SQL stores send one query for all the
+        instruments and stream it; Supabase REST pages each instrument by time. Close the
+        iterator (or exhaust it) to free the store."""
         ...
 
     def read_sentiments(self, asset: str | None = None) -> pd.DataFrame: ...

@@ -68,6 +68,8 @@ class RangeQuery:
             raise ValueError(f"{source.table.name} has no column {', '.join(sorted(unknown))}")
         if self.keys is not None and source.key is None:
             raise ValueError(f"{self.kind} are not read by instrument")
+        if self.keys is None and source.key is not None:
+            raise ValueError(f"name the {source.key}s of the {self.kind} to read")
 
     @property
     def source(self) -> RangeSource:

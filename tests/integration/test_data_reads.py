@@ -54,6 +54,9 @@ def fill(store: Store) -> None:
     quotes = [
         Quote("X:BTCUSD", 1, 90_000.1 + i, 1.5, 90_000.2 + i, 2.5, DAY0 + i * 500, None, "test")
         for i in range(50)
+    ] + [  # 12 states in one millisecond: more than a page of the capped REST server
+        Quote("X:BTCUSD", 2, 90_000.1 + i, 1.5, 90_000.2, 2.5, DAY0 + 777, None, "test")
+        for i in range(12)
     ]
     store.apply_batch(Batch("quotes", "quotes", quotes))
     store.add_sentiments(
@@ -116,8 +119,10 @@ def test_sqlite_and_postgres_give_identical_frames(sqlite_store: Store, pg_store
 def test_supabase_rest_gives_the_same_frames(
     pg_store: Store, sqlite_store: Store, local_supabase: type[LocalSupabase]
 ) -> None:
-    """The REST store reads the rows the PostgreSQL store wrote, over the same schema."""
-    server = local_supabase()  # type: ignore[call-arg]
+    """The REST store reads the rows the PostgreSQL store wrote, over the same schema, from a
+    server capping responses at 5 rows: many pages, 12 quotes of one millisecond across
+    three of them (the keyset paging skips the ones it has)."""
+    server = local_supabase(max_rows=5)  # type: ignore[call-arg]
     rest = open_rest_store(server)
     try:
         from_rest, from_sqlite = every_read(rest), every_read(sqlite_store)

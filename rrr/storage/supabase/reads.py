@@ -79,37 +79,55 @@ class SupabaseReads(SupabaseRest):
     def iter_range(
         self, query: RangeQuery, chunk_rows: int = CHUNK_ROWS
     ) -> Generator[list[tuple[Any, ...]], None, None]:
-        """One filtered request per page (``ticker=in.(...)``), paged by offset over the
-        source's unique order, as ``_select_all``; pages gathered up to ``chunk_rows``.
-        Numeric columns come back as JSON numbers (floats) whatever ``as_float`` says."""
-        if query.keys == ():
-            return
+        """A key at a time, pages gathered up to ``chunk_rows``. Numeric columns come back
+        as JSON numbers (floats) whatever ``as_float`` says."""
+        chunk: list[tuple[Any, ...]] = []
+        keys: tuple[str | None, ...] = (None,) if query.keys is None else query.keys
+        for key in keys:
+            for page in self._range_pages(query, key):
+                chunk += page
+                if len(chunk) >= chunk_rows:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+    def _range_pages(
+        self, query: RangeQuery, key: str | None
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
+        """One key's rows a page at a time, paged by time (keyset), not by offset: a page
+        starts at the last time seen, skipping the rows at that time already read (the order
+        is unique, so they come first again). An offset would make PostgreSQL walk past
+        every row before it on each request, quadratic over a year of trades. Stops at the
+        first empty page, so a server cap below PAGE_ROWS cannot cut the read short."""
         table = query.source.table
         select = ",".join(c.name for c in query.fetched)
-        filters: list[Filter] = [
-            ("gte", "event_time", iso_from_ms(query.start_ms)),
-            ("lt", "event_time", iso_from_ms(query.end_ms)),
-            *(("eq", column, value) for column, value in query.equal.items()),
-        ]
-        if query.keys is not None and query.source.key is not None:
-            filters.insert(0, ("in_", query.source.key, list(query.keys)))
-        read, chunk = 0, []
+        at = [c.name for c in query.fetched].index("event_time")
+        equal: list[Filter] = [("eq", column, value) for column, value in query.equal.items()]
+        if key is not None and query.source.key is not None:
+            equal.insert(0, ("eq", query.source.key, key))
+        after_ms, skip = query.start_ms, 0
         while True:
+            filters: list[Filter] = [
+                *equal,
+                ("gte", "event_time", iso_from_ms(after_ms)),
+                ("lt", "event_time", iso_from_ms(query.end_ms)),
+            ]
             request = self._query(table.name, select, filters)
             for column in query.order:
                 request = request.order(column)
             page: list[dict[str, Any]] = self._execute(
-                f"read {table.name}", request.range(read, read + PAGE_ROWS - 1)
+                f"read {table.name}", request.range(skip, skip + PAGE_ROWS - 1)
             ).data
             if not page:
-                break
-            read += len(page)
-            chunk += records(page, select)
-            if len(chunk) >= chunk_rows:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+                return
+            rows = records(page, select)
+            yield rows
+            last_ms = rows[-1][at]
+            if last_ms == after_ms:  # the whole page at one time: further into it
+                skip += len(rows)
+            else:
+                after_ms, skip = last_ms, sum(1 for r in rows if r[at] == last_ms)
 
     def latest_event_times(self) -> dict[tuple[str, str], int]:
         rows = self._rpc("latest event times", "rrr_latest_event_times", {})
