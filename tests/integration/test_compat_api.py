@@ -40,6 +40,7 @@ from rrr.stats import get_stats
 from rrr.storage import Store, open_store
 from rrr.wire import BATCH
 from tests.conftest import pipeline_env
+from tests.integration.conftest import open_rest_store
 from tests.integration.stream_support import (
     ROOT,
     TICKERS,
@@ -51,6 +52,7 @@ from tests.integration.stream_support import (
     wait_until,
 )
 from tests.integration.test_stream_kill import journaled_rows
+from tests.support.supabase_local import LocalSupabase
 
 KEY = "pplx-compat-secret"
 BTC = "X:BTCUSD"
@@ -452,3 +454,35 @@ def test_without_broker_a_killed_client_leaves_its_batches_to_the_next_start(
 
 def journal_bytes(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.glob("*") if p.name != "lock")
+
+
+def test_the_original_calls_on_the_supabase_rest_store(
+    tmp_path: Path,
+    postgrest: LocalSupabase,
+    perplexity: tuple[SimulatorHTTPServer, PerplexitySimOptions],
+    clean_redis: str,
+) -> None:
+    """SUPABASE_URL + SUPABASE_SERVICE_KEY, the original system's own configuration: scores and
+    findings land through the real PostgREST, and get_stats counts them there."""
+    server, _ = perplexity
+    store = open_rest_store(postgrest)
+    settings = Settings().with_overrides(
+        home=tmp_path, perplexity_api_key=Secret(KEY), perplexity_base_url=server.base_url
+    )
+    with SupabaseClient(settings=settings, store=store) as supabase:  # migrate: schema checked
+        scored = asyncio.run(PerplexitySentimentAnalyzer(supabase_client=supabase)
+                             .analyze_sentiment("BTC"))  # fmt: skip
+        planted = plant_bars_with_faults(store, now_ms())
+        validator = DataQualityValidator(supabase_client=supabase, tickers=[BTC])
+        issues = asyncio.run(validator.validate_recent_data(lookback_hours=24))
+        assert ("gap", planted["gap"]) in {(i.issue_type, i.metadata["window_start_ms"])
+                                           for i in issues}  # fmt: skip
+        client = redis.Redis.from_url(clean_redis)
+        try:
+            stats = get_stats(client, store=store)
+        finally:
+            client.close()
+        assert stats["sentiment"]["analysis_count"] == 1
+        assert stats["sentiment"]["last"]["BTC"]["sentiment_label"] == scored.sentiment_label
+        findings = [i for i in issues if i.issue_type != UNVERIFIED]
+        assert stats["quality"]["issues_found"] == len(findings) == len(recorded_findings(store))
