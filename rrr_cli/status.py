@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rrr.config import Settings, redact_url
-from rrr.logs import configure_logging
+from rrr.logs import configure_logging, redact, secrets_of
 from rrr.status_level import Thresholds, Verdict, judge
 from rrr.task_names import QUEUE_BACKFILL, QUEUE_DEFAULT, QUEUE_INGEST
 from rrr_cli.console import load_settings
@@ -43,6 +43,10 @@ def read_snapshot(settings: Settings, now_ms: int | None = None) -> dict[str, An
     snapshot |= _read_broker(settings, now_ms)
     snapshot |= _read_database(settings, now_ms)
     thresholds = Thresholds(settings.stale_after_s, settings.queue_depth_max)
+    # What a part said when it failed may quote its URL: no password or key leaves here.
+    for part in (snapshot["broker"], snapshot["database"]):
+        if part["error"] is not None:
+            part["error"] = redact(part["error"], secrets_of(settings))
     verdict = judge(snapshot, thresholds)
     snapshot |= {
         "level": verdict.level,

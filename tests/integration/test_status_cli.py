@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.slow]
 STALE_AFTER_S = 8  # RRR_STALE_AFTER_S of this test: a few seconds without ticks is stale
 
 
-def rrr_status(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+def rrr_status(env: dict[str, str]) -> tuple[int, dict[str, Any], str]:
+    """The exit code, the JSON object, and everything the command wrote (stdout, stderr)."""
     done = subprocess.run(
         [sys.executable, "-m", "rrr_cli", "status", "--json"],
         cwd=ROOT,
@@ -45,7 +46,7 @@ def rrr_status(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
     except json.JSONDecodeError:
         raise AssertionError(f"not JSON:\n{done.stdout}\n{done.stderr}") from None
     assert snapshot["exit_code"] == done.returncode, snapshot
-    return done.returncode, snapshot
+    return done.returncode, snapshot, done.stdout + done.stderr
 
 
 def test_fresh_then_stale_then_down(
@@ -72,7 +73,7 @@ def test_fresh_then_stale_then_down(
             return seen[-1]["level"] == level
 
         wait_until(lambda: level_is("fresh"), 60, "rrr status to say fresh", poll_s=0.5)
-        code, fresh = rrr_status(env)  # the one asserted on: fresh again, all keys there
+        code, fresh, _ = rrr_status(env)  # the one asserted on: fresh again, all keys there
         assert (code, fresh["level"], fresh["reasons"]) == (0, "fresh", []), fresh["reasons"]
         assert fresh["schema"] == 1 and fresh["broker"]["reachable"] and fresh["stream"]["alive"]
         assert fresh["stream"]["connected"] and fresh["stream"]["messages"] > 0
@@ -86,12 +87,12 @@ def test_fresh_then_stale_then_down(
 
         sim.stop()  # the feed is gone; the stream worker lives on, reconnecting
         wait_until(lambda: level_is("stale"), 60, "rrr status to say stale", poll_s=1.0)
-        code, stale = rrr_status(env)
+        code, stale, _ = rrr_status(env)
         assert (code, stale["level"]) == (1, "stale"), stale["reasons"]
         assert stale["stream"]["alive"] and not stale["stream"]["connected"]
 
         assert stream.terminate() == 0, stream.log()
-        code, down = rrr_status(env)
+        code, down, _ = rrr_status(env)
         assert (code, down["level"]) == (2, "down"), down["reasons"]
         assert "no stream worker alive" in " ".join(down["reasons"])
     finally:
@@ -101,8 +102,16 @@ def test_fresh_then_stale_then_down(
 
 def test_down_when_the_broker_is_unreachable(tmp_path: Path, sqlite_url: str) -> None:
     migrate(sqlite_url)
-    closed = f"redis://127.0.0.1:{free_port()}/0"  # nobody listens there
-    code, snapshot = rrr_status(pipeline_env(tmp_path, closed, sqlite_url))
+    closed = f"redis://:redis-fake-pw-77@127.0.0.1:{free_port()}/0"  # nobody listens there
+    code, snapshot, shown = rrr_status(pipeline_env(tmp_path, closed, sqlite_url))
     assert (code, snapshot["level"]) == (2, "down")
     assert not snapshot["broker"]["reachable"] and "Connection" in snapshot["broker"]["error"]
     assert snapshot["database"]["reachable"]  # the database part is read all the same
+    assert "redis-fake-pw-77" not in shown and snapshot["broker"]["url"].startswith("redis://")
+
+    database = f"postgresql://rrr:pg-fake-pw-88@127.0.0.1:{free_port()}/market"
+    code, snapshot, shown = rrr_status(pipeline_env(tmp_path, closed, database))
+    assert (code, snapshot["level"]) == (2, "down")
+    assert not snapshot["database"]["reachable"] and snapshot["database"]["error"]
+    assert "pg-fake-pw-88" not in shown and "redis-fake-pw-77" not in shown
+    assert "fake-pw" not in (tmp_path / "data_pipeline.log").read_text()  # status writes it too
