@@ -6,6 +6,7 @@ and down with the broker unreachable."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -115,3 +116,22 @@ def test_down_when_the_broker_is_unreachable(tmp_path: Path, sqlite_url: str) ->
     assert not snapshot["database"]["reachable"] and snapshot["database"]["error"]
     assert "pg-fake-pw-88" not in shown and "redis-fake-pw-77" not in shown
     assert "fake-pw" not in (tmp_path / "data_pipeline.log").read_text()  # status writes it too
+
+
+def test_watch_refreshes_until_ctrl_c_and_exits_with_the_last_verdict(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    migrate(sqlite_url)
+    env = pipeline_env(tmp_path, f"redis://127.0.0.1:{free_port()}/0", sqlite_url)
+    argv = [sys.executable, "-m", "rrr_cli", "status", "--watch", "--json", "--interval", "0.5"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        snapshots = [json.loads(proc.stdout.readline()) for _ in range(2)]  # two refreshes
+        assert snapshots[1]["generated_ms"] > snapshots[0]["generated_ms"]
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert proc.wait(timeout=30) == 2  # the last verdict: down (no broker)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
