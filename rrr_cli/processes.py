@@ -57,7 +57,7 @@ def run(
         verbose=verbose or settings.log_level == "DEBUG",
     )
     try:
-        code = run_pipeline(settings, options, emit=lambda line: print(line, flush=True))
+        code = run_pipeline(settings, options, show=lambda line: print(line, flush=True))
     except RrrError as exc:
         fail(str(exc))
     raise typer.Exit(code)

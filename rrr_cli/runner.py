@@ -27,6 +27,7 @@ from rrr.broker import ensure_broker, free_port
 from rrr.broker_persistence import probe_persistence
 from rrr.config import SIMULATOR_KEY, Settings, redact_url
 from rrr.errors import ConfigError, RrrError
+from rrr.logs import redact, secrets_of
 from rrr.stats import get_stats
 from rrr.storage import Store, open_store_from_settings
 from rrr.task_names import QUEUE_BACKFILL, QUEUE_DEFAULT, QUEUE_INGEST
@@ -126,9 +127,14 @@ def flower_line(settings: Settings, port: int) -> str:
     return f"Flower: http://127.0.0.1:{port} ({login})"
 
 
-def run_pipeline(settings: Settings, options: RunOptions, emit: Callable[[str], None]) -> int:
+def run_pipeline(settings: Settings, options: RunOptions, show: Callable[[str], None]) -> int:
     """Run until Ctrl-C, SIGTERM, --max-seconds or a child's exit; returns the exit code.
-    ``emit`` shows one console line (the children's through the supervisor's filter)."""
+    ``show`` prints one console line (the children's through the supervisor's filter)."""
+    secrets = secrets_of(settings)
+
+    def emit(line: str) -> None:  # a child's traceback or an error may quote a key or URL
+        show(redact(line, secrets))
+
     supervisor = Supervisor(emit, verbose=options.verbose)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -18,7 +18,9 @@ from rrr.broker import free_port
 from rrr_cli.supervisor import STOP_AFTER_STREAM, STOP_FIRST, STOP_LAST, Supervisor
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.worker]
+# One whole `rrr run` at a time (with test_run.py / test_run_console.py): two on two cores would
+# each miss test_run.py's first rows within 10 s.
+pytestmark = [pytest.mark.slow, pytest.mark.worker, pytest.mark.xdist_group("rrr-run")]
 
 
 def process_tree(pid: int) -> set[int]:

@@ -26,7 +26,9 @@ from tests.integration.test_run import alive, process_tree
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.worker]
+# One whole `rrr run` at a time (with test_run.py / test_run_console.py): two on two cores would
+# each miss test_run.py's first rows within 10 s.
+pytestmark = [pytest.mark.slow, pytest.mark.worker, pytest.mark.xdist_group("rrr-run")]
 
 POLYGON_KEY = "pk-fake-polygon-3f9a1c"
 PERPLEXITY_KEY = "pplx-fake-perplexity-7d2e4b"
