@@ -13,6 +13,9 @@ from rrr_cli.console import load_settings, tickers_named
 
 def simulate(
     ctx: typer.Context,
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (another machine's clients: its own)."
+    ),
     port: int = typer.Option(8765, "--port", help="WebSocket port (0 = any free port)."),
     http_port: int = typer.Option(8766, "--http-port", help="REST + control port."),
     rate: float = typer.Option(1000.0, "--rate", min=0, help="Events per second."),
@@ -33,12 +36,14 @@ def simulate(
         help="Answer /v3/trades 403 NOT_AUTHORIZED (a plan without trades).",
     ),
 ) -> None:
-    """Run the local Polygon/Massive simulator (WebSocket + REST + Perplexity) on 127.0.0.1."""
+    """Run the local Polygon/Massive simulator (WebSocket + REST + Perplexity), on 127.0.0.1
+    unless --host names another address."""
     from rrr.simulator.server import simulate_command
 
     settings = load_settings()
     configure_logging(settings, to_file=False)
     simulate_command(
+        host=host,
         port=port,
         http_port=http_port,
         rate=rate,

@@ -56,10 +56,12 @@ def match_route(routes: Routes, method: str, path: str) -> Handler | None:
 
 
 class SimulatorHTTPServer:
-    """``ThreadingHTTPServer`` on 127.0.0.1 serving ``routes``; ``start()`` runs it in a thread."""
+    """``ThreadingHTTPServer`` on ``host`` (127.0.0.1 unless told) serving ``routes``;
+    ``start()`` runs it in a thread."""
 
     def __init__(self, routes: Routes, port: int = 0, host: str = "127.0.0.1") -> None:
         self.routes = routes
+        self.host = host
         server_routes = routes
 
         class _Handler(BaseHTTPRequestHandler):
@@ -108,7 +110,7 @@ class SimulatorHTTPServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> SimulatorHTTPServer:
         self._thread = threading.Thread(

@@ -90,7 +90,11 @@ class Simulator:
         self.recorder = Recorder(options.record_path, options.record_in_memory)
         self.rest_options = rest_options_for(options, self.clock)
         self.feed = FeedServer(self.market, options.feed, self.recorder, self.clock)
-        self.http = SimulatorHTTPServer(self._routes(), port=options.http_port)
+        # One address for both servers (FeedOptions.host): on another machine than its clients
+        # the simulator listens on that machine's address, and its URLs name it.
+        self.http = SimulatorHTTPServer(
+            self._routes(), port=options.http_port, host=options.feed.host
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
@@ -228,6 +232,7 @@ class Simulator:
 
 def simulate_command(
     *,
+    host: str = "127.0.0.1",
     port: int = 8765,
     http_port: int = 8766,
     rate: float = 1000.0,
@@ -249,6 +254,7 @@ def simulate_command(
     False: ``/v3/trades`` answers 403 NOT_AUTHORIZED, as a plan without trades does."""
     load = LoadOptions(load_events, events_per_frame, load_rate) if load_events else None
     feed = FeedOptions(
+        host=host,
         port=port,
         accepted_keys=frozenset(keys),
         accept_any_key=any_key,
@@ -273,8 +279,8 @@ def simulate_command(
         sim = Simulator(options).start()
     except OSError as exc:
         raise ConfigError(
-            f"cannot listen on 127.0.0.1 ports {port}/{http_port} ({exc}); "
-            "choose others with --port and --http-port (0 = any free port)"
+            f"cannot listen on {host} ports {port}/{http_port} ({exc}); choose others with"
+            " --port and --http-port (0 = any free port), or an address of this machine with --host"
         ) from exc
     try:
         accepted = "any non-empty key" if any_key else ", ".join(sorted(keys))

@@ -119,7 +119,7 @@ class FeedServer:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}{CLUSTER_PATH}"
+        return f"ws://{self.options.host}:{self.port}{CLUSTER_PATH}"
 
     async def stop(self) -> None:
         if self._producer is not None:
