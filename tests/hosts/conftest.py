@@ -1,0 +1,48 @@
+"""The test hosts, made once for the module's scenarios and removed after (even on failure).
+
+Where this machine does not allow network namespaces (not root, ``ip netns add`` refused) the
+scenarios skip saying so; in CI (CI=true) they fail instead: CI runs as root here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.hosts.harness import HOSTS, Hosts
+from tests.hosts.netns import Network, unavailable_reason
+from tests.hosts.services import PostgresOnHost, RedisOnHost, pg_bin_dir
+
+
+def _cannot_run(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason}; in CI the several-hosts scenarios must run", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
+    reason = unavailable_reason()
+    if reason:
+        _cannot_run(reason)
+    bin_dir = pg_bin_dir()
+    if bin_dir is None:
+        _cannot_run("no PostgreSQL server programs under /usr/lib/postgresql/*/bin (initdb)")
+    assert bin_dir is not None
+    logs = tmp_path_factory.mktemp("hosts")
+    net = Network()
+    made: Hosts | None = None
+    try:
+        net.create(HOSTS)
+        made = Hosts(
+            net, PostgresOnHost(net["db"], bin_dir, logs), RedisOnHost(net["db"], logs / "redis")
+        )
+        made.postgres.start()
+        made.broker.start()
+        yield made
+    finally:
+        if made is not None:
+            made.stop()
+        else:
+            net.remove()

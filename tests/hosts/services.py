@@ -1,0 +1,184 @@
+"""The ``db`` host's servers: a PostgreSQL cluster of its own (``initdb`` in a temporary folder,
+run as the ``postgres`` user, never root) and a Redis with AOF and ``noeviction``, both listening
+on the host's address only. Processes on hosts: ``HostProcess``."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+from rrr.broker import die_with_parent, is_up, server_binary
+from tests.hosts.netns import Host
+from tests.support.waiting import wait_for
+
+PG_USER = "postgres"
+PG_PORT = 5432  # the host's own port space: no other cluster listens there
+
+
+def pg_bin_dir() -> Path | None:
+    """The newest installed PostgreSQL's programs (Debian: /usr/lib/postgresql/N/bin)."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4])
+    )
+    return Path(found[-1]).parent if found else None
+
+
+class HostProcess:
+    """A program run on a host (``ip netns exec``), its output in ``log_path``; in a session of
+    its own, so a kill takes its children too."""
+
+    def __init__(
+        self, host: Host, argv: list[str], env: dict[str, str], log_path: Path,
+        user: str | None = None, cwd: Path | None = None,
+    ) -> None:  # fmt: skip
+        self.host = host
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            host.command(argv, user),
+            env=env,
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # never outlives a killed test run
+        )
+
+    def log(self, tail: int = 5000) -> str:
+        return self.log_path.read_text(errors="replace")[-tail:]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_logged(self, text: str, timeout_s: float = 60) -> None:
+        def seen() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.log_path.name} exited early:\n{self.log()}")
+            return text.encode() in self.log_path.read_bytes()
+
+        wait_for(seen, timeout_s, f"{text!r} in {self.log_path.name}")
+
+    def terminate(self, timeout_s: float = 60, sig: int = signal.SIGTERM) -> int:
+        """SIGTERM to the program (a Celery worker's warm shutdown), its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL to the whole session (pool children too)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(10)
+        self._log.close()
+
+
+class PostgresOnHost:
+    """``initdb`` + ``postgres`` on ``host``, trust auth for the run's subnet."""
+
+    def __init__(self, host: Host, bin_dir: Path, log_dir: Path) -> None:
+        self.host = host
+        self.bin_dir = bin_dir
+        self.log_dir = log_dir
+        # Not under pytest's tmp_path: its folders are root's alone (0700), and the server runs
+        # as postgres.
+        self.data_root = Path(tempfile.mkdtemp(prefix="rrr-hosts-pg-"))
+        self.proc: HostProcess | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"postgresql://{PG_USER}@{self.host.address}:{PG_PORT}"
+
+    def start(self) -> None:
+        user = pwd.getpwnam(PG_USER)
+        os.chmod(self.data_root, 0o755)
+        data = self.data_root / "data"
+        data.mkdir()
+        os.chown(data, user.pw_uid, user.pw_gid)
+        os.chmod(data, 0o700)
+        env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+        out = subprocess.run(
+            self.host.command(
+                [str(self.bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, "--auth=trust",
+                 "--no-sync", "--encoding=UTF8"],
+                PG_USER,
+            ),
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, f"initdb failed: {out.stderr}"
+        subnet = self.host.address.rsplit(".", 1)[0] + ".0/24"
+        with open(data / "pg_hba.conf", "a") as f:
+            f.write(f"host all all {subnet} trust\n")
+        self.proc = HostProcess(
+            self.host,
+            [str(self.bin_dir / "postgres"), "-D", str(data),
+             "-c", f"listen_addresses={self.host.address}", "-c", f"port={PG_PORT}",
+             "-c", f"unix_socket_directories={data}", "-c", "max_connections=200",
+             "-c", "fsync=off", "-c", "full_page_writes=off"],
+            env, self.log_dir / "db-postgres.log", user=PG_USER,
+        )  # fmt: skip
+        wait_for(self._accepts, 60, "the db host's PostgreSQL")
+
+    def _accepts(self) -> bool:
+        assert self.proc is not None
+        if not self.proc.alive():
+            raise AssertionError(f"postgres exited:\n{self.proc.log()}")
+        try:
+            with psycopg.connect(f"{self.base_url}/postgres", connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def new_database(self, name: str) -> str:
+        with psycopg.connect(f"{self.base_url}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"{self.base_url}/{name}"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            # SIGINT, a fast shutdown: a smart one (SIGTERM) waits for every client, and the
+            # sessions of a lost host's processes never end by themselves.
+            self.proc.terminate(30, signal.SIGINT)
+        shutil.rmtree(self.data_root, ignore_errors=True)
+
+
+class RedisOnHost:
+    """The broker: Redis (the project's valkey build when present), AOF on, ``noeviction``."""
+
+    def __init__(self, host: Host, directory: Path) -> None:
+        self.host = host
+        self.directory = directory
+        self.port = 6379
+        self.url = f"redis://{host.address}:{self.port}/0"
+        self.proc: HostProcess | None = None
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.proc = HostProcess(
+            self.host,
+            [str(server_binary()), "--bind", self.host.address, "--port", str(self.port),
+             "--dir", str(self.directory), "--save", "", "--appendonly", "yes",
+             "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
+             # A private subnet of the test's own; a real broker across machines has a password.
+             "--protected-mode", "no"],
+            {"PATH": os.environ["PATH"]}, self.directory / "redis.log",
+        )  # fmt: skip
+        wait_for(lambda: is_up(self.url, 0.5), 30, "the db host's Redis")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate(30)
