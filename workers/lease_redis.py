@@ -17,6 +17,7 @@ from redis.retry import Retry
 from rrr.stats import LAST_SEEN_TTL_S, load_last_seen
 from workers.stream_lease import (
     LEASE_KEY,
+    STANDBYS_KEY,
     TAKEOVERS_KEY,
     Holder,
     LeasePolicy,
@@ -94,6 +95,19 @@ class RedisLease:
     def takeovers(self) -> int:
         raw = self.client.get(TAKEOVERS_KEY)
         return int(raw) if raw else 0
+
+    def report_standby(self, me: Holder, now_ms: int) -> None:
+        """This process stands by (``rrr status`` lists it through the holder's stats)."""
+        with self.client.pipeline() as pipe:
+            pipe.hset(STANDBYS_KEY, me.describe(), now_ms)
+            pipe.expire(STANDBYS_KEY, max(1, round(3 * self.policy.lease_s)))
+            pipe.execute()
+
+    def drop_standby(self, me: Holder) -> None:
+        self.client.hdel(STANDBYS_KEY, me.describe())
+
+    def standbys(self) -> dict[bytes, bytes]:
+        return self.client.hgetall(STANDBYS_KEY)  # type: ignore[return-value]
 
     def last_seen(self) -> dict[str, int]:
         """What the holders before saw last, per ticker (``rrr.stats``)."""

@@ -18,6 +18,7 @@ standby takes over within ``poll_s`` of a clean shutdown.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -42,6 +43,7 @@ from workers.stream_lease import (
     gone_here,
     lease_fields,
     lease_lost_event,
+    live_standbys,
     takeover_event,
 )
 
@@ -128,17 +130,25 @@ class LeasedStream:
         self.takeovers = 0  # the deployment's count (Redis), as of the last acquisition
         self.renewed_ms = 0
         self.released = False  # stopped and gave the lease back
+        self._standby: Holder | None = None  # as listed in the standbys hash
 
     @property
     def held(self) -> bool:
         return self.holder is not None
 
     def stats_fields(self) -> dict[str, Any]:
-        """The ``lease.*`` stats fields while this process holds the lease, else none."""
+        """The ``lease.*`` stats fields while this process holds the lease, else none (called
+        by the heartbeat thread: one read of the standbys hash)."""
         me = self.holder
         if me is None:
             return {}
-        return lease_fields(me, self.policy.lease_s, self.takeovers, self.renewed_ms, self.previous)
+        try:
+            standbys = live_standbys(self._lease.standbys(), self._now_ms(), self.policy.lease_s)
+        except redis.RedisError:
+            standbys = []
+        return lease_fields(
+            me, self.policy.lease_s, self.takeovers, self.renewed_ms, self.previous, standbys
+        )
 
     def stop(self) -> None:
         """Close the vendor connection (if any) and return from ``run``; safe from a signal
@@ -158,6 +168,7 @@ class LeasedStream:
                 me, previous, sent_at = acquired
                 self._hold(listener, me, previous, sent_at)
         finally:
+            self._leave_standbys()
             if self.holder is not None:
                 self.released = self._lease.release()
                 log.info("stream lease released by %s", self.holder.describe())
@@ -173,7 +184,10 @@ class LeasedStream:
             sent_at = self._monotonic()
             try:
                 if self._lease.try_acquire(me):
+                    self._leave_standbys()
                     return me, previous, sent_at
+                self._lease.report_standby(me, me.since_ms)
+                self._standby = me
                 seen = self._lease.holder()
                 if seen is not None and self._break_if_gone(seen):
                     previous = seen
@@ -195,6 +209,12 @@ class LeasedStream:
                 previous = seen or previous
             self._wake.wait(self.policy.poll_s)
         return None
+
+    def _leave_standbys(self) -> None:
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            with contextlib.suppress(redis.RedisError):
+                self._lease.drop_standby(standby)
 
     def _break_if_gone(self, holder: Holder) -> bool:
         """A holder that ran on this machine and is gone (``rrr stream`` restarted after a

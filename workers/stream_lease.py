@@ -29,6 +29,8 @@ from rrr.models import SystemEvent
 LEASE_KEY = "rrr:stream:lease"
 # How many times a standby took the lease over from another holder (kept like last_seen).
 TAKEOVERS_KEY = "rrr:stream:lease:takeovers"
+# Standbys say they are there: field "host pid N", value the epoch ms of their last try.
+STANDBYS_KEY = "rrr:stream:lease:standbys"
 COMPONENT = "stream_worker"  # workers.stream's component: one name for the stream's events
 TAKEOVER_EVENT = "stream_takeover"
 LEASE_LOST_EVENT = "stream_lease_lost"
@@ -67,8 +69,9 @@ class LeasePolicy:
     @property
     def io_timeout_s(self) -> float:
         """One lease command's connect and read timeout: a renewal that hangs counts as failed
-        long before the holder's deadline."""
-        return min(1.0, self.lease_s / 10)
+        in time for a retry before the holder's deadline, and a slow answer (a loaded machine
+        or Redis) is still waited for: the renewal counts from when it was sent."""
+        return min(2.0, self.lease_s / 8)
 
     def deadline(self, sent_at: float) -> float:
         """Until when (monotonic) a holder may stay connected after a renewal (or the acquiring
@@ -222,12 +225,27 @@ def lease_lost_event(me: Holder, reason: str, now_ms: int) -> SystemEvent:
     )
 
 
+def live_standbys(reported: Mapping[Any, Any], now_ms: int, lease_s: float) -> list[str]:
+    """The standbys that tried for the lease within ``lease_s`` (a dead one stops trying), by
+    name, from the standbys hash (bytes or text)."""
+    live = []
+    for name, seen_ms in reported.items():
+        try:
+            fresh = now_ms - int(seen_ms) <= lease_s * 1000
+        except ValueError:
+            continue
+        if fresh:
+            live.append(name.decode() if isinstance(name, bytes) else str(name))
+    return sorted(live)
+
+
 def lease_fields(
     me: Holder,
     lease_s: float,
     takeovers: int,
     renewed_ms: int,
     previous: Holder | None,
+    standbys: list[str] | None = None,
 ) -> dict[str, Any]:
     """The ``lease.*`` section of the stream stats hash (``rrr status``), written by the
     holder's heartbeat only."""
@@ -240,4 +258,5 @@ def lease_fields(
         "lease.takeovers": takeovers,
         "lease.previous_host": previous.host if previous else "",
         "lease.previous_pid": previous.pid if previous else 0,
+        "lease.standbys": standbys or [],
     }

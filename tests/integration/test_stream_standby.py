@@ -19,6 +19,7 @@ Redis, SQLite), each stream worker with a home (journal) of its own:
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -47,7 +48,7 @@ from workers.stream_lease import LEASE_KEY, LEASE_LOST_EVENT, TAKEOVER_EVENT
 pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.slow]
 
 RATE = 1_000.0
-LEASE_S = 3
+LEASE_S = 6  # short for the test; 3 s lost leases falsely on a box at load 9
 TAKEOVER_SLACK_S = 2.0  # process scheduling on a loaded machine, beyond the lease's own times
 REPAIR_WAIT_S = 120  # the last gap's minute bar closes on the minute, then its repair runs
 
@@ -138,8 +139,17 @@ def test_the_standby_takes_over_and_nothing_is_lost(
             wait_until(lambda: "standby: the stream lease is held by" in b.log(), 60, "b standby")
             time.sleep(2 * LEASE_S)  # a renews meanwhile: b must not connect
             assert run.sim.stats()["connection_ids"] == [1], b.log()
-            a_token = redis.Redis.from_url(redis_url).get(LEASE_KEY)
+            client = redis.Redis.from_url(redis_url)
+            a_token = client.get(LEASE_KEY)
             assert a_token is not None and f'"pid":{a.proc.pid},'.encode() in a_token
+            # The holder's heartbeat names it and its standby (rrr status).
+            b_name = f"{socket.gethostname()} pid {b.proc.pid}"
+            wait_until(
+                lambda: get_stats(client).get("lease", {}).get("standbys") == [b_name],
+                10,
+                "the standby listed",
+            )
+            assert get_stats(client)["lease"]["holder_pid"] == a.proc.pid
 
             # 2. a cut off from Redis (and so from the broker) with its feed connection up.
             cut_at, cut_ms = time.monotonic(), run.sim.clock.now_ms()
@@ -172,7 +182,6 @@ def test_the_standby_takes_over_and_nothing_is_lost(
             a_back = watch.first(killed_at, lambda s: 3 in s.connections)
             assert a_back - killed_at <= LEASE_S + TAKEOVER_SLACK_S
             run.wait_sent_on(3, int(RATE))
-            client = redis.Redis.from_url(redis_url)
             wait_until(
                 lambda: get_stats(client).get("lease", {}).get("holder_pid") == a.proc.pid,
                 10,
@@ -210,7 +219,8 @@ def test_the_standby_takes_over_and_nothing_is_lost(
     # Of a's first connection, the quotes stored are a prefix of those sent: only the tail a
     # never read (cut off at its deadline) is missing, nothing in the middle.
     flags = [q in stored for q in a_quotes]
-    assert flags == sorted(flags, reverse=True) and sum(flags) > 0
+    holes = [(n, q[7] - cut_ms) for n, q in enumerate(a_quotes) if not flags[n] and any(flags[n:])]
+    assert not holes and sum(flags) > 0, (len(flags), sum(flags), holes[:20])
     # Never two connections on the key: the feed never pushed one out.
     assert "max_connections" not in dropped, dropped
     assert not watch.seen(lambda s: s.authenticated > 1)

@@ -24,6 +24,7 @@ from workers.stream_lease import (
     Renewal,
     gone_here,
     lease_fields,
+    live_standbys,
     parse_holder,
     takeover_event,
 )
@@ -184,8 +185,16 @@ def test_lease_fields() -> None:
         "lease.takeovers": 3,
         "lease.previous_host": "host-a",
         "lease.previous_pid": 101,
+        "lease.standbys": [],
     }
     assert lease_fields(B, 10, 0, 0, None)["lease.previous_pid"] == 0
+    assert lease_fields(B, 10, 0, 0, None, ["h pid 1"])["lease.standbys"] == ["h pid 1"]
+
+
+def test_live_standbys_are_those_that_tried_within_the_lease() -> None:
+    reported = {b"host-c pid 3": b"95000", b"host-b pid 2": b"99000", b"old pid 1": b"80000"}
+    assert live_standbys(reported, 100_000, 10) == ["host-b pid 2", "host-c pid 3"]
+    assert live_standbys({"x pid 1": "garbage"}, 100_000, 10) == []
 
 
 # -- LeasedStream with an in-memory lease ------------------------------------------------------
@@ -201,6 +210,7 @@ class MemoryLease:
         self.released: list[Holder] = []
         self.mine: Holder | None = None
         self.count = 0
+        self.standing_by: dict[str, int] = {}
 
     def try_acquire(self, me: Holder) -> bool:
         if self.value is not None:
@@ -236,6 +246,15 @@ class MemoryLease:
 
     def last_seen(self) -> dict[str, int]:
         return {"X:BTCUSD": 40_000}
+
+    def report_standby(self, me: Holder, now_ms: int) -> None:
+        self.standing_by[me.describe()] = now_ms
+
+    def drop_standby(self, me: Holder) -> None:
+        self.standing_by.pop(me.describe(), None)
+
+    def standbys(self) -> dict[str, int]:
+        return dict(self.standing_by)
 
 
 class Vendor:
@@ -321,11 +340,13 @@ def test_a_standby_connects_only_once_the_holder_is_gone() -> None:
         wait_for(lambda: lease.value == A and not vendors, 5, "standing by")
         threading.Event().wait(3 * lease.policy.poll_s)
         assert not vendors and not stream.held  # A still holds it
+        assert list(lease.standing_by) == ["me pid 7"]
         lease.value = None  # A's lease expired
         wait_for(lambda: log == ["connected"], 5, "the standby connected")
         assert stream.held and stream.previous == A
         assert listener.calls[0] == ("acquired", ({"X:BTCUSD": 40_000}, [TAKEOVER_EVENT]))
         assert stream.stats_fields()["lease.takeovers"] == 1
+        assert not lease.standing_by  # no longer a standby
     finally:
         stream.stop()
         thread.join(10)
