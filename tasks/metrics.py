@@ -11,6 +11,7 @@ beat notes each send.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -51,8 +52,14 @@ QUEUES = (QUEUE_INGEST, QUEUE_BACKFILL, QUEUE_DEFAULT)
 # Short timeouts: a scrape must answer even while the broker does not.
 SCRAPE_TIMEOUT_S = 2.0
 
-_scheduled_tasks = frozenset(e.task for e in schedule_entries(app.conf.beat_schedule or {}))
 _beat_client: redis.Redis | None = None  # set in beat's process only
+
+
+@functools.cache
+def _scheduled_tasks() -> frozenset[str]:
+    # Read when first needed, never at import: reading app.conf loads celeryconfig, which
+    # needs a broker, and importing the tasks must not.
+    return frozenset(e.task for e in schedule_entries(app.conf.beat_schedule or {}))
 
 
 @worker_init.connect
@@ -126,7 +133,7 @@ def _task_succeeded(sender: Any = None, **_: Any) -> None:
     metrics = task_metrics.current()
     if metrics is not None:
         metrics.successes.labels(sender.name).inc()
-    if sender.name in _scheduled_tasks:
+    if sender.name in _scheduled_tasks():
         record_run(broker_client(app.conf.broker_url), LAST_SUCCESS_KEY, sender.name, now_ms())
 
 
@@ -142,5 +149,5 @@ def _beat_started(sender: Any, **_: Any) -> None:
 
 @before_task_publish.connect
 def _beat_sent(sender: str | None = None, **_: Any) -> None:
-    if _beat_client is not None and sender in _scheduled_tasks:
+    if _beat_client is not None and sender in _scheduled_tasks():
         record_run(_beat_client, LAST_SENT_KEY, sender, now_ms())
