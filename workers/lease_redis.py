@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import LockNotOwnedError
+from redis.exceptions import LockError, LockNotOwnedError
 from redis.lock import Lock
 from redis.retry import Retry
 
@@ -52,7 +52,7 @@ class RedisLease:
         """The lease's TTL back to ``lease_s`` if it is still ours (compare and PEXPIRE)."""
         try:
             self._lock.reacquire()
-        except LockNotOwnedError:
+        except LockError:  # LockNotOwnedError, or no token of ours (forgotten)
             return Renewal.NOT_OWNER
         except redis.RedisError:
             return Renewal.FAILED

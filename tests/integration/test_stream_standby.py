@@ -42,8 +42,16 @@ from tests.faults.harness import (
 )
 from tests.faults.tcp_proxy import TcpProxy
 from tests.integration.stream_support import StreamProcess, _normal, stored_records, wait_until
+from workers.lease_redis import RedisLease, lease_client
 from workers.stream import COMPONENT
-from workers.stream_lease import LEASE_KEY, LEASE_LOST_EVENT, TAKEOVER_EVENT
+from workers.stream_lease import (
+    LEASE_KEY,
+    LEASE_LOST_EVENT,
+    TAKEOVER_EVENT,
+    Holder,
+    LeasePolicy,
+    Renewal,
+)
 
 pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.slow]
 
@@ -237,3 +245,48 @@ def test_the_standby_takes_over_and_nothing_is_lost(
         2,
     )
     assert lease["lease_s"] == LEASE_S
+
+
+def test_the_lease_in_redis_is_taken_renewed_and_released_by_its_token_only(
+    redis_url: str,
+) -> None:
+    """RedisLease against the real server: SET NX PX, compare-and-PEXPIRE, compare-and-DEL."""
+    policy = LeasePolicy(2)
+    client = lease_client(redis_url, policy)
+    first, second = RedisLease(client, policy), RedisLease(client, policy)
+    one = Holder("h1", 1, 1_000, "n1", "m")
+    two = Holder("h2", 2, 2_000, "n2", "m")
+    assert first.try_acquire(one) and not second.try_acquire(two)
+    assert first.holder() == one and second.holder() == one
+    assert 0 < int(client.pttl(LEASE_KEY)) <= 2_000  # type: ignore[arg-type]
+    client.pexpire(LEASE_KEY, 500)
+    assert first.renew() is Renewal.RENEWED
+    assert int(client.pttl(LEASE_KEY)) > 1_500  # type: ignore[arg-type]
+    assert second.renew() is Renewal.NOT_OWNER  # no token of its own
+    assert not second.release() and first.holder() == one
+
+    client.delete(LEASE_KEY)  # as when it expired
+    assert second.try_acquire(two)
+    assert first.renew() is Renewal.NOT_OWNER  # another token now: lost at once
+    assert not first.release() and second.holder() == two  # never deletes another's lease
+    assert not first.break_lease(one)  # a stale holder's token matches nothing
+    assert first.break_lease(two) and first.holder() is None
+
+    first.report_standby(one, 5_000)
+    assert first.standbys() == {b"h1 pid 1": b"5000"}
+    first.drop_standby(one)
+    assert first.standbys() == {}
+    client.close()
+
+
+def test_a_lease_command_against_an_unreachable_redis_fails_within_its_timeouts() -> None:
+    """No retries and the lease's own timeouts: a renewal fails in time for another try before
+    the holder's deadline, instead of hanging (redis-py's defaults: 5 s and retries)."""
+    policy = LeasePolicy(4)
+    with TcpProxy(("127.0.0.1", 6379)) as proxy:
+        proxy.cut("blackhole")  # connects are accepted and never answered
+        lease = RedisLease(lease_client(f"redis://127.0.0.1:{proxy.port}/0", policy), policy)
+        started = time.monotonic()
+        with pytest.raises(redis.RedisError):
+            lease.holder()
+        assert time.monotonic() - started < 2 * policy.io_timeout_s + 1.0
