@@ -77,6 +77,9 @@ class Settings:
     # every item. journal_enabled=False (RRR_JOURNAL=off) is for benchmarks only.
     journal_fsync: str = "off"
     journal_enabled: bool = True
+    # The stream lease (workers.stream_lease): one `rrr stream` holds it and is connected to the
+    # vendor (one connection per key); a standby connects once the holder stopped renewing it.
+    stream_lease_s: int = 10
     # Longer than any task's hard time limit and retry countdown; also how long a batch a worker
     # held when Redis restarted waits before it is delivered again.
     visibility_timeout_s: int = 600
@@ -96,6 +99,18 @@ class Settings:
     # Set by `rrr run` for its children when it started the local simulator: the feed is
     # simulated even though a (simulator) key and URL are configured.
     simulator: bool = False
+    # `rrr status` (rrr/status_level.py): a ticker whose newest trade or quote is older than
+    # this is stale (exit 1); an ingest queue deeper than this is degraded (exit 1).
+    stale_after_s: int = 60
+    queue_depth_max: int = 10_000
+    # Prometheus (rrr.metrics): the stream worker's /metrics port and the Celery workers' one
+    # exporter per worker (0: off), on this address (loopback by default; a scraper on another
+    # host needs 0.0.0.0 or the host's address). metrics_dir is prometheus-client's
+    # PROMETHEUS_MULTIPROC_DIR: a prefork worker's processes share their counters through it.
+    metrics_port: int = 0
+    worker_metrics_port: int = 0
+    metrics_address: str = "127.0.0.1"
+    metrics_dir: Path | None = None
 
     def __repr__(self) -> str:
         shown = []
@@ -218,13 +233,40 @@ def _build(env: Mapping[str, str], home: Path) -> Settings:
         spool_max_mb=env_int(env, "RRR_SPOOL_MAX_MB", 512),
         journal_fsync=env_choice(env, "RRR_JOURNAL_FSYNC", "off", ("off", "batch")),
         journal_enabled=env_bool(env, "RRR_JOURNAL", True),
+        stream_lease_s=env_int(env, "RRR_STREAM_LEASE_S", 10, minimum=2),
         visibility_timeout_s=visibility_s,
         task_soft_time_limit_s=soft_s,
         task_time_limit_s=hard_s,
         ingest_concurrency=env_int(env, "RRR_INGEST_CONCURRENCY", 2),
         backfill_concurrency=env_int(env, "RRR_BACKFILL_CONCURRENCY", 1),
         simulator=env_bool(env, "RRR_SIMULATOR", False),
+        stale_after_s=env_int(env, "RRR_STALE_AFTER_S", 60),
+        queue_depth_max=env_int(env, "RRR_QUEUE_DEPTH_MAX", 10_000),
+        metrics_port=_port(env, "RRR_METRICS_PORT"),
+        worker_metrics_port=_port(env, "RRR_WORKER_METRICS_PORT"),
+        metrics_address=blank_to_none(env.get("RRR_METRICS_ADDRESS")) or "127.0.0.1",
+        metrics_dir=_metrics_dir(env, home),
     )
+
+
+def _port(env: Mapping[str, str], name: str) -> int:
+    port = env_int(env, name, 0, minimum=0)
+    if port > 65535:
+        raise ConfigError(f"{name}={port} must be a TCP port (1-65535), or 0 for off")
+    return port
+
+
+def _metrics_dir(env: Mapping[str, str], home: Path) -> Path | None:
+    raw = blank_to_none(env.get("PROMETHEUS_MULTIPROC_DIR"))
+    if raw is None:
+        return None
+    path = Path(raw)
+    if not path.is_absolute():  # prometheus-client reads it from each process's cwd
+        raise ConfigError(
+            f"PROMETHEUS_MULTIPROC_DIR={raw!r} must be an absolute path, "
+            f"e.g. {home / 'var' / 'metrics'}"
+        )
+    return path
 
 
 SETTING_NAMES = tuple(f.name for f in fields(Settings))

@@ -10,7 +10,7 @@ import sys
 import typer
 
 from rrr.errors import ConfigError
-from rrr_cli import backfill, db, processes, quality, sentiment, simulate, status
+from rrr_cli import backfill, coverage, db, export, processes, quality, sentiment, simulate, status
 from rrr_cli.console import console
 
 app = typer.Typer(
@@ -30,8 +30,10 @@ db_app.command("schema")(db.schema)
 app.command("redis")(processes.redis_server)
 app.command("sentiment")(sentiment.sentiment)
 app.command("quality", context_settings=EXTRA_ARGS)(quality.quality)
+app.command("coverage", context_settings=EXTRA_ARGS)(coverage.coverage)
 app.command("simulate", context_settings=EXTRA_ARGS)(simulate.simulate)
 app.command("backfill", context_settings=EXTRA_ARGS)(backfill.backfill)
+app.command("export", context_settings=EXTRA_ARGS)(export.export)
 app.command("run", context_settings=EXTRA_ARGS)(processes.run)
 app.command("worker", context_settings={**EXTRA_ARGS, "ignore_unknown_options": True})(
     processes.worker

@@ -33,6 +33,8 @@ LAYER_OF = {
     "rrr.sentiment": "edge",
     "rrr.backfill": "edge",
     "rrr.quality": "edge",
+    "rrr.data": "edge",  # rrr.data: reads a store (pure resampling and framing beside it)
+    "rrr.export": "edge",  # rrr export: reads a store, writes files
     # rrr's top-level modules that talk to Redis or write files.
     "rrr.applied": "edge",
     "rrr.broker": "edge",
@@ -40,9 +42,14 @@ LAYER_OF = {
     "rrr.ratelimit": "edge",
     "rrr.stats": "edge",
     "rrr.logs": "edge",
+    # Prometheus exporters: an HTTP server, the broker's Redis, multiprocess files.
+    "rrr.metrics": "edge",
     "tasks": "tasks",
     "workers": "workers",
     "rrr_cli": "app",
+    # The original system's API (rrr.compat): façades composing the library with the stream
+    # worker, as the command line does; importable as rrr.compat, layered as the app.
+    "rrr.compat": "app",
 }
 
 # The layers each layer may import. Nobody imports the app; tasks and workers meet only
