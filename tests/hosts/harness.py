@@ -121,31 +121,31 @@ class HostsPipeline(Pipeline):
             proc.wait_logged(ready, 90)
         return proc
 
-    def start_celery(self, host: str, queues: str, wait: bool = True, **extra: str) -> HostProcess:
+    def start_celery(self, host: str, role: str, wait: bool = True, **extra: str) -> HostProcess:
+        """``rrr worker ROLE`` (the Procfile's ``ingest:`` and ``backfill:``), one process."""
         worker = self.start_on(
             host,
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues,
-             "-c", "1", "--pool", "prefork", "-n", f"{queues.split(',')[0]}@{host}",
-             "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            f"worker-{queues.replace(',', '-')}", **extra,
+            [sys.executable, "-m", "rrr_cli", "worker", role, "--without-gossip",
+             "--without-mingle"],
+            f"worker-{role}", RRR_INGEST_CONCURRENCY="1", RRR_BACKFILL_CONCURRENCY="1", **extra,
         )  # fmt: skip
         self.workers.append(worker)  # type: ignore[arg-type]
         if wait:
             worker.wait_logged(WORKER_READY, 90)
         return worker
 
-    def start_layout(self, **backfill_env: str) -> None:
+    def start_layout(self, **work1_env: str) -> None:
         """The issue's layout: ingest on work1 and work2, beat on work1, backfill/default on
-        work2 (``backfill_env``: its own settings, a rate limit say); started together."""
+        work2 (``work1_env``: settings of work1's ingest worker); started together."""
         started = [
-            self.start_celery("work1", "ingest", wait=False),
+            self.start_celery("work1", "ingest", wait=False, **work1_env),
             self.start_on(
                 "work1",
                 [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-l", "INFO"],
                 "beat",
             ),
             self.start_celery("work2", "ingest", wait=False),
-            self.start_celery("work2", "backfill,default", wait=False, **backfill_env),
+            self.start_celery("work2", "backfill", wait=False),
         ]
         readies = (WORKER_READY, BEAT_READY, WORKER_READY, WORKER_READY)
         for proc, ready in zip(started, readies, strict=True):

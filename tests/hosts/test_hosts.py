@@ -8,7 +8,11 @@ them at full length: 30 s of feed for the baseline, work1 cut 60 s, stream cut f
 
 from __future__ import annotations
 
+import base64
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -50,22 +54,49 @@ def finish(run: HostsPipeline, timeout_s: float = 60) -> None:
 
 
 def test_hosts_baseline(cluster: tuple[Hosts, Path]) -> None:
-    """A few thousand msg/s through the hosts: stored equals what the feed sent."""
+    """A few thousand msg/s through the hosts: stored equals what the feed sent. What an
+    operator watches is reachable from another machine: the stream worker's and work1's
+    /metrics on their hosts' addresses, Flower on work1's (basic auth)."""
     hosts, tmp_path = cluster
     started = time.monotonic()
     feed_s = scaled(10, 30)
     run = hosts_pipeline(hosts, tmp_path, rate=RATE, events=int(RATE * feed_s))
+    net = run.network
     try:
-        run.start_layout()
-        run.start_stream_on("stream")
+        run.start_layout(
+            RRR_WORKER_METRICS_PORT=str(METRICS_PORT), RRR_METRICS_ADDRESS=net["work1"].address
+        )
+        run.start_stream_on(
+            "stream", RRR_METRICS_PORT=str(METRICS_PORT), RRR_METRICS_ADDRESS=net["stream"].address
+        )
+        flower = run.start_on(
+            "work1",
+            [sys.executable, "-m", "rrr_cli", "flower", "--address", net["work1"].address,
+             "--port", str(FLOWER_PORT)],
+            "flower", FLOWER_BASIC_AUTH=FLOWER_AUTH,
+        )  # fmt: skip
         run.wait_connected()
+        watched = {
+            "stream_metrics": http_status(f"http://{net['stream'].address}:{METRICS_PORT}/metrics"),
+            "work1_metrics": http_status(f"http://{net['work1'].address}:{METRICS_PORT}/metrics"),
+        }
+        flower_url = f"http://{net['work1'].address}:{FLOWER_PORT}/"
+        wait_until(lambda: http_status(flower_url) != 0, 60, "Flower on work1", 0.5)
+        watched["flower_no_auth"] = http_status(flower_url)
+        watched["flower"] = http_status(flower_url, FLOWER_AUTH)
         finish(run, feed_s + 60)
         tally = run.tally()
     finally:
         run.stop()
-    report("hosts-baseline", run.database_url, tally, started, rate=int(RATE), hosts=6)
+    report(
+        "hosts-baseline", run.database_url, tally, started, rate=int(RATE), hosts=6,
+        **{k: v for k, v in watched.items()},
+    )  # fmt: skip
     assert tally.sent >= RATE * (feed_s - 2)  # all but what the feed made before the subscription
     assert (tally.lost, tally.duplicates) == (0, 0), run.logs()
+    assert watched == {
+        "stream_metrics": 200, "work1_metrics": 200, "flower_no_auth": 401, "flower": 200,
+    }, flower.log()  # fmt: skip
 
 
 def test_hosts_worker_partition(cluster: tuple[Hosts, Path]) -> None:
@@ -167,7 +198,7 @@ def test_hosts_worker_lost(cluster: tuple[Hosts, Path]) -> None:
         )  # fmt: skip
         run.network.kill_host("work2")
         at_kill = chunks_by_status(run.database_url)
-        run.start_celery("work1", "backfill,default")
+        run.start_celery("work1", "backfill")
         wait_until(
             lambda: chunks_by_status(run.database_url).get("done", 0) == len(plan.chunks),
             len(plan.chunks) * 10 + 60, "every chunk done", 0.5,
@@ -230,6 +261,23 @@ def test_hosts_stream_failover(cluster: tuple[Hosts, Path]) -> None:
 
 
 DAY_MS = 86_400_000
+METRICS_PORT, FLOWER_PORT = 9100, 5555  # each host's own port space
+FLOWER_AUTH = "ops:hosts-test"
+
+
+def http_status(url: str, basic_auth: str | None = None) -> int:
+    """The HTTP status of a GET from this (the root) namespace; 0 when nothing answers."""
+    request = urllib.request.Request(url)
+    if basic_auth:
+        token = base64.b64encode(basic_auth.encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
 
 
 def day_text(ms: int) -> str:
