@@ -50,6 +50,10 @@ from workers.stream_lease import (
 log = logging.getLogger(__name__)
 
 REMIND_EVERY_S = 60.0  # a standby says whom it waits for this often
+# A dead holder's connection closed with its process (the kernel sends the FIN), but the vendor
+# notices on its next read of that socket: connecting a moment later keeps it from ever seeing
+# two connections on the key (it would push the older, dead one out: max_connections).
+DEAD_HOLDER_GRACE_S = 1.0
 
 
 class VendorStream(Protocol):
@@ -124,7 +128,6 @@ class LeasedStream:
         self._wake = threading.Event()  # stop() cuts a standby's wait short
         self._guard = threading.Lock()  # the held lease, between the threads
         self._inner: VendorStream | None = None
-        self._held: HeldLease | None = None
         self.holder: Holder | None = None  # this process, while it holds the lease
         self.previous: Holder | None = None  # whom it took the lease over from, if anyone
         self.takeovers = 0  # the deployment's count (Redis), as of the last acquisition
@@ -191,7 +194,8 @@ class LeasedStream:
                 seen = self._lease.holder()
                 if seen is not None and self._break_if_gone(seen):
                     previous = seen
-                    continue  # its lease is gone now: take it at once
+                    self._wake.wait(DEAD_HOLDER_GRACE_S)
+                    continue  # its lease is gone now: take it
             except redis.RedisError as exc:
                 if sent_at >= next_reminder:
                     log.warning("standby: cannot reach Redis for the stream lease (%s)", exc)
@@ -234,18 +238,9 @@ class LeasedStream:
         self, listener: LeaseListener, me: Holder, previous: Holder | None, sent_at: float
     ) -> None:
         held = HeldLease.acquired(self.policy, sent_at)
-        last_seen, events = self._on_acquired(me, previous)
-        with self._guard:
-            self._held = held
-            self.holder, self.previous, self.renewed_ms = me, previous, me.since_ms
-        log.info(
-            "stream lease taken by %s%s", me.describe(),
-            f" over from {previous.describe()}" if previous else "",
-        )  # fmt: skip
-        listener.on_lease_acquired(last_seen, events)
-        done = threading.Event()
-        inner = self._connect()
-        self._inner = inner
+        done = threading.Event()  # the vendor stream returned: this spell is over
+        # Kept from the start: reading what was seen before and handing on the takeover's
+        # event may take a while when Redis or the broker is slow.
         threads = [
             threading.Thread(target=self._renew, args=(held, done), name="lease-renew"),
             threading.Thread(target=self._watch, args=(held, done), name="lease-watchdog"),
@@ -254,7 +249,17 @@ class LeasedStream:
             thread.daemon = True
             thread.start()
         try:
-            with self._guard:  # stopped, or the deadline passed while Redis was read
+            last_seen, events = self._on_acquired(me, previous)
+            with self._guard:
+                self.holder, self.previous, self.renewed_ms = me, previous, me.since_ms
+            log.info(
+                "stream lease taken by %s%s", me.describe(),
+                f" over from {previous.describe()}" if previous else "",
+            )  # fmt: skip
+            listener.on_lease_acquired(last_seen, events)
+            inner = self._connect()
+            self._inner = inner
+            with self._guard:  # stopped, or the deadline passed meanwhile: no connection
                 go = not self._stopping and held.check(self._monotonic())
             if go:
                 inner.run(listener)
