@@ -1,5 +1,6 @@
 """The stream lease in Redis: one key, taken with SET NX PX and renewed or released only by the
-token that took it (redis-py's ``Lock``: its Lua scripts compare the token and act in one step).
+token that took it (redis-py's ``Lock`` takes and releases it; the renewal is a Lua script of
+ours that also takes back a key that vanished: each compares the token and acts in one step).
 
 Commands here fail fast: a short connect and read timeout and no retries, so a renewal against
 an unreachable Redis fails within ``LeasePolicy.io_timeout_s`` and the holder's deadline
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import LockError, LockNotOwnedError
+from redis.exceptions import LockNotOwnedError
 from redis.lock import Lock
 from redis.retry import Retry
 
@@ -24,6 +25,22 @@ from workers.stream_lease import (
     Renewal,
     parse_holder,
 )
+
+# KEYS[1] the lease, ARGV[1] our token, ARGV[2] the lease in ms. 1: renewed; 2: the key was gone
+# and is ours again; 0: another token holds it.
+RENEW_SCRIPT = """
+local token = redis.call('get', KEYS[1])
+if token == ARGV[1] then
+    redis.call('pexpire', KEYS[1], ARGV[2])
+    return 1
+end
+if not token then
+    redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2])
+    return 2
+end
+return 0
+"""
+_RENEWALS = {0: Renewal.NOT_OWNER, 1: Renewal.RENEWED, 2: Renewal.RETAKEN}
 
 
 def lease_client(url: str, policy: LeasePolicy) -> redis.Redis:
@@ -43,20 +60,25 @@ class RedisLease:
         self.key = key
         # thread_local=False: one thread acquires, another renews and releases.
         self._lock = Lock(client, key, timeout=policy.lease_s, thread_local=False)
+        self._renew_script = client.register_script(RENEW_SCRIPT)
 
     def try_acquire(self, me: Holder) -> bool:
         """SET NX PX: True if the lease is now ``me``'s. Raises redis.RedisError."""
         return bool(self._lock.acquire(blocking=False, token=me.token()))
 
     def renew(self) -> Renewal:
-        """The lease's TTL back to ``lease_s`` if it is still ours (compare and PEXPIRE)."""
-        try:
-            self._lock.reacquire()
-        except LockError:  # LockNotOwnedError, or no token of ours (forgotten)
+        """The lease's TTL back to ``lease_s`` if it is still ours (compare and PEXPIRE), or
+        ours again if the key is gone. Only before the holder's deadline (the caller's)."""
+        token = self._lock.local.token
+        if token is None:  # forgotten: lost
             return Renewal.NOT_OWNER
+        try:
+            answer = self._renew_script(
+                keys=[self.key], args=[token, int(self.policy.lease_s * 1000)]
+            )
         except redis.RedisError:
             return Renewal.FAILED
-        return Renewal.RENEWED
+        return _RENEWALS.get(int(answer), Renewal.NOT_OWNER)
 
     def release(self) -> bool:
         """Delete the lease if it is still ours, so a standby need not wait for it to expire."""

@@ -294,10 +294,19 @@ class LeasedStream:
         wait_s = self.policy.renew_every_s
         while not done.wait(wait_s):
             sent_at = self._monotonic()
+            with self._guard:  # past the deadline a renewal could take back an expired key
+                keep = held.check(sent_at)
+            if not keep:
+                self._disconnect(done)
+                return
             outcome = self._lease.renew()
             with self._guard:
                 keep = held.after_renewal(outcome, sent_at)
-            if outcome is Renewal.RENEWED:
+            if outcome is Renewal.RETAKEN:
+                log.warning(
+                    "the stream lease's key was gone (Redis restarted without AOF?): ours again"
+                )
+            if outcome in (Renewal.RENEWED, Renewal.RETAKEN):
                 self.renewed_ms = self._now_ms()
                 wait_s = self.policy.renew_every_s
             else:

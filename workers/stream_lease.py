@@ -135,6 +135,9 @@ def gone_here(holder: Holder, machine: str, alive: Callable[[int], bool]) -> boo
 
 class Renewal(Enum):
     RENEWED = "renewed"  # the lease is ours for lease_s more
+    # The key was gone (a Redis restarted without AOF) and is ours again, for lease_s: before
+    # the holder's deadline it cannot have expired, so nobody else could hold it legitimately.
+    RETAKEN = "retaken"
     NOT_OWNER = "not_owner"  # the key is gone or holds another token: lost at once
     FAILED = "failed"  # Redis did not answer: keep trying until the deadline
 
@@ -153,7 +156,7 @@ class HeldLease:
 
     def after_renewal(self, outcome: Renewal, sent_at: float, detail: str = "") -> bool:
         """Record a renewal sent at ``sent_at``; False once the lease must be given up."""
-        if outcome is Renewal.RENEWED:
+        if outcome in (Renewal.RENEWED, Renewal.RETAKEN):
             self.valid_until = max(self.valid_until, self.policy.deadline(sent_at))
             return not self.lost_reason
         if outcome is Renewal.NOT_OWNER:

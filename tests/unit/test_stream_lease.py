@@ -101,6 +101,8 @@ def test_held_lease_outcomes() -> None:
     # An older renewal answered late never shortens the deadline.
     assert held.after_renewal(Renewal.RENEWED, 10.5) and held.valid_until == 13.25
     assert held.after_renewal(Renewal.FAILED, 12.0) and held.check(13.2)
+    retaken = HeldLease.acquired(policy, 10.0)  # the key had vanished and is ours again
+    assert retaken.after_renewal(Renewal.RETAKEN, 11.0) and retaken.valid_until == 13.25
     assert not held.check(13.25)
     assert "no renewal reached Redis" in held.lost_reason
     # Lost is final: a renewal that gets through afterwards does not revive it.
