@@ -45,15 +45,21 @@ class Hosts:
     net: Network
     postgres: PostgresOnHost
     broker: RedisOnHost
+    scenarios: int = 0
 
     def fresh_stores(self) -> tuple[str, str]:
-        """(REDIS_URL, DATABASE_URL) for one scenario: the broker emptied, a new database."""
-        client = redis.Redis.from_url(self.broker.url)
+        """(REDIS_URL, DATABASE_URL) for one scenario: a Redis database number and a PostgreSQL
+        database of its own. Not one flushed database for all: a host cut or killed mid-run
+        leaves orphaned TCP data (a publish its client gave up on) that the kernel retransmits
+        once the link is back, and that late LPUSH must land in its own scenario's broker."""
+        self.scenarios += 1
+        url = self.broker.url.rsplit("/", 1)[0] + f"/{1 + (self.scenarios - 1) % 15}"
+        client = redis.Redis.from_url(url)
         try:
-            client.flushall()
+            client.flushdb()
         finally:
             client.close()
-        return self.broker.url, self.postgres.new_database(f"s_{uuid.uuid4().hex[:10]}")
+        return url, self.postgres.new_database(f"s_{uuid.uuid4().hex[:10]}")
 
     def stop(self) -> None:
         try:

@@ -15,6 +15,7 @@ or a dead switch port does):
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import re
 import signal
@@ -30,6 +31,7 @@ IF_PREFIX = "rh"  # interfaces (15 characters at most: rh + pid + br/vN)
 SUBNET_FIRST = "10.77"
 NOWHERE_MAC = "02:00:00:00:00:01"  # a locally administered address no interface has
 CLONE_NEWNET = 0x40000000
+SUBNET_LOCK = "/tmp/rrr-hosts-subnet.lock"
 
 T = TypeVar("T")
 
@@ -171,10 +173,14 @@ class Network:
         return f"{self.subnet}.1"
 
     def create(self, names: list[str]) -> Network:
-        remove_stale()
-        self.subnet = _free_subnet()
-        ip("link", "add", self.bridge, "type", "bridge")
-        ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        # One run at a time picks a subnet and claims it (its bridge's address): two runs
+        # starting together would otherwise both see 10.77.0.0/24 free.
+        with open(SUBNET_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            remove_stale()
+            self.subnet = _free_subnet()
+            ip("link", "add", self.bridge, "type", "bridge")
+            ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         ip("link", "set", self.bridge, "up")
         for number, name in enumerate(names, start=2):
             self._add_host(name, number)

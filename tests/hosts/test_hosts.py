@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from rrr.backfill.plan import plan_backfill, request_from_flags
 from rrr.clock import now_ms
 from rrr.simulator.rest import RestSimOptions
+from rrr.stats import get_stats
 from rrr.storage import open_store
 from tests.conftest import short_visibility
-from tests.faults.harness import Tally, query, report, scaled
+from tests.faults.harness import LONG, Tally, query, report, scaled
 from tests.faults.test_backfill_pressure import chunks_by_status
 from tests.faults.test_stream_faults import finish_and_count
 from tests.hosts.harness import Hosts, HostsPipeline, hosts_pipeline
@@ -34,8 +36,14 @@ from tests.integration.stream_support import TICKERS, sent_records, stored_recor
 from workers.stream import COMPONENT as STREAM_COMPONENT
 from workers.stream_lease import TAKEOVER_EVENT
 
-# One test process runs them one after another: they share the hosts (and two cores).
-pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.xdist_group("hosts")]
+# One test process runs them one after another: they share the hosts (and two cores). Each
+# takes 20-100 s alone, longer beside the rest of make test; full length (RRR_FAULTS_LONG) more.
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("hosts"),
+    pytest.mark.timeout(900 if LONG else 360),
+]
 
 RATE = 2_000.0
 VISIBILITY_S = 10  # a cut worker's unacked batches come back to another after this
@@ -86,6 +94,7 @@ def test_hosts_baseline(cluster: tuple[Hosts, Path]) -> None:
         watched["flower"] = http_status(flower_url, FLOWER_AUTH)
         finish(run, feed_s + 60)
         tally = run.tally()
+        extra = not_sent(run)
     finally:
         run.stop()
     report(
@@ -93,7 +102,7 @@ def test_hosts_baseline(cluster: tuple[Hosts, Path]) -> None:
         **{k: v for k, v in watched.items()},
     )  # fmt: skip
     assert tally.sent >= RATE * (feed_s - 2)  # all but what the feed made before the subscription
-    assert (tally.lost, tally.duplicates) == (0, 0), run.logs()
+    assert (tally.lost, tally.duplicates) == (0, 0), (extra, run.logs())
     assert watched == {
         "stream_metrics": 200, "work1_metrics": 200, "flower_no_auth": 401, "flower": 200,
     }, flower.log()  # fmt: skip
@@ -118,13 +127,14 @@ def test_hosts_worker_partition(cluster: tuple[Hosts, Path]) -> None:
             time.sleep(cut_s)
         finish(run, feed_s + 60)
         tally = run.tally()
+        extra = not_sent(run)
     finally:
         run.stop()
     report(
         "hosts-worker-partition", run.database_url, tally, started, cut_s=int(cut_s),
         visibility_s=VISIBILITY_S,
     )  # fmt: skip
-    assert (tally.lost, tally.duplicates) == (0, 0), run.logs()
+    assert (tally.lost, tally.duplicates) == (0, 0), (extra, run.logs())
 
 
 def test_hosts_stream_partition(cluster: tuple[Hosts, Path]) -> None:
@@ -137,10 +147,10 @@ def test_hosts_stream_partition(cluster: tuple[Hosts, Path]) -> None:
     started = time.monotonic()
     cut_s = scaled(15, 30)
     feed_s = cut_s + 8
+    lease_s = int(cut_s * 3)
     run = hosts_pipeline(
-        hosts, tmp_path, rate=RATE, events=int(RATE * feed_s),
-        RRR_STREAM_LEASE_S=str(int(cut_s * 3)),
-    )  # fmt: skip
+        hosts, tmp_path, rate=RATE, events=int(RATE * feed_s), RRR_STREAM_LEASE_S=str(lease_s)
+    )
     try:
         run.start_layout()
         run.start_stream_on("stream")
@@ -150,15 +160,16 @@ def test_hosts_stream_partition(cluster: tuple[Hosts, Path]) -> None:
             time.sleep(cut_s)
         finish(run, feed_s + 60)
         tally = run.tally()
+        extra = not_sent(run)
         reconnected = len(run.sim.truth().events(2))  # events sent on a second connection
     finally:
         run.stop()
     report(
         "hosts-stream-partition", run.database_url, tally, started, cut_s=int(cut_s),
-        events_after_reconnect=reconnected,
+        lease_s=lease_s, events_after_reconnect=reconnected,
     )  # fmt: skip
     assert reconnected == 0, "the feed's connection never dropped: all came from the journal"
-    assert (tally.lost, tally.duplicates) == (0, 0), run.logs()
+    assert (tally.lost, tally.duplicates) == (0, 0), (extra, run.logs())
 
 
 def test_hosts_worker_lost(cluster: tuple[Hosts, Path]) -> None:
@@ -211,12 +222,18 @@ def test_hosts_worker_lost(cluster: tuple[Hosts, Path]) -> None:
         history_bars = sum(stored.values()) - sum(stream_stored.values())
         tally = Tally.of(sent_records(run.sim), stream_stored)
         taken_over = chunks_taken_over(run.database_url)
+        # What the lost host left behind on db: its sessions, open until TCP keepalive.
+        lost_sessions = query(
+            run.database_url,
+            "SELECT count(*) FROM pg_stat_activity"
+            f" WHERE client_addr = '{run.network['work2'].address}'",
+        )[0][0]
     finally:
         run.stop()
     report(
         "hosts-worker-lost", run.database_url, tally, started, chunks=len(plan.chunks),
         running_at_kill=at_kill.get("running", 0), chunks_taken_over=taken_over,
-        history_bars=history_bars,
+        history_bars=history_bars, work2_sessions_left=lost_sessions,
     )  # fmt: skip
     assert (tally.lost, tally.duplicates) == (0, 0), run.logs()
     assert history_bars == len(TICKERS) * (last_day_ms - first_day_ms) // 60_000
@@ -246,7 +263,9 @@ def test_hosts_stream_failover(cluster: tuple[Hosts, Path]) -> None:
         run.network.kill_host("stream")
         run.wait_sent_on(2, 1, timeout_s=lease_s * 3)
         takeover_s = time.monotonic() - lost_at
-        # While stream2 streams: the stream worker's line shows who holds the lease now.
+        # While stream2 streams, once its first heartbeat carries the takeover: rrr status
+        # shows who holds the lease now.
+        wait_until(lambda: lease_takeovers(run.redis_url) >= 1, 30, "stream2's heartbeat")
         status_code, status = run.run_cli("work1", "status")
         finish_and_count(
             run, "hosts-stream-failover", started, lease_s=lease_s,
@@ -284,6 +303,11 @@ def day_text(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
+def not_sent(run: HostsPipeline) -> list[Any]:
+    """A few stored rows the feed never sent (what a duplicate is, for the failure)."""
+    return sorted(stored_records(run.database_url) - sent_records(run.sim))[:10]
+
+
 def chunks_taken_over(database_url: str) -> int:
     """Chunks claimed more than once: a claim whose lease ran out, taken by another worker."""
     return int(query(database_url, "SELECT count(*) FROM backfill_chunks WHERE attempts > 1")[0][0])
@@ -293,6 +317,16 @@ def chunks_mid_fetch(database_url: str) -> int:
     """Chunks claimed and partly stored: a worker is between two of their pages."""
     sql = "SELECT count(*) FROM backfill_chunks WHERE status = 'running' AND bars_stored > 0"
     return int(query(database_url, sql)[0][0])
+
+
+def lease_takeovers(redis_url: str) -> int:
+    """Takeovers the lease holder's last heartbeat counts (the stats hash, as rrr status reads)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        lease = get_stats(client).get("lease") or {}
+    finally:
+        client.close()
+    return int(lease.get("takeovers", 0) or 0) if isinstance(lease, dict) else 0
 
 
 def stream_events(database_url: str, event_type: str) -> list[dict[str, Any]]:
