@@ -2,8 +2,8 @@
 
     db      PostgreSQL (initdb) + Redis (AOF, noeviction), on db's address
     feed    the simulator (WebSocket + REST), on feed's address; ground truth in this process
-    stream  rrr stream (active)          stream2  rrr stream (standby)
-    work1   celery ingest worker + beat  work2    celery ingest + backfill,default workers
+    stream  rrr stream (active)                stream2  rrr stream (standby)
+    work1   rrr worker ingest + celery beat    work2    rrr worker ingest + rrr worker backfill
 
 Every process is configured by its environment alone (REDIS_URL, DATABASE_URL, POLYGON_WS_URL,
 POLYGON_REST_URL) and has a RRR_HOME of its own host: nothing on disk is shared. The simulator
