@@ -23,22 +23,26 @@ from workers.stream_lease import (
     Holder,
     LeasePolicy,
     Renewal,
+    RenewalAnswer,
     parse_holder,
 )
 
-# KEYS[1] the lease, ARGV[1] our token, ARGV[2] the lease in ms. 1: renewed; 2: the key was gone
-# and is ours again; 0: another token holds it.
+# KEYS[1] the lease, KEYS[2] the standbys hash, ARGV[1] our token, ARGV[2] the lease in ms.
+# Answers {code, HGETALL of the standbys}; code 1: renewed; 2: the key was gone and is ours
+# again; 0: another token holds it. The standbys come with it: the holder lets go at its
+# deadline only if one was listed at its last successful contact (workers.stream_lease).
 RENEW_SCRIPT = """
+local standbys = redis.call('hgetall', KEYS[2])
 local token = redis.call('get', KEYS[1])
 if token == ARGV[1] then
     redis.call('pexpire', KEYS[1], ARGV[2])
-    return 1
+    return {1, standbys}
 end
 if not token then
     redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2])
-    return 2
+    return {2, standbys}
 end
-return 0
+return {0, standbys}
 """
 _RENEWALS = {0: Renewal.NOT_OWNER, 1: Renewal.RENEWED, 2: Renewal.RETAKEN}
 
@@ -66,19 +70,21 @@ class RedisLease:
         """SET NX PX: True if the lease is now ``me``'s. Raises redis.RedisError."""
         return bool(self._lock.acquire(blocking=False, token=me.token()))
 
-    def renew(self) -> Renewal:
+    def renew(self) -> RenewalAnswer:
         """The lease's TTL back to ``lease_s`` if it is still ours (compare and PEXPIRE), or
-        ours again if the key is gone. Only before the holder's deadline (the caller's)."""
+        ours again if the key is gone; with the standbys listed at that moment. Only before
+        the holder's deadline, or while its vendor connection is still up (the caller's)."""
         token = self._lock.local.token
         if token is None:  # forgotten: lost
-            return Renewal.NOT_OWNER
+            return RenewalAnswer(Renewal.NOT_OWNER, {})
         try:
-            answer = self._renew_script(
-                keys=[self.key], args=[token, int(self.policy.lease_s * 1000)]
+            code, flat = self._renew_script(
+                keys=[self.key, STANDBYS_KEY], args=[token, int(self.policy.lease_s * 1000)]
             )
         except redis.RedisError:
-            return Renewal.FAILED
-        return _RENEWALS.get(int(answer), Renewal.NOT_OWNER)
+            return RenewalAnswer(Renewal.FAILED, {})
+        standbys = dict(zip(flat[::2], flat[1::2], strict=True))
+        return RenewalAnswer(_RENEWALS.get(int(code), Renewal.NOT_OWNER), standbys)
 
     def release(self) -> bool:
         """Delete the lease if it is still ours, so a standby need not wait for it to expire."""

@@ -8,7 +8,11 @@ event when it took over from another holder), opens the vendor stream and keeps 
 - a renewal thread renews it every ``lease_s / 3`` (sooner again after a failed try);
 - a watchdog thread, which does no I/O and so never hangs, stops the vendor stream the moment
   the holder's deadline passes without a successful renewal (``workers.stream_lease``), or at
-  once when a renewal finds the lease gone or another token in it.
+  once when a renewal finds the lease gone or another token in it. When the last renewal that
+  got through listed no live standby, the holder keeps its connection past the deadline (a lone
+  stream worker rides out a broker outage on its journal) but never reconnects: a connection
+  that ends while the lease is unconfirmed (say the vendor pushed it out for a standby that
+  started meanwhile) ends the spell, and this process stands by.
 
 A lost lease ends only the vendor connection: the listener hears ``on_disconnected`` and
 ``on_lease_lost``, its publisher keeps draining the journal to the broker, and this stream stands
@@ -54,6 +58,27 @@ REMIND_EVERY_S = 60.0  # a standby says whom it waits for this often
 # notices on its next read of that socket: connecting a moment later keeps it from ever seeing
 # two connections on the key (it would push the older, dead one out: max_connections).
 DEAD_HOLDER_GRACE_S = 1.0
+
+
+class _SpellListener:
+    """The listener one spell of holding the lease hands its vendor stream: the worker's own
+    callbacks, plus whether the connection is up (the watchdog's question) and no reconnect
+    once the lease is unconfirmed. ``on_frame`` and ``on_idle`` are the worker's bound methods
+    themselves: nothing is added to the hot path."""
+
+    def __init__(self, worker: StreamListener, on_up: Callable[[bool], None]) -> None:
+        self._worker = worker
+        self._on_up = on_up
+        self.on_frame = worker.on_frame
+        self.on_idle = worker.on_idle
+
+    def on_connected(self) -> None:
+        self._on_up(True)
+        self._worker.on_connected()
+
+    def on_disconnected(self, reason: str) -> None:
+        self._on_up(False)  # may stop the vendor stream before it would reconnect
+        self._worker.on_disconnected(reason)
 
 
 class VendorStream(Protocol):
@@ -134,6 +159,7 @@ class LeasedStream:
         self.renewed_ms = 0
         self.released = False  # stopped and gave the lease back
         self._standby: Holder | None = None  # as listed in the standbys hash
+        self._connected = False  # this spell's vendor connection is up (on_connected)
 
     @property
     def held(self) -> bool:
@@ -146,7 +172,9 @@ class LeasedStream:
         if me is None:
             return {}
         try:
-            standbys = live_standbys(self._lease.standbys(), self._now_ms(), self.policy.lease_s)
+            standbys = live_standbys(
+                self._lease.standbys(), self._now_ms(), self.policy.lease_s, me
+            )
         except redis.RedisError:
             standbys = []
         return lease_fields(
@@ -239,10 +267,11 @@ class LeasedStream:
     ) -> None:
         held = HeldLease.acquired(self.policy, sent_at)
         done = threading.Event()  # the vendor stream returned: this spell is over
+        self._connected = False
         # Kept from the start: reading what was seen before and handing on the takeover's
         # event may take a while when Redis or the broker is slow.
         threads = [
-            threading.Thread(target=self._renew, args=(held, done), name="lease-renew"),
+            threading.Thread(target=self._renew, args=(me, held, done), name="lease-renew"),
             threading.Thread(target=self._watch, args=(held, done), name="lease-watchdog"),
         ]
         for thread in threads:
@@ -250,6 +279,10 @@ class LeasedStream:
             thread.start()
         try:
             last_seen, events = self._on_acquired(me, previous)
+            known = self._standby_known(me)
+            if known is not None:
+                with self._guard:
+                    held.saw_standbys(known)
             with self._guard:
                 self.holder, self.previous, self.renewed_ms = me, previous, me.since_ms
             log.info(
@@ -260,9 +293,9 @@ class LeasedStream:
             inner = self._connect()
             self._inner = inner
             with self._guard:  # stopped, or the deadline passed meanwhile: no connection
-                go = not self._stopping and held.check(self._monotonic())
+                go = not self._stopping and held.may_connect(self._monotonic())
             if go:
-                inner.run(listener)
+                inner.run(_SpellListener(listener, lambda up: self._connection_up(held, up)))
         finally:
             done.set()
             self._inner = None
@@ -290,23 +323,51 @@ class LeasedStream:
             return last_seen, []
         return last_seen, [takeover_event(previous, me, last_seen, self.policy.lease_s)]
 
-    def _renew(self, held: HeldLease, done: threading.Event) -> None:
+    def _standby_known(self, me: Holder) -> bool | None:
+        """Whether a live standby is listed now; None when Redis cannot say."""
+        try:
+            reported = self._lease.standbys()
+        except redis.RedisError:
+            return None
+        return bool(live_standbys(reported, self._now_ms(), self.policy.lease_s, me))
+
+    def _connection_up(self, held: HeldLease, up: bool) -> None:
+        """From the reading thread: the vendor connection opened or ended. One that ended while
+        the lease is unconfirmed is not reopened: the spell ends (standing by)."""
+        with self._guard:
+            self._connected = up
+            again = up or held.may_connect(self._monotonic())
+            inner = self._inner
+        if not again and inner is not None:
+            inner.stop()  # before PolygonStream.run would back off and reconnect
+
+    def _renew(self, me: Holder, held: HeldLease, done: threading.Event) -> None:
         wait_s = self.policy.renew_every_s
         while not done.wait(wait_s):
             sent_at = self._monotonic()
-            with self._guard:  # past the deadline a renewal could take back an expired key
-                keep = held.check(sent_at)
+            # Past the deadline a renewal could take back an expired key: only while the
+            # connection it kept is up (no other process connected on the key meanwhile).
+            with self._guard:
+                keep = held.check(sent_at, self._connected)
+                held_over = held.held_over(sent_at)
             if not keep:
                 self._disconnect(done)
                 return
-            outcome = self._lease.renew()
+            outcome, standbys = self._lease.renew()
+            known = bool(live_standbys(standbys, self._now_ms(), self.policy.lease_s, me))
             with self._guard:
-                keep = held.after_renewal(outcome, sent_at)
+                keep = held.after_renewal(outcome, sent_at, known)
             if outcome is Renewal.RETAKEN:
                 log.warning(
-                    "the stream lease's key was gone (Redis restarted without AOF?): ours again"
+                    "the stream lease's key was gone (Redis restarted without AOF, or it"
+                    " expired while this process was cut off): ours again"
                 )
             if outcome in (Renewal.RENEWED, Renewal.RETAKEN):
+                if held_over and keep:
+                    log.warning(
+                        "stream lease confirmed again: the feed connection was kept while"
+                        " Redis was out of reach (no standby was listed)"
+                    )
                 self.renewed_ms = self._now_ms()
                 wait_s = self.policy.renew_every_s
             else:
@@ -317,15 +378,27 @@ class LeasedStream:
                 return
 
     def _watch(self, held: HeldLease, done: threading.Event) -> None:
-        """No I/O here: the deadline is kept even while a renewal hangs."""
+        """No I/O here: the deadline is kept even while a renewal hangs. Past it, with no
+        standby known, it looks again every ``poll_s`` (the connection may be down)."""
+        warned = False
         while True:
             with self._guard:
-                ok = held.check(self._monotonic())
-                left_s = held.left_s(self._monotonic())
+                now = self._monotonic()
+                ok = held.check(now, self._connected)
+                held_over = held.held_over(now)
+                left_s = held.left_s(now)
             if not ok:
                 self._disconnect(done)
                 return
-            if done.wait(max(0.0, left_s)):
+            if held_over and not warned:
+                log.warning(
+                    "stream lease unconfirmed: no renewal reached Redis for %g s; no standby"
+                    " was listed, so the feed connection is kept (the journal holds what is"
+                    " read) and not reopened until a renewal gets through",
+                    self.policy.lease_s - self.policy.margin_s,
+                )
+            warned = held_over
+            if done.wait(left_s if left_s > 0 else self.policy.poll_s):
                 return
 
     def _disconnect(self, returned: threading.Event) -> None:

@@ -11,6 +11,21 @@ knows a time before which the lease cannot have expired anywhere. It disconnects
 lease once Redis expired it. Two holders are therefore never connected at once, even when the
 holder is cut off from Redis while its vendor connection stays up.
 
+Unless nobody could take over: a holder that saw no live standby at its last successful contact
+with Redis (the standbys hash, read with every renewal) keeps its vendor connection past that
+deadline (``HeldLease.check``), so a lone stream worker rides out a broker outage with its journal
+and loses no quote (quotes have no REST history). Its lease is then *unconfirmed*: it never opens
+a connection (``may_connect``; a dropped one is not reopened), and a renewal that gets through
+confirms it again (our token still there, or the key gone and ours again) or ends it (another
+token). The race this leaves: a standby started during the outage, unseen by the holder, takes
+the expired lease and connects. The vendor then pushes the older connection out (spec 1.5: the
+new connection wins; the simulator sends ``max_connections`` and closes the oldest). The holder
+reads what was sent to it up to the close frame (its journal keeps it), sees its connection end
+while unconfirmed, and stands by instead of reconnecting; the takeover's gap is repaired from
+REST as any other. So even then only one of the two is connected after the push, and nothing the
+old holder read is lost. The same push is why a holder still connected may renew past its
+deadline: while its connection is up, no other process connected on the key since.
+
 Times here are plain numbers passed in (``time.monotonic()`` seconds for deadlines, epoch ms for
 records); the Redis and thread side is ``workers.lease_redis`` and ``workers.leased_stream``.
 """
@@ -20,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -142,36 +157,85 @@ class Renewal(Enum):
     FAILED = "failed"  # Redis did not answer: keep trying until the deadline
 
 
+class RenewalAnswer(NamedTuple):
+    outcome: Renewal
+    # The standbys hash (``STANDBYS_KEY``) as read in the same step; empty when it FAILED.
+    standbys: Mapping[Any, Any]
+
+
 @dataclass(slots=True)
 class HeldLease:
-    """A holder's local view of its lease: the monotonic time it must be disconnected by."""
+    """A holder's local view of its lease: the monotonic time until which it is confirmed (no
+    other process can hold it), and whether a standby could take it over after that."""
 
     policy: LeasePolicy
     valid_until: float
     lost_reason: str = ""
+    # Whether a live standby was listed at the last successful contact with Redis. True until
+    # Redis said otherwise: a holder that never learnt it lets go at its deadline.
+    standby_known: bool = True
 
     @classmethod
     def acquired(cls, policy: LeasePolicy, sent_at: float) -> HeldLease:
         return cls(policy, policy.deadline(sent_at))
 
-    def after_renewal(self, outcome: Renewal, sent_at: float, detail: str = "") -> bool:
-        """Record a renewal sent at ``sent_at``; False once the lease must be given up."""
+    def after_renewal(
+        self, outcome: Renewal, sent_at: float, standby_known: bool | None = None
+    ) -> bool:
+        """Record a renewal sent at ``sent_at`` (``standby_known``: what its answer listed);
+        False once the lease must be given up."""
         if outcome in (Renewal.RENEWED, Renewal.RETAKEN):
             self.valid_until = max(self.valid_until, self.policy.deadline(sent_at))
+            if standby_known is not None:
+                self.standby_known = standby_known
             return not self.lost_reason
         if outcome is Renewal.NOT_OWNER:
             self.lose("the lease expired or another process holds it")
             return False
         return not self.lost_reason  # FAILED: the watchdog acts at the deadline
 
-    def check(self, now: float) -> bool:
-        """False once ``now`` reached the deadline without a successful renewal."""
-        if now >= self.valid_until:
+    def saw_standbys(self, known: bool) -> None:
+        """Redis listed the standbys (or none) just after the lease was taken."""
+        self.standby_known = known
+
+    def confirmed(self, now: float) -> bool:
+        """Whether the lease is surely ours at ``now``: before the deadline, not lost."""
+        return not self.lost_reason and now < self.valid_until
+
+    def check(self, now: float, connected: bool = True) -> bool:
+        """Whether to stay on the vendor at ``now``: False once the deadline passed without a
+        successful renewal, unless no standby was known and the connection is up (it is kept,
+        unconfirmed, until a renewal answers); False for good once lost."""
+        if self.lost_reason or now < self.valid_until:
+            return not self.lost_reason
+        cut_off_s = f"{self.policy.lease_s - self.policy.margin_s:g} s"
+        if self.standby_known:
             self.lose(
-                f"no renewal reached Redis for {self.policy.lease_s - self.policy.margin_s:g} s;"
+                f"no renewal reached Redis for {cut_off_s} and a standby was listed;"
                 f" disconnecting {self.policy.margin_s:g} s before the lease could expire"
             )
+        elif not connected:
+            self.lose(
+                f"no renewal reached Redis for {cut_off_s} and the feed connection is down:"
+                " not reconnecting without a confirmed lease"
+            )
         return not self.lost_reason
+
+    def may_connect(self, now: float) -> bool:
+        """Whether a vendor connection may be opened (or reopened after a drop) at ``now``:
+        only while the lease is confirmed. Once not, the lease is given up (standing by, this
+        process takes it again when it can)."""
+        if not self.confirmed(now):
+            self.lose(
+                "the feed connection ended while the lease was unconfirmed (cut off from"
+                " Redis; another process may hold it and have pushed this one out):"
+                " not reconnecting without it"
+            )
+        return not self.lost_reason
+
+    def held_over(self, now: float) -> bool:
+        """Connected past the deadline: kept because no standby was known."""
+        return not self.lost_reason and now >= self.valid_until
 
     def lose(self, reason: str) -> None:
         self.lost_reason = self.lost_reason or reason
@@ -228,17 +292,21 @@ def lease_lost_event(me: Holder, reason: str, now_ms: int) -> SystemEvent:
     )
 
 
-def live_standbys(reported: Mapping[Any, Any], now_ms: int, lease_s: float) -> list[str]:
+def live_standbys(
+    reported: Mapping[Any, Any], now_ms: int, lease_s: float, me: Holder | None = None
+) -> list[str]:
     """The standbys that tried for the lease within ``lease_s`` (a dead one stops trying), by
-    name, from the standbys hash (bytes or text)."""
+    name, from the standbys hash (bytes or text); ``me`` (the holder) is never one, should its
+    own entry from standing by before still be there."""
     live = []
     for name, seen_ms in reported.items():
         try:
             fresh = now_ms - int(seen_ms) <= lease_s * 1000
         except ValueError:
             continue
-        if fresh:
-            live.append(name.decode() if isinstance(name, bytes) else str(name))
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        if fresh and (me is None or text != me.describe()):
+            live.append(text)
     return sorted(live)
 
 

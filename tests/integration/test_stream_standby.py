@@ -22,6 +22,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from rrr.stats import get_stats
+from rrr.stats import get_stats, load_last_seen
 from rrr.storage import open_store
 from tests.conftest import WorkerProcess
 from tests.faults.harness import (
@@ -269,20 +270,23 @@ def test_the_lease_in_redis_is_taken_renewed_and_released_by_its_token_only(
     assert first.holder() == one and second.holder() == one
     assert 0 < int(client.pttl(LEASE_KEY)) <= 2_000  # type: ignore[arg-type]
     client.pexpire(LEASE_KEY, 500)
-    assert first.renew() is Renewal.RENEWED
+    assert first.renew() == (Renewal.RENEWED, {})  # no standby listed
     assert int(client.pttl(LEASE_KEY)) > 1_500  # type: ignore[arg-type]
-    assert second.renew() is Renewal.NOT_OWNER  # no token of its own
+    assert second.renew().outcome is Renewal.NOT_OWNER  # no token of its own
     assert not second.release() and first.holder() == one
 
     client.delete(LEASE_KEY)  # a Redis restarted without AOF: nobody took it meanwhile
-    assert first.renew() is Renewal.RETAKEN and first.holder() == one
+    second.report_standby(two, 3_000)  # the renewal reads the standbys in the same step
+    assert first.renew() == (Renewal.RETAKEN, {b"h2 pid 2": b"3000"})
+    assert first.holder() == one
     client.delete(LEASE_KEY)  # and now somebody did
     assert second.try_acquire(two)
-    assert first.renew() is Renewal.NOT_OWNER  # another token now: lost at once
+    assert first.renew().outcome is Renewal.NOT_OWNER  # another token now: lost at once
     assert not first.release() and second.holder() == two  # never deletes another's lease
     assert not first.break_lease(one)  # a stale holder's token matches nothing
     assert first.break_lease(two) and first.holder() is None
 
+    second.drop_standby(two)
     first.report_standby(one, 5_000)
     assert first.standbys() == {b"h1 pid 1": b"5000"}
     first.drop_standby(one)
@@ -301,3 +305,88 @@ def test_a_lease_command_against_an_unreachable_redis_fails_within_its_timeouts(
         with pytest.raises(redis.RedisError):
             lease.holder()
         assert time.monotonic() - started < 2 * policy.io_timeout_s + 1.0
+
+
+def test_a_standby_started_while_a_lone_holder_is_cut_off_pushes_it_out(
+    tmp_path: Path, redis_url: str, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The race the no-standby rule leaves (workers.stream_lease): ``a`` streams alone and is cut
+    off from Redis; no standby was listed, so it keeps its feed connection past its lease. Then
+    ``b`` starts, takes the expired lease and connects; the feed pushes ``a`` out
+    (``max_connections``). ``a`` must not reconnect (it would push ``b`` out in turn): it stands
+    by, and every quote the feed sent it reaches the store through its journal."""
+    started = time.monotonic()
+    parts = urlsplit(redis_url)
+    proxy = TcpProxy((parts.hostname or "", parts.port or 6379)).start()
+    proxied_url = f"redis://127.0.0.1:{proxy.port}{parts.path}"
+    watch = None
+    try:
+        with pipeline(
+            tmp_path, redis_url, sqlite_url, start_worker, rate=RATE, events=int(RATE * 600)
+        ) as run:
+            run.start_ingest_worker()
+            run.start_backfill_worker()
+            watch = FeedWatch(run, redis_url)
+            a = start_stream(run, "a", proxied_url)
+            run.wait_sent_on(1, int(RATE))
+            client = redis.Redis.from_url(redis_url)
+            # a's heartbeat saved its last events: whoever takes over repairs from there.
+            wait_until(lambda: load_last_seen(client), 20, "a's last events saved")
+
+            # 1. a cut off from Redis (refused: its journal takes the batches at once).
+            proxy.cut("refuse")
+            wait_until(lambda: "stream lease unconfirmed" in a.log(), 30, "a held over")
+            wait_until(lambda: client.get(LEASE_KEY) is None, 30, "a's lease expired")
+            sent_before = len(run.sim.truth().events(1))
+            time.sleep(1.0)
+            assert run.sim.stats()["connection_ids"] == [1], a.log()[-3000:]
+            assert len(run.sim.truth().events(1)) > sent_before  # still fed
+
+            # 2. b starts, takes the lease and connects; the feed pushes a out.
+            b = start_stream(run, "b", redis_url)
+            wait_until(lambda: run.sim.stats()["connection_ids"] == [2], 30, "b alone")
+            time.sleep(3.0)  # a would reconnect within its backoff (0.5-1 s)
+            assert run.sim.stats()["connection_ids"] == [2], a.log()[-3000:]
+            assert "not reconnecting" in a.log()
+            run.wait_sent_on(2, int(RATE))
+
+            # 3. The link back: a stands by behind b; its journal drains.
+            proxy.restore()
+            wait_until(lambda: f"pid {b.proc.pid} (since" in a.log(), 30, "a standing by")
+            a_quotes = [q for q in map(_normal, run.sim.truth().records(1)) if q[0] == "quote"]
+            wait_until(
+                lambda: stored_records(sqlite_url) >= Counter(a_quotes),
+                60, "a's journal drained", poll_s=0.5,
+            )  # fmt: skip
+            client.close()
+
+            # 4. The feed ends; repairs; the count.
+            run.end_feed_after(int(RATE * 3))
+            run.wait_feed_done(run.events, 60)
+            run.wait_market_stored(REPAIR_WAIT_S)
+            watch.stop()
+            run.stop_streams()
+            run.drain()
+            ticks, quotes, missed_quotes = run.market_tally()
+            events = stream_events(sqlite_url)
+            gaps = list(events[events["event_type"] == "gap"]["details"])
+            unannounced = quotes_outside_gaps(missed_quotes, gaps)
+            report(
+                "stream-standby-race", sqlite_url, ticks, started,
+                quotes_sent=quotes.sent, quotes_lost=quotes.lost,
+                quotes_unannounced=unannounced, a_quotes=len(a_quotes),
+            )  # fmt: skip
+            dropped = run.sim.stats()["dropped"]
+            logs = run.logs()
+    finally:
+        if watch is not None:
+            watch.stop()
+        proxy.stop()
+
+    assert (ticks.lost, ticks.duplicates) == (0, 0), logs
+    assert quotes.duplicates == 0 and unannounced == 0
+    assert dropped == {"max_connections": 1}, dropped  # a, once: never b
+    assert not watch.seen(lambda s: 3 in s.connections)
+    lost = events[events["event_type"] == LEASE_LOST_EVENT]
+    assert [d["pid"] for d in lost["details"]] == [a.proc.pid]
+    assert "not reconnecting" in next(iter(lost["details"]))["reason"]

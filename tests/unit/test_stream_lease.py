@@ -4,6 +4,7 @@ in-memory lease and a scripted vendor stream: who connects, when a holder lets g
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from workers.stream_lease import (
     Holder,
     LeasePolicy,
     Renewal,
+    RenewalAnswer,
     gone_here,
     lease_fields,
     live_standbys,
@@ -59,10 +61,12 @@ def test_ten_seconds_by_default_figures() -> None:
 
 
 def timeline(policy: LeasePolicy, outcomes: list[Renewal]) -> tuple[float | None, float]:
-    """A holder that took the lease at 0 and renews every renew_every_s with these outcomes
-    (each applied by Redis the moment it was sent, its latest possible expiry): when it lets go
-    (None: never, within the outcomes) and when Redis expires its lease."""
+    """A holder that took the lease at 0, a standby listed, and renews every renew_every_s
+    with these outcomes (each applied by Redis the moment it was sent, its latest possible
+    expiry): when it lets go (None: never, within the outcomes) and when Redis expires its
+    lease."""
     held = HeldLease.acquired(policy, 0.0)
+    held.saw_standbys(True)
     expiry = policy.lease_s
     for n, outcome in enumerate(outcomes, start=1):
         at = n * policy.renew_every_s
@@ -103,14 +107,68 @@ def test_held_lease_outcomes() -> None:
     assert held.after_renewal(Renewal.FAILED, 12.0) and held.check(13.2)
     retaken = HeldLease.acquired(policy, 10.0)  # the key had vanished and is ours again
     assert retaken.after_renewal(Renewal.RETAKEN, 11.0) and retaken.valid_until == 13.25
-    assert not held.check(13.25)
-    assert "no renewal reached Redis" in held.lost_reason
+    assert not held.check(13.25)  # standby_known until Redis says otherwise
+    assert "no renewal reached Redis" in held.lost_reason and "standby" in held.lost_reason
     # Lost is final: a renewal that gets through afterwards does not revive it.
     assert not held.after_renewal(Renewal.RENEWED, 13.3)
 
     taken = HeldLease.acquired(policy, 0.0)
     assert not taken.after_renewal(Renewal.NOT_OWNER, 1.0)
     assert taken.lost_reason == "the lease expired or another process holds it"
+
+
+def test_with_no_standby_listed_the_holder_keeps_its_connection_past_the_deadline() -> None:
+    """A lone stream worker rides out a broker outage: past the deadline it stays on the feed
+    (unconfirmed), never (re)connects, and a renewal that gets through confirms it again."""
+    policy = LeasePolicy(10)
+    held = HeldLease.acquired(policy, 0.0)
+    held.saw_standbys(False)
+    assert held.check(5.0) and held.confirmed(5.0) and not held.held_over(5.0)
+    assert held.after_renewal(Renewal.FAILED, 3.4)
+    # Past the deadline (7.5 s) and far past the lease itself: kept while connected.
+    for now in (7.5, 10.0, 30.0):
+        assert held.check(now, connected=True)
+        assert held.held_over(now) and not held.confirmed(now)
+    assert not held.lost_reason
+    # A renewal sent while held over: our token still there (or the key gone and retaken).
+    assert held.after_renewal(Renewal.RETAKEN, 31.0, standby_known=False)
+    assert held.confirmed(32.0) and held.valid_until == policy.deadline(31.0)
+    assert held.may_connect(32.0)  # a drop now may reconnect: the lease is confirmed
+
+    # Held over, the connection drops (pushed out by a standby that started meanwhile).
+    pushed = HeldLease.acquired(policy, 0.0)
+    pushed.saw_standbys(False)
+    assert pushed.check(20.0, connected=True)
+    assert not pushed.may_connect(20.0)
+    assert "not reconnecting" in pushed.lost_reason
+    assert not pushed.check(20.1) and not pushed.after_renewal(Renewal.RENEWED, 20.2)
+
+    # Held over and the connection is down (reconnecting): let go, do not connect.
+    down = HeldLease.acquired(policy, 0.0)
+    down.saw_standbys(False)
+    assert not down.check(8.0, connected=False)
+    assert "feed connection is down" in down.lost_reason
+
+    # Held over, then Redis answers with another token: lost at once.
+    taken = HeldLease.acquired(policy, 0.0)
+    taken.saw_standbys(False)
+    assert taken.check(9.0) and not taken.after_renewal(Renewal.NOT_OWNER, 9.5)
+
+
+def test_a_standby_listed_at_the_last_contact_makes_the_holder_let_go() -> None:
+    """What the last successful renewal listed decides; a failed one changes nothing."""
+    policy = LeasePolicy(10)
+    held = HeldLease.acquired(policy, 0.0)
+    held.saw_standbys(False)
+    assert held.after_renewal(Renewal.RENEWED, 3.0, standby_known=True)
+    assert held.after_renewal(Renewal.FAILED, 6.0, standby_known=None)
+    assert held.check(10.4) and not held.check(policy.deadline(3.0))
+    alone = HeldLease.acquired(policy, 0.0)
+    alone.saw_standbys(True)
+    assert alone.after_renewal(Renewal.RENEWED, 3.0, standby_known=False)
+    assert alone.check(policy.deadline(3.0) + 5)  # held over
+    # Never told (Redis did not answer the read after the SET): let go, as without the rule.
+    assert not HeldLease.acquired(policy, 0.0).check(policy.deadline(0.0))
 
 
 # -- holders -----------------------------------------------------------------------------------
@@ -197,6 +255,9 @@ def test_live_standbys_are_those_that_tried_within_the_lease() -> None:
     reported = {b"host-c pid 3": b"95000", b"host-b pid 2": b"99000", b"old pid 1": b"80000"}
     assert live_standbys(reported, 100_000, 10) == ["host-b pid 2", "host-c pid 3"]
     assert live_standbys({"x pid 1": "garbage"}, 100_000, 10) == []
+    # The holder's own entry from standing by before is no standby.
+    me = Holder("host-b", 2, 0, "n")
+    assert live_standbys(reported, 100_000, 10, me) == ["host-c pid 3"]
 
 
 # -- LeasedStream with an in-memory lease ------------------------------------------------------
@@ -220,8 +281,9 @@ class MemoryLease:
         self.value = self.mine = me
         return True
 
-    def renew(self) -> Renewal:
-        return self.renewals.pop(0) if self.renewals else Renewal.RENEWED
+    def renew(self) -> RenewalAnswer:
+        outcome = self.renewals.pop(0) if self.renewals else Renewal.RENEWED
+        return RenewalAnswer(outcome, {} if outcome is Renewal.FAILED else self.standbys())
 
     def release(self) -> bool:
         if self.mine is not None and self.value == self.mine:
@@ -257,6 +319,36 @@ class MemoryLease:
 
     def standbys(self) -> dict[str, int]:
         return dict(self.standing_by)
+
+
+class ReconnectingVendor:
+    """PolygonStream's loop: connected until dropped (``push_out``: the vendor's
+    max_connections), then reconnecting after a short backoff, until stopped."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.stopping = False
+        self.dropped = threading.Event()
+
+    def run(self, listener: Any) -> None:
+        while not self.stopping:
+            self.log.append("connected")
+            listener.on_connected()
+            while not self.stopping and not self.dropped.wait(0.01):
+                pass
+            self.dropped.clear()
+            self.log.append("disconnected")
+            listener.on_disconnected("max_connections")
+            time.sleep(0.05)
+
+    def push_out(self) -> None:
+        self.dropped.set()
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def abort(self) -> None:
+        self.stop()
 
 
 class Vendor:
@@ -309,12 +401,12 @@ class Listener:
 
 
 def leased(
-    lease: MemoryLease, log: list[str], stuck: bool = False
-) -> tuple[LeasedStream, list[Vendor]]:
-    vendors: list[Vendor] = []
+    lease: MemoryLease, log: list[str], stuck: bool = False, reconnecting: bool = False
+) -> tuple[LeasedStream, list[Any]]:
+    vendors: list[Any] = []
 
-    def connect() -> Vendor:
-        vendors.append(Vendor(log, stuck))
+    def connect() -> Any:
+        vendors.append(ReconnectingVendor(log) if reconnecting else Vendor(log, stuck))
         return vendors[-1]
 
     ids = iter(range(1000, 2000))
@@ -383,6 +475,7 @@ def test_a_holder_that_finds_another_token_disconnects_at_once_and_stands_by() -
 @pytest.mark.parametrize("stuck", [False, True], ids=["closes", "cut"])
 def test_a_holder_whose_renewals_fail_disconnects_by_its_deadline(stuck: bool) -> None:
     lease = MemoryLease(LeasePolicy(2))
+    lease.standing_by["host-b pid 202"] = 10**15  # a standby listed (fresh for ever)
     log: list[str] = []
     stream, _ = leased(lease, log, stuck)
     listener = Listener()
@@ -395,6 +488,57 @@ def test_a_holder_whose_renewals_fail_disconnects_by_its_deadline(stuck: bool) -
         wait_for(lambda: any(c[0] == "lost" for c in listener.calls), 5, "the loss recorded")
         (reason,) = next(c[1] for c in listener.calls if c[0] == "lost")
         assert "no renewal reached Redis" in reason
+    finally:
+        stream.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_a_lone_holder_whose_renewals_fail_stays_connected_until_they_succeed() -> None:
+    """No standby listed: a broker outage of three leases leaves the feed connection up."""
+    lease = MemoryLease(LeasePolicy(2))
+    log: list[str] = []
+    stream, vendors = leased(lease, log, reconnecting=True)
+    listener = Listener()
+    thread = run_in_thread(stream, listener)
+    try:
+        wait_for(lambda: log == ["connected"], 5, "connected")
+        lease.renewals = [Renewal.FAILED] * 30  # ~6.5 s: poll_s 0.2 after the first try
+        threading.Event().wait(2 * lease.policy.lease_s)  # the deadline was at 1.5 s
+        assert log == ["connected"] and stream.held
+        wait_for(lambda: not lease.renewals, 15, "Redis back")
+        threading.Event().wait(lease.policy.lease_s)  # confirmed again: a drop reconnects
+        vendors[0].push_out()
+        wait_for(lambda: log == ["connected", "disconnected", "connected"], 5, "reconnected")
+        assert not [c for c in listener.calls if c[0] == "lost"]
+    finally:
+        stream.stop()
+        thread.join(10)
+    assert not thread.is_alive() and len(vendors) == 1
+
+
+def test_a_held_over_holder_pushed_out_does_not_reconnect_and_stands_by() -> None:
+    """The race: unseen by the holder (Redis out of its reach), a standby took the expired
+    lease and connected; the vendor pushes the older connection out. The holder must not
+    reconnect (it would push the standby out in turn): it stands by."""
+    lease = MemoryLease(LeasePolicy(2))
+    log: list[str] = []
+    stream, vendors = leased(lease, log, reconnecting=True)
+    listener = Listener()
+    thread = run_in_thread(stream, listener)
+    try:
+        wait_for(lambda: log == ["connected"], 5, "connected")
+        lease.renewals = [Renewal.FAILED] * 1000
+        threading.Event().wait(lease.policy.lease_s + 0.5)  # past the deadline: held over
+        assert log == ["connected"] and stream.held
+        lease.value = B  # the standby's lease, once Redis expired ours
+        vendors[0].push_out()
+        wait_for(lambda: any(c[0] == "lost" for c in listener.calls), 5, "the loss recorded")
+        (reason,) = next(c[1] for c in listener.calls if c[0] == "lost")
+        assert "not reconnecting" in reason
+        threading.Event().wait(1.0)
+        assert log == ["connected", "disconnected"] and len(vendors) == 1 and not stream.held
+        assert list(lease.standing_by) == ["me pid 7"]  # standing by again
     finally:
         stream.stop()
         thread.join(10)
