@@ -11,13 +11,20 @@ Where the ticks go, decided when ``run`` starts:
   journaled under var/journal and sent as ``insert_batch`` tasks, which rrr's Celery workers
   store in *their* configured store (so ``supabase_client`` should name the same database);
   heartbeat and stats in Redis (``rrr status``), gap repairs sent to the backfill queue. The
-  stream worker's own wiring is used whole (``build_worker``): all three channels, its backoff.
+  stream worker's own wiring is used whole (``build_worker``): all three channels, its backoff,
+  and its stream lease (workers.leased_stream): the vendor serves one connection per key, so
+  the client connects only while it holds the lease in that broker, like any ``rrr stream``.
+  Beside a running ``rrr stream`` on the same key it is a standby: ``run()`` waits (``connected``
+  stays False) and takes over when that one stops renewing the lease.
 - **No broker**: straight into ``supabase_client``'s store (or, without one, the store the
   settings choose), written by the stream worker's publisher thread, each batch still applied
   exactly once by id. Batches are journaled under var/journal-direct until the store has them,
   so a killed process loses nothing (the next start writes what is left). Gaps after a
   reconnect are recorded as system events but not repaired (no backfill workers): run
-  ``rrr backfill`` over them.
+  ``rrr backfill`` over them. There is no Redis, so no stream lease either: nothing keeps it
+  from connecting beside an ``rrr stream`` on the same key, and the vendor would then push one
+  of the two out (``max_connections``) again and again. Run it only where no ``rrr stream``
+  uses that key (or give it a broker).
 
 Either way ``stop()`` drains: frames already read are parsed, the open batch is closed and
 everything is handed on (stored, or journaled) before it returns. The socket is read in a
@@ -206,15 +213,17 @@ class PolygonWebSocketClient:
         key, source = feed_credentials(settings)
         clock = SystemClock()
         self.stats = StreamStats(url=settings.polygon_ws_url, started_ms=clock.now_ms())
-        stream = PolygonStream(
-            settings.polygon_ws_url, key, settings.tickers, self.options, channels=self.channels
-        )
         batcher = Batcher(settings.batch_size, settings.batch_max_age_ms, sequential_ids())
         url = broker_url(settings)
         self.mode = BROKER if url is not None else DIRECT
         log.info("PolygonWebSocketClient: %s mode for %s", self.mode, ", ".join(self.pairs))
         common: dict[str, Any] = {"tickers": settings.tickers, "source": source}
         if url is None:
+            # No broker, no lease (module docstring): a plain vendor stream.
+            stream = PolygonStream(
+                settings.polygon_ws_url, key, settings.tickers, self.options,
+                channels=self.channels,
+            )  # fmt: skip
             sink = StoreSink(self._direct_store(), self._stopping)
             journal = Journal(
                 settings.var_dir / DIRECT_JOURNAL,
@@ -242,7 +251,7 @@ class PolygonWebSocketClient:
                 " does; enable_trades/quotes/aggregates=False apply only without a broker"
             )
         check_same_broker(url)
-        return build_worker(settings)
+        return build_worker(settings)  # its stream is leased (stream_process.leased_stream)
 
     def _direct_store(self) -> Store:
         if self.supabase_client is not None:

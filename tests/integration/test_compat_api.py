@@ -53,6 +53,7 @@ from tests.integration.stream_support import (
 )
 from tests.integration.test_stream_kill import journaled_rows
 from tests.support.supabase_local import LocalSupabase
+from workers.stream_lease import LEASE_KEY, STANDBYS_KEY, Holder
 
 KEY = "pplx-compat-secret"
 BTC = "X:BTCUSD"
@@ -163,7 +164,7 @@ def test_cancelling_the_run_task_drains_like_stop(
 
 
 BROKER_SCRIPT = """
-import asyncio, json, sys
+import asyncio, json, os, sys
 from rrr.compat import PolygonWebSocketClient, SupabaseClient
 
 async def main() -> None:
@@ -178,7 +179,7 @@ async def main() -> None:
         await asyncio.sleep(0.01)
     await client.stop()
     await task
-    print("STATS " + json.dumps(client.get_stats()))
+    print("STATS " + json.dumps({**client.get_stats(), "pid": os.getpid()}))
 
 asyncio.run(main())
 """
@@ -187,31 +188,52 @@ asyncio.run(main())
 def test_websocket_client_with_broker_goes_through_the_batch_path(
     tmp_path: Path, redis_url: str, pg_url: str, start_worker: Any
 ) -> None:
-    """REDIS_URL set: batches become insert_batch tasks that a real Celery worker stores."""
+    """REDIS_URL set: batches become insert_batch tasks that a real Celery worker stores. The
+    client takes the stream lease as ``rrr stream`` does: while another process holds it (here
+    a holder on another machine, written straight into Redis) it stands by, unconnected."""
     SupabaseClient(settings=settings_for(tmp_path, pg_url)).close()  # migrated
     start_worker(pg_url)
     sim = simulator(3000.0, max_events=None)
+    client = redis.Redis.from_url(redis_url)
+    other = Holder("other-host", 4242, now_ms(), "n-other", "other|boot|pid:[1]")
+    client.set(LEASE_KEY, other.token(), px=120_000)
+    proc = None
     try:
         env = pipeline_env(tmp_path, redis_url, pg_url, POLYGON_WS_URL=sim.ws_url)
-        done = subprocess.run(
+        proc = subprocess.Popen(
             [sys.executable, "-c", BROKER_SCRIPT, "3000", *TICKERS],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        standby = f"pid {proc.pid}".encode()
+        wait_until(
+            lambda: any(name.endswith(standby) for name in client.hkeys(STANDBYS_KEY)),
+            60, "the client standing by",
+        )  # fmt: skip
+        assert sim.stats()["connections"] == 0 and not sim.stats()["sent"]
+        client.delete(LEASE_KEY)  # the other holder let go
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out[-3000:] + err[-3000:]
         wait_until(lambda: sim.stats()["connections"] == 0, 5, "the server to see the close")
         sent = sent_records(sim)
     finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
         sim.stop()
-    stats = json.loads(done.stdout.split("STATS ", 1)[1])
+    stats = json.loads(out.split("STATS ", 1)[1])
     assert stats["mode"] == "broker" and records_handed_on(stats) == sum(sent.values())
     wait_until(lambda: stored_records(pg_url) == sent, 60, "the worker to store every record")
-    client = redis.Redis.from_url(redis_url)
     try:
         pipeline = get_stats(client)
+        assert client.get(LEASE_KEY) is None  # released at the stop
     finally:
         client.close()
     assert pipeline["websocket"]["message_count"] == stats["message_count"]
     assert pipeline["websocket"]["trade_count"] == stats["trade_count"]
+    assert (pipeline["lease"]["holder_pid"], pipeline["lease"]["previous_pid"]) == (
+        stats["pid"],
+        other.pid,
+    )
 
 
 def test_sentiment_analyzer_scores_and_stores_like_the_original(
