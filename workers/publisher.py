@@ -22,6 +22,7 @@ as a dead letter (or, failing that, a file beside the journal), never dropped in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -113,8 +114,8 @@ class Publisher:
         self._thread.start()
 
     def put(self, kind: str, payload: Any, abandon: Callable[[], bool] = lambda: False) -> bool:
-        """Journal an item, then queue it for this thread. Blocks while the journal or the
-        queue is full (backpressure on the reader).
+        """Journal an item, then queue it for this thread. Blocks while the journal is full
+        (backpressure on the reader); without a journal (benchmarks), while the queue is.
 
         Returns False only if ``abandon()`` turned true before the item reached the journal
         (shutdown with a stuck publisher); the caller then keeps the item."""
@@ -124,6 +125,15 @@ class Publisher:
             if seq is None:
                 return False
         item = (seq, kind, payload)
+        if seq is not None:
+            # Journaled: with the queue full this thread finds it on disk (a gap in the
+            # sequence) and publishes it from there. The reader must not wait for a send: one
+            # to a broker that does not answer (a network partition, not a refusal) holds this
+            # thread for tens of seconds, and a reader stopped that long is dropped by the
+            # vendor as a slow consumer (tests/hosts: a 30 s cut from the broker did).
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(item)
+            return True
         while True:
             try:
                 self._queue.put(item, timeout=0.2)

@@ -315,3 +315,34 @@ def test_without_a_journal_items_are_held_and_retried_in_order(tmp_path: Path) -
     assert pub.close(timeout_s=10)
     assert ids(broker.sent) == ["s-0", "s-1", "s-2"]
     assert list(tmp_path.iterdir()) == []
+
+
+class HangingBroker(FlakyBroker):
+    """A broker behind a silent partition: the first send hangs until ``release`` is set (a
+    socket timeout, tens of seconds in production), then fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def __call__(self, payload: Any) -> None:
+        if not self.release.is_set():
+            self.release.wait(30)
+            raise TimeoutError("no answer from the broker")
+        super().__call__(payload)
+
+
+def test_a_hanging_send_never_stops_the_reader(tmp_path: Path) -> None:
+    """With the only send thread stuck, put() still returns at once for far more items than
+    the queue holds (they are on disk); once the broker answers, all go, in order, once."""
+    broker = HangingBroker()
+    pub = publisher(broker, Journal(tmp_path, 10_000_000), queue_size=4)
+    pub.start()
+    started = time.monotonic()
+    for n in range(200):
+        assert pub.put(BATCH, batch(n))
+    assert time.monotonic() - started < 2.0  # the reader never waited on the stuck send
+    broker.release.set()
+    wait_for(lambda: len(broker.sent) == 200)
+    pub.close()
+    assert ids(broker.sent) == [f"s-{n}" for n in range(200)]
