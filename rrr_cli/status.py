@@ -315,7 +315,11 @@ def _process_rows(table: Table, snapshot: dict[str, Any]) -> None:
 def _data_rows(table: Table, snapshot: dict[str, Any]) -> None:
     database = snapshot["database"]
     if not database["reachable"]:
-        table.add_row("database", f"[red]unreachable[/]: {escape(str(database['error']))}")
+        table.add_row(
+            "database",
+            f"[red]unreachable[/]: {escape(str(database['error']))}"
+            " (DATABASE_URL, or SUPABASE_URL for Supabase)",
+        )
         return
     rows = database["rows"]
     table.add_row("rows", ", ".join(f"{t} {n:,}" for t, n in rows.items() if n) or "none")
