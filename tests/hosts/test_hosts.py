@@ -140,14 +140,15 @@ def test_hosts_worker_partition(cluster: tuple[Hosts, Path]) -> None:
 def test_hosts_stream_partition(cluster: tuple[Hosts, Path]) -> None:
     """The stream host cut from db (broker and database) for 15 s (30 s long) while the feed
     stays up: what the worker reads waits in its journal, on its own disk, and lands once when
-    the link returns. The lease (RRR_STREAM_LEASE_S) is set longer than the cut: a holder that
-    cannot renew it lets go of the vendor (a standby may have taken over), which is
-    hosts-stream-failover's business; this is the journal's."""
+    the link returns. The lease is the default (RRR_STREAM_LEASE_S, 10 s), shorter than the cut:
+    a holder that saw no standby at its last renewal keeps its vendor connection through the cut
+    (workers/stream_lease.py); with a standby it would let go, which is hosts-stream-failover's
+    business; this is the journal's."""
     hosts, tmp_path = cluster
     started = time.monotonic()
     cut_s = scaled(15, 30)
     feed_s = cut_s + 8
-    lease_s = int(cut_s * 3)
+    lease_s = 10
     run = hosts_pipeline(
         hosts, tmp_path, rate=RATE, events=int(RATE * feed_s), RRR_STREAM_LEASE_S=str(lease_s)
     )
