@@ -268,7 +268,16 @@ class Pipeline:
         def whole() -> bool:
             return self.market_tally()[0].lost == 0
 
-        wait_until(whole, timeout_s, "every trade and bar of the market", poll_s=1.0)
+        try:
+            wait_until(whole, timeout_s, "every trade and bar of the market", poll_s=1.0)
+        except AssertionError as exc:
+            # Which trades and bars are missing, and what the processes said: a repair that
+            # never came is told apart from one still running, from the CI log alone.
+            stored = without_received(stored_records(self.database_url))
+            missing = sorted(without_received(market_truth(self.sim)) - stored)
+            raise AssertionError(
+                f"{exc}: {len(missing)} missing, e.g. {missing[:5]}\n{self.logs()}"
+            ) from None
 
     def logs(self) -> str:
         parts = [f"--- {s.log_path.name}\n{s.log()[-3000:]}" for s in self.streams]
