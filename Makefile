@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/mypy rrr rrr_cli tasks workers
 
 test: lint $(POSTGREST)
-	$(BIN)/python -m pytest tests -n 2 --dist loadgroup
+	$(BIN)/python -m pytest tests -n 3 --dist loadgroup --durations=25
 
 run: $(STAMP)
 	$(BIN)/rrr run
