@@ -88,12 +88,18 @@ class SimulatorHTTPServer:
                             "simulator handler failed for %s %s", self.command, parts.path
                         )
                         response = Response.json(500, {"status": "ERROR", "error": "simulator bug"})
-                self.send_response(response.status)
-                for name, value in response.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(response.body)))
-                self.end_headers()
-                self.wfile.write(response.body)
+                try:
+                    self.send_response(response.status)
+                    for name, value in response.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(response.body)))
+                    self.end_headers()
+                    self.wfile.write(response.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    # A client that timed out or stopped hangs up, as at the vendor: its
+                    # business, not a traceback on the console of whoever runs the simulator.
+                    log.debug("client left before the answer to %s %s", self.command, parts.path)
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 
