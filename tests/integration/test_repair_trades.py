@@ -98,7 +98,17 @@ def test_disconnects_are_repaired_to_the_ground_truth(
                 expected = Counter(
                     {k: n for k, n in expected.items() if k[0] == "bar" or k[8] is not None}
                 )
-            wait_until(lambda: stored_trades_and_bars(sqlite_url) == expected, 30, "every row", 0.5)
+            try:
+                wait_until(
+                    lambda: stored_trades_and_bars(sqlite_url) == expected, 30, "every row", 0.5
+                )
+            except AssertionError as exc:  # what differs, and what the processes said
+                stored = stored_trades_and_bars(sqlite_url)
+                missing, extra = sorted(expected - stored), sorted(stored - expected)
+                raise AssertionError(
+                    f"{exc}: {len(missing)} missing, e.g. {missing[:5]}; {len(extra)} extra,"
+                    f" e.g. {extra[:5]}\n{stream.log()[-3000:]}"
+                ) from None
             assert stream.terminate() == 0, stream.log()
         finally:
             stream.kill()
