@@ -98,6 +98,20 @@ def test_disconnects_are_repaired_to_the_ground_truth(
                 expected = Counter(
                     {k: n for k, n in expected.items() if k[0] == "bar" or k[8] is not None}
                 )
+            # The market runs from the simulator's start, before the workers and the stream
+            # worker are up; what it made before the minute of the stream's first event is no
+            # gap of the pipeline's (it did not run yet) and nothing repairs it. When the
+            # start-up crossed a minute (a loaded box: seen in ci-fresh), that earlier minute's
+            # bars were expected and the wait below timed out with every repair done.
+            first_ms = min(k[7] for k in expected if k[0] == "trade" and k[8] is not None)
+            first_minute = first_ms // MINUTE * MINUTE
+            expected = Counter(
+                {
+                    k: n
+                    for k, n in expected.items()
+                    if (k[7] if k[0] == "trade" else k[9]) >= first_minute
+                }
+            )
             try:
                 wait_until(
                     lambda: stored_trades_and_bars(sqlite_url) == expected, 30, "every row", 0.5
