@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from rrr.broker import die_with_parent
+from rrr.pids import pid_alive
 
 FAULT_LINES_ENV = "RRR_FAULT_LINES_FILE"  # tests/faults/harness.py writes it
 
@@ -88,18 +89,8 @@ def _free_if_claimer_dead(client: redis.Redis) -> None:
     """A claim whose test process is gone (killed, crashed) frees its database at once."""
     held = client.get(CLAIM_KEY)
     pid = held.split(b"-", 1)[0] if held else b""
-    if pid.isdigit() and not _alive(int(pid)):
+    if pid.isdigit() and not pid_alive(int(pid)):
         client.delete(CLAIM_KEY)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _has_clients(client: redis.Redis, db: int) -> bool:

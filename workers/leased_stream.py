@@ -37,6 +37,7 @@ import redis
 
 from rrr import clock
 from rrr.models import SystemEvent
+from rrr.pids import pid_alive
 from rrr.polygon.stream import StreamListener
 from workers.lease_redis import RedisLease
 from workers.stream_lease import (
@@ -109,21 +110,6 @@ def this_machine() -> str:
     except OSError:
         return ""  # not Linux: never take a lease early
     return "|".join([socket.gethostname(), boot_id, *namespaces])
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs here (a zombie, killed and not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
 
 
 def new_holder(now_ms: int) -> Holder:

@@ -11,7 +11,6 @@ their counts happened.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 
 from rrr.config import Settings
+from rrr.pids import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +46,12 @@ def reset_dir(path: Path) -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_dead(path: Path) -> list[int]:
     """Remove the live gauges of processes that are gone; returns their pids."""
     dead = set()
     for file in path.iterdir():
         match = _LIVE_GAUGE_FILE.match(file.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             dead.add(int(match.group(1)))
     for pid in dead:
         mark_process_dead(pid, str(path))

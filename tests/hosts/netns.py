@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from rrr.pids import pid_alive
+
 PREFIX = "rrrh-"  # namespaces
 IF_PREFIX = "rh"  # interfaces (15 characters at most: rh + pid + br/vN)
 SUBNET_FIRST = "10.77"
@@ -62,16 +64,6 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _kill_namespace_processes(ns: str) -> None:
     pids = ip("netns", "pids", ns, check=False).stdout.split()
     for pid in pids:
@@ -87,13 +79,13 @@ def remove_stale() -> list[str]:
     for line in ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.strip() else ""
         match = re.fullmatch(rf"{PREFIX}(\d+)-\w+", name)
-        if match and not _alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             _kill_namespace_processes(name)
             ip("netns", "del", name, check=False)
             removed.append(name)
     for line in ip("-o", "link", "show", check=False).stdout.splitlines():
         found = re.match(rf"\d+: ({IF_PREFIX}(\d+)(?:br|v\d+))[@:]", line)
-        if found and not _alive(int(found.group(2))):
+        if found and not pid_alive(int(found.group(2))):
             ip("link", "del", found.group(1), check=False)
             removed.append(found.group(1))
     return removed

@@ -42,6 +42,7 @@ LAYER_OF = {
     "rrr.ratelimit": "edge",
     "rrr.stats": "edge",
     "rrr.logs": "edge",
+    "rrr.pids": "edge",
     # Prometheus exporters: an HTTP server, the broker's Redis, multiprocess files.
     "rrr.metrics": "edge",
     "tasks": "tasks",
