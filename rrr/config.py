@@ -242,18 +242,12 @@ def _build(env: Mapping[str, str], home: Path) -> Settings:
         simulator=env_bool(env, "RRR_SIMULATOR", False),
         stale_after_s=env_int(env, "RRR_STALE_AFTER_S", 60),
         queue_depth_max=env_int(env, "RRR_QUEUE_DEPTH_MAX", 10_000),
-        metrics_port=_port(env, "RRR_METRICS_PORT"),
-        worker_metrics_port=_port(env, "RRR_WORKER_METRICS_PORT"),
+        # A TCP port, or 0 for off.
+        metrics_port=env_int(env, "RRR_METRICS_PORT", 0, minimum=0, maximum=65535),
+        worker_metrics_port=env_int(env, "RRR_WORKER_METRICS_PORT", 0, minimum=0, maximum=65535),
         metrics_address=blank_to_none(env.get("RRR_METRICS_ADDRESS")) or "127.0.0.1",
         metrics_dir=_metrics_dir(env, home),
     )
-
-
-def _port(env: Mapping[str, str], name: str) -> int:
-    port = env_int(env, name, 0, minimum=0)
-    if port > 65535:
-        raise ConfigError(f"{name}={port} must be a TCP port (1-65535), or 0 for off")
-    return port
 
 
 def _metrics_dir(env: Mapping[str, str], home: Path) -> Path | None:

@@ -27,7 +27,9 @@ def env_url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str,
     return value
 
 
-def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+def env_int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 1, maximum: int | None = None
+) -> int:
     raw = blank_to_none(env.get(name))
     if raw is None:
         return default
@@ -37,6 +39,8 @@ def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -
         raise ConfigError(f"{name}={raw!r} must be a whole number, e.g. {name}={default}") from None
     if value < minimum:
         raise ConfigError(f"{name}={value} must be at least {minimum} (default {default})")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value} must be at most {maximum} (default {default})")
     return value
 
 

@@ -129,7 +129,7 @@ def test_metrics_settings() -> None:
     )
     assert worker_metrics_dir(chosen) == Path("/run/rrr-ingest")
     assert chosen.metrics_address == "0.0.0.0"
-    with pytest.raises(ConfigError, match="RRR_METRICS_PORT=70000 must be a TCP port"):
+    with pytest.raises(ConfigError, match="RRR_METRICS_PORT=70000 must be at most 65535"):
         Settings.from_env({"RRR_METRICS_PORT": "70000"}, env_file="/nonexistent")
     with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR='var/m' must be an absolute"):
         Settings.from_env({"PROMETHEUS_MULTIPROC_DIR": "var/m"}, env_file="/nonexistent")
