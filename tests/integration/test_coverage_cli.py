@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import matplotlib.colors
 import matplotlib.image
 import pytest
 from typer.testing import CliRunner
@@ -150,6 +151,15 @@ def test_table_and_png_heatmap(tmp_path: Path, sql_urls: dict[str, str]) -> None
     pixels = matplotlib.image.imread(png)
     assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 300
     assert pixels.std() > 0.05  # not a blank image
+    # Each cell is coloured by its day's band: ETH's three 100% days and BTC's 98.61% day
+    # (95-99%) each fill cells, not just their stripe of the colour bar (~1/25 of a cell).
+    green, yellow = band_pixels(pixels, "#1a9850"), band_pixels(pixels, "#fee08b")
+    assert yellow > green / 10, (yellow, green)
+
+
+def band_pixels(pixels: Any, colour: str) -> int:
+    rgb = matplotlib.colors.to_rgb(colour)
+    return int((abs(pixels[..., :3] - rgb).max(axis=-1) < 0.01).sum())
 
 
 def test_every_store_counts_the_same(store_factory: Callable[[], Store]) -> None:
