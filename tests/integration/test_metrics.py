@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from rrr.broker import free_port
 from tests.conftest import pipeline_env
@@ -28,6 +26,7 @@ from tests.integration.stream_support import (
     simulator,
     wait_until,
 )
+from tests.support.metrics_page import scrape
 
 pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.slow]
 
@@ -35,16 +34,6 @@ RATE = 1500.0  # events/s
 FEED_S = 4.0
 KIND_OF = {"trade": "trades", "quote": "quotes", "bar": "bars"}
 TABLE_OF = {"trades": "crypto_trades", "quotes": "crypto_quotes", "bars": "crypto_aggregates"}
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of ``/metrics``, parsed by prometheus-client: (name, labels) -> value."""
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def value(samples: dict[Any, float], name: str, **labels: str) -> float:

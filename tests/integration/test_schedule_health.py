@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 import redis
-import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from rrr.broker import free_port
 from rrr.metrics.broker import LAST_SENT_KEY, LAST_SUCCESS_KEY
@@ -21,18 +19,10 @@ from rrr.task_names import TASK_RUN_QUALITY_CHECKS
 from rrr_cli.supervisor import stop_process
 from tests.conftest import pipeline_env
 from tests.integration.test_quality_beat import start_beat
+from tests.support.metrics_page import scrape
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker, pytest.mark.slow]
-
-
-def samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def test_beat_sends_and_worker_successes_are_served_per_entry(
@@ -65,7 +55,7 @@ def test_beat_sends_and_worker_successes_are_served_per_entry(
     success_ms = int(client.hget(LAST_SUCCESS_KEY, TASK_RUN_QUALITY_CHECKS) or 0)
     assert started_ms <= sent_ms <= success_ms  # sent by beat, then run by the worker
 
-    got = samples(port)
+    got = scrape(port)
     entry = (("entry", "quality"), ("task", TASK_RUN_QUALITY_CHECKS))
     assert got[("rrr_schedule_interval_seconds", entry)] == 2.0
     assert got[("rrr_schedule_last_sent_timestamp_seconds", entry)] >= sent_ms / 1000

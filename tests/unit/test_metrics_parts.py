@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from rrr.config import Settings
 from rrr.errors import ConfigError
@@ -18,17 +17,13 @@ from rrr.metrics.multiproc import reap_dead, reset_dir, worker_metrics_dir
 from rrr.metrics.stream import StreamMetrics
 from rrr.models import Bar, Trade
 from rrr.stats import StreamStats
+from tests.support.metrics_page import Samples, samples
 
 NOW = 1_700_000_000_000
 
 
-def page(metrics: StreamMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = generate_latest(metrics.registry).decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+def page(metrics: StreamMetrics) -> Samples:
+    return samples(generate_latest(metrics.registry).decode())
 
 
 def trade(n: int, ts_ms: int) -> Trade:
