@@ -19,6 +19,7 @@ from rrr.metrics.broker import BrokerCollector, ScheduleEntry
 from rrr.metrics.stream import StreamMetrics
 from rrr.metrics.tasks import TaskMetrics
 from rrr.stats import StreamStats
+from tests.support.missing import missing
 
 PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 PROMISED = {"RrrFeedStale", "RrrLagP99High", "RrrDeadLettersRising", "RrrQueueDepthGrowing"}
@@ -114,7 +115,7 @@ def test_exposed_names_follow_the_conventions() -> None:
 def test_promtool(args: list[str]) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+        missing("promtool not installed (apt-get install prometheus)")
     result = subprocess.run(
         [promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60, check=False
     )

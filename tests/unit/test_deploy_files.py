@@ -12,8 +12,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.support.missing import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -145,7 +146,7 @@ def test_dockerfile_is_multi_stage_and_not_root() -> None:
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     """The units as systemd reads them, binaries pointed at this checkout's venv."""
     if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze not installed")
+        missing("systemd-analyze not installed (apt-get install systemd)")
     bin_dir = Path(shutil.which("rrr") or ROOT / ".venv" / "bin" / "rrr").parent
     for path in UNITS.iterdir():
         text = path.read_text().replace("/opt/rrr/bin/", f"{bin_dir}/")
@@ -177,7 +178,7 @@ def test_docker_compose_config(tmp_path: Path) -> None:
     """Compose's own reading of the file, with the .env a user makes from env.example."""
     command = compose_command()
     if command is None:
-        pytest.skip("neither `docker compose` nor docker-compose is installed")
+        missing("docker compose (or docker-compose) not installed (apt-get install docker-compose)")
     copy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns(".env"))
     shutil.copy(copy / "env.example", copy / ".env")
