@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -103,7 +104,15 @@ def test_a_quality_issue_maps_to_the_original_fields() -> None:
     assert gap.table == "crypto_aggregates"
 
 
-def test_naive_datetimes_are_utc() -> None:
-    assert to_ms(datetime(2023, 11, 14, 22, 14)) == T0
-    assert to_ms(datetime(2023, 11, 14, 22, 14, tzinfo=UTC)) == T0
-    assert iso(T0) == "2023-11-14T22:14:00+00:00"
+def test_naive_datetimes_are_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A local zone other than UTC: on a UTC machine, reading a naive datetime as local time
+    # would pass too.
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert to_ms(datetime(2023, 11, 14, 22, 14)) == T0
+        assert to_ms(datetime(2023, 11, 14, 22, 14, tzinfo=UTC)) == T0
+        assert iso(T0) == "2023-11-14T22:14:00+00:00"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
