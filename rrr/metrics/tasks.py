@@ -90,7 +90,8 @@ def record_write(task: str, kind: str, stored: int, seconds: float) -> None:
 
 
 def record_rows(task: str, kind: str, stored: int) -> None:
-    if _metrics is not None and stored:
+    # > 0: a counter refuses a negative step, and a metric must never fail the task it counts.
+    if _metrics is not None and stored > 0:
         _metrics.rows_stored.labels(task, kind).inc(stored)
 
 

@@ -114,6 +114,27 @@ def test_dead_letters_count_only_what_the_store_found_new() -> None:
     assert counted == {"trades": 1, "quotes": 2, "unknown": 1}
 
 
+def test_rows_counted_never_fail_the_task() -> None:
+    """A repair's bars added (after - before) below zero is no step for a counter: nothing is
+    counted and nothing raises in the task that did the work."""
+    metrics = task_metrics.TaskMetrics()
+    previous = task_metrics._metrics
+    task_metrics._metrics = metrics
+    try:
+        task_metrics.record_rows("t", "bars", 5)
+        task_metrics.record_rows("t", "bars", -2)
+        task_metrics.record_rows("t", "trades", 0)
+    finally:
+        task_metrics._metrics = previous
+    counted = {
+        s.labels["kind"]: s.value
+        for family in metrics.rows_stored.collect()
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+    assert counted == {"bars": 5}
+
+
 def test_metrics_settings() -> None:
     settings = Settings.from_env({"RRR_WORKER_METRICS_PORT": "9101"}, env_file="/nonexistent")
     assert settings.metrics_port == 0 and settings.metrics_address == "127.0.0.1"
