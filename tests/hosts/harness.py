@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,11 @@ class Hosts:
         return url, self.postgres.new_database(f"s_{uuid.uuid4().hex[:10]}")
 
     def stop(self) -> None:
-        try:
+        """Broker, PostgreSQL (its data folder), the network: each even if one before failed."""
+        with ExitStack() as steps:  # callbacks run last first
+            steps.callback(self.net.remove)
+            steps.callback(self.postgres.stop)
             self.broker.stop()
-            self.postgres.stop()
-        finally:
-            self.net.remove()
 
 
 @dataclass
@@ -170,13 +171,14 @@ class HostsPipeline(Pipeline):
         return code, proc.log(20_000)
 
     def stop(self) -> None:
-        try:
-            for proc in self.processes:
-                proc.kill()
+        """Every process killed, the simulator stopped (its ports free for the next scenario),
+        every cut healed: each even if one before failed."""
+        with ExitStack() as steps:  # callbacks run last first
+            steps.callback(self.network.heal_all)
             if self._sim is not None:
-                self._sim.stop()
-        finally:
-            self.network.heal_all()
+                steps.callback(self._sim.stop)
+            for proc in self.processes:
+                steps.callback(proc.kill)
 
     def stop_workers(self) -> None:
         """Warm shutdown of every Celery worker still running (it acks what it holds)."""

@@ -16,11 +16,13 @@ from pathlib import Path
 import psycopg
 
 from rrr.broker import die_with_parent, is_up, server_binary
+from rrr.pids import pid_alive
 from tests.hosts.netns import Host
 from tests.support.waiting import wait_for
 
 PG_USER = "postgres"
 PG_PORT = 5432  # the host's own port space: no other cluster listens there
+PG_DATA_PREFIX = "rrr-hosts-pg-"  # + the creating process's id: a killed run's is found later
 
 
 def pg_bin_dir() -> Path | None:
@@ -94,8 +96,10 @@ class PostgresOnHost:
         self.bin_dir = bin_dir
         self.log_dir = log_dir
         # Not under pytest's tmp_path: its folders are root's alone (0700), and the server runs
-        # as postgres.
-        self.data_root = Path(tempfile.mkdtemp(prefix="rrr-hosts-pg-"))
+        # as postgres. A run killed before its teardown leaves its cluster (100+ MB): the next
+        # run removes it, as remove_stale() does its namespaces.
+        remove_stale_data()
+        self.data_root = Path(tempfile.mkdtemp(prefix=f"{PG_DATA_PREFIX}{os.getpid()}-"))
         self.proc: HostProcess | None = None
 
     @property
@@ -149,11 +153,24 @@ class PostgresOnHost:
         return f"{self.base_url}/{name}"
 
     def stop(self) -> None:
-        if self.proc is not None:
-            # SIGINT, a fast shutdown: a smart one (SIGTERM) waits for every client, and the
-            # sessions of a lost host's processes never end by themselves.
-            self.proc.terminate(30, signal.SIGINT)
-        shutil.rmtree(self.data_root, ignore_errors=True)
+        try:
+            if self.proc is not None:
+                # SIGINT, a fast shutdown: a smart one (SIGTERM) waits for every client, and
+                # the sessions of a lost host's processes never end by themselves.
+                self.proc.terminate(30, signal.SIGINT)
+        finally:
+            shutil.rmtree(self.data_root, ignore_errors=True)
+
+
+def remove_stale_data() -> list[Path]:
+    """Remove the clusters of runs whose process is gone; returns their folders."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{PG_DATA_PREFIX}*"):
+        pid = folder.name.removeprefix(PG_DATA_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 class RedisOnHost:
