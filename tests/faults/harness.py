@@ -22,16 +22,21 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from bench.counting import deliveries_applied_twice
+from rrr.backfill.plan import Plan, plan_backfill, request_from_flags
+from rrr.clock import now_ms
+from rrr.polygon.timespans import DAY_MS
 from rrr.simulator.server import Simulator
 from tests.conftest import FAULT_LINES_ENV, WorkerProcess, pipeline_env, wait_drained
 from tests.integration.stream_support import (
     MINUTE,
+    TICKERS,
     StreamProcess,
     market_truth,
     migrate,
@@ -47,6 +52,49 @@ LONG = os.environ.get("RRR_FAULTS_LONG", "").strip().lower() not in ("", "0", "f
 def scaled(short: float, long: float) -> float:
     """A rate or duration: ``short`` in the default run, ``long`` under RRR_FAULTS_LONG=1."""
     return long if LONG else short
+
+
+@dataclass(frozen=True)
+class History:
+    """A backfill of minute bars for ``TICKERS`` over whole days ending two days ago: history
+    only, no bar the stream sends (whose bars are all later than ``last_day_ms``)."""
+
+    first_day_ms: int
+    last_day_ms: int
+
+    @classmethod
+    def of_days(cls, days: int) -> History:
+        last_day_ms = (now_ms() // DAY_MS - 2) * DAY_MS
+        return cls(last_day_ms - days * DAY_MS, last_day_ms)
+
+    @property
+    def flags(self) -> list[str]:
+        """``rrr backfill``'s ``--start DAY --end DAY``."""
+        return ["--start", day_text(self.first_day_ms), "--end", day_text(self.last_day_ms)]
+
+    @property
+    def plan(self) -> Plan:
+        """The chunks ``rrr backfill`` makes of it."""
+        request = request_from_flags(
+            list(TICKERS), months=None, start=day_text(self.first_day_ms),
+            end=day_text(self.last_day_ms), multiplier=1, timespan="minute", now_ms=now_ms(),
+        )  # fmt: skip
+        return plan_backfill(request)
+
+    @property
+    def bars(self) -> int:
+        return len(TICKERS) * (self.last_day_ms - self.first_day_ms) // MINUTE
+
+    def split(self, stored: Counter[tuple[Any, ...]]) -> tuple[Counter[tuple[Any, ...]], int]:
+        """(the stream's rows, how many history bars) of what the store holds."""
+        streamed = Counter(
+            {k: n for k, n in stored.items() if not (k[0] == "bar" and k[-3] < self.last_day_ms)}
+        )
+        return streamed, sum(stored.values()) - sum(streamed.values())
+
+
+def day_text(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
 def store_name(database_url: str) -> str:

@@ -8,31 +8,24 @@ them at full length: 30 s of feed for the baseline, work1 cut 60 s, stream cut f
 
 from __future__ import annotations
 
-import base64
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections import Counter
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from rrr.backfill.plan import plan_backfill, request_from_flags
-from rrr.clock import now_ms
 from rrr.simulator.rest import RestSimOptions
 from rrr.stats import get_stats
 from rrr.storage import open_store
 from tests.conftest import short_visibility
-from tests.faults.harness import LONG, Tally, query, report, scaled
+from tests.faults.harness import LONG, History, Tally, query, report, scaled
 from tests.faults.test_backfill_pressure import chunks_by_status
 from tests.faults.test_stream_faults import finish_and_count
 from tests.hosts.harness import Hosts, HostsPipeline, hosts_pipeline
 from tests.integration.stream_support import TICKERS, sent_records, stored_records, wait_until
+from tests.support.http import http_status
 from workers.stream import COMPONENT as STREAM_COMPONENT
 from workers.stream_lease import TAKEOVER_EVENT
 
@@ -49,23 +42,19 @@ RATE = 2_000.0
 VISIBILITY_S = 10  # a cut worker's unacked batches come back to another after this
 
 
-@pytest.fixture
-def cluster(hosts: Hosts, tmp_path: Path) -> Iterator[tuple[Hosts, Path]]:
-    yield hosts, tmp_path
-
-
-def finish(run: HostsPipeline, timeout_s: float = 60) -> None:
-    """The feed's end, the stream stopped (SIGTERM: exit 0), the broker drained."""
+def finish(run: HostsPipeline, timeout_s: float = 60) -> tuple[Tally, list[Any]]:
+    """The feed's end, the stream stopped (SIGTERM: exit 0), the broker drained; the store
+    against what the feed sent, and a few stored rows it never sent (for a failure)."""
     run.wait_feed_done(run.events, timeout_s)
     run.stop_streams()
     run.drain(180)
+    return run.tally(), not_sent(run)
 
 
-def test_hosts_baseline(cluster: tuple[Hosts, Path]) -> None:
+def test_hosts_baseline(hosts: Hosts, tmp_path: Path) -> None:
     """A few thousand msg/s through the hosts: stored equals what the feed sent. What an
     operator watches is reachable from another machine: the stream worker's and work1's
     /metrics on their hosts' addresses, Flower on work1's (basic auth)."""
-    hosts, tmp_path = cluster
     started = time.monotonic()
     feed_s = scaled(10, 30)
     run = hosts_pipeline(hosts, tmp_path, rate=RATE, events=int(RATE * feed_s))
@@ -92,9 +81,7 @@ def test_hosts_baseline(cluster: tuple[Hosts, Path]) -> None:
         wait_until(lambda: http_status(flower_url) != 0, 60, "Flower on work1", 0.5)
         watched["flower_no_auth"] = http_status(flower_url)
         watched["flower"] = http_status(flower_url, FLOWER_AUTH)
-        finish(run, feed_s + 60)
-        tally = run.tally()
-        extra = not_sent(run)
+        tally, extra = finish(run, feed_s + 60)
     finally:
         run.stop()
     report(
@@ -108,10 +95,9 @@ def test_hosts_baseline(cluster: tuple[Hosts, Path]) -> None:
     }, flower.log()  # fmt: skip
 
 
-def test_hosts_worker_partition(cluster: tuple[Hosts, Path]) -> None:
+def test_hosts_worker_partition(hosts: Hosts, tmp_path: Path) -> None:
     """work1's link cut mid-run (its unacked batches in flight): work2 carries on; after the
     visibility timeout every batch lands once, whatever work1 does when it is back."""
-    hosts, tmp_path = cluster
     started = time.monotonic()
     cut_s = scaled(15, 60)
     feed_s = cut_s + 10
@@ -125,9 +111,7 @@ def test_hosts_worker_partition(cluster: tuple[Hosts, Path]) -> None:
         time.sleep(5)
         with run.network.partitioned("work1"):
             time.sleep(cut_s)
-        finish(run, feed_s + 60)
-        tally = run.tally()
-        extra = not_sent(run)
+        tally, extra = finish(run, feed_s + 60)
     finally:
         run.stop()
     report(
@@ -137,14 +121,13 @@ def test_hosts_worker_partition(cluster: tuple[Hosts, Path]) -> None:
     assert (tally.lost, tally.duplicates) == (0, 0), (extra, run.logs())
 
 
-def test_hosts_stream_partition(cluster: tuple[Hosts, Path]) -> None:
+def test_hosts_stream_partition(hosts: Hosts, tmp_path: Path) -> None:
     """The stream host cut from db (broker and database) for 15 s (30 s long) while the feed
     stays up: what the worker reads waits in its journal, on its own disk, and lands once when
     the link returns. The lease is the default (RRR_STREAM_LEASE_S, 10 s), shorter than the cut:
     a holder that saw no standby at its last renewal keeps its vendor connection through the cut
     (workers/stream_lease.py); with a standby it would let go, which is hosts-stream-failover's
     business; this is the journal's."""
-    hosts, tmp_path = cluster
     started = time.monotonic()
     cut_s = scaled(15, 30)
     feed_s = cut_s + 8
@@ -159,9 +142,7 @@ def test_hosts_stream_partition(cluster: tuple[Hosts, Path]) -> None:
         time.sleep(3)
         with run.network.partitioned("stream", "db"):
             time.sleep(cut_s)
-        finish(run, feed_s + 60)
-        tally = run.tally()
-        extra = not_sent(run)
+        tally, extra = finish(run, feed_s + 60)
         reconnected = len(run.sim.truth().events(2))  # events sent on a second connection
     finally:
         run.stop()
@@ -173,25 +154,16 @@ def test_hosts_stream_partition(cluster: tuple[Hosts, Path]) -> None:
     assert (tally.lost, tally.duplicates) == (0, 0), (extra, run.logs())
 
 
-def test_hosts_worker_lost(cluster: tuple[Hosts, Path]) -> None:
+def test_hosts_worker_lost(hosts: Hosts, tmp_path: Path) -> None:
     """Every process on work2 killed mid-backfill (its cable pulled first: no goodbye reaches
     anyone) and the host never back. work1 takes the backfill role and finishes the work: the
     chunk work2 held is taken over once its lease expired, work2's unacked batches come back
     after the visibility timeout; stream data and history bars are each stored once."""
-    hosts, tmp_path = cluster
     started = time.monotonic()
     # One chunk per ticker, fetched within the soft time limit (6 s here): a chunk that takes
     # longer starts again from its first page every time and never ends (seen with 20 days).
-    days = 6
-    last_day_ms = (now_ms() // DAY_MS - 2) * DAY_MS  # history only: no bar the stream sends
-    first_day_ms = last_day_ms - days * DAY_MS
-    span = ["--start", day_text(first_day_ms), "--end", day_text(last_day_ms)]
-    plan = plan_backfill(
-        request_from_flags(
-            list(TICKERS), months=None, start=span[1], end=span[3], multiplier=1,
-            timespan="minute", now_ms=now_ms(),
-        )
-    )  # fmt: skip
+    history = History.of_days(6)
+    plan = history.plan
     # Slow pages, several per chunk (one chunk per ticker here): work2 dies midway through one,
     # within the task's soft time limit (60% of the short visibility timeout).
     slow_rest = RestSimOptions(page_size=1000, delay_s=0.2)
@@ -204,7 +176,9 @@ def test_hosts_worker_lost(cluster: tuple[Hosts, Path]) -> None:
         run.start_layout()
         run.start_stream_on("stream")
         run.wait_connected()
-        code, output = run.run_cli("work1", "backfill", "--tickers", *TICKERS, *span, "--no-wait")
+        code, output = run.run_cli(
+            "work1", "backfill", "--tickers", *TICKERS, *history.flags, "--no-wait"
+        )
         assert code == 0, output
         wait_until(
             lambda: chunks_mid_fetch(run.database_url) >= 1, 60, "work2 midway through a chunk",
@@ -218,11 +192,7 @@ def test_hosts_worker_lost(cluster: tuple[Hosts, Path]) -> None:
             len(plan.chunks) * 10 + 60, "every chunk done", 0.5,
         )  # fmt: skip
         finish(run, feed_s + 60)
-        stored = stored_records(run.database_url)
-        stream_stored = Counter(
-            {k: n for k, n in stored.items() if not (k[0] == "bar" and k[-3] < last_day_ms)}
-        )
-        history_bars = sum(stored.values()) - sum(stream_stored.values())
+        stream_stored, history_bars = history.split(stored_records(run.database_url))
         tally = Tally.of(sent_records(run.sim), stream_stored)
         taken_over = chunks_taken_over(run.database_url)
         # What the lost host left behind on db: its sessions, open until TCP keepalive.
@@ -239,16 +209,15 @@ def test_hosts_worker_lost(cluster: tuple[Hosts, Path]) -> None:
         history_bars=history_bars, work2_sessions_left=lost_sessions,
     )  # fmt: skip
     assert (tally.lost, tally.duplicates) == (0, 0), run.logs()
-    assert history_bars == len(TICKERS) * (last_day_ms - first_day_ms) // 60_000
+    assert history_bars == history.bars
     assert taken_over >= at_kill.get("running", 0) >= 1
 
 
-def test_hosts_stream_failover(cluster: tuple[Hosts, Path]) -> None:
+def test_hosts_stream_failover(hosts: Hosts, tmp_path: Path) -> None:
     """A standby ``rrr stream`` on stream2 waits on the lease; the stream host is lost (cable
     first, then every process): the standby streams within the lease time, the gap is repaired
     from REST, trades and bars equal the market's, the quotes of the seconds nobody was
     connected are counted, and the takeover is a system event and a line in ``rrr status``."""
-    hosts, tmp_path = cluster
     started = time.monotonic()
     lease_s = 10
     run = hosts_pipeline(
@@ -282,28 +251,8 @@ def test_hosts_stream_failover(cluster: tuple[Hosts, Path]) -> None:
     assert status_code == 0 and "takeovers 1" in status, status
 
 
-DAY_MS = 86_400_000
 METRICS_PORT, FLOWER_PORT = 9100, 5555  # each host's own port space
 FLOWER_AUTH = "ops:hosts-test"
-
-
-def http_status(url: str, basic_auth: str | None = None) -> int:
-    """The HTTP status of a GET from this (the root) namespace; 0 when nothing answers."""
-    request = urllib.request.Request(url)
-    if basic_auth:
-        token = base64.b64encode(basic_auth.encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
-
-
-def day_text(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
 def not_sent(run: HostsPipeline) -> list[Any]:
