@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from rrr.broker import free_port
+from rrr.clock import now_ms
+from rrr.stats import StreamStats, publish_stats
 from tests.conftest import pipeline_env
 from tests.integration.stream_support import (
     TICKERS,
@@ -119,18 +122,26 @@ def test_down_when_the_broker_is_unreachable(tmp_path: Path, sqlite_url: str) ->
 
 
 def test_watch_refreshes_until_ctrl_c_and_exits_with_the_last_verdict(
-    tmp_path: Path, sqlite_url: str
+    tmp_path: Path, clean_redis: str, sqlite_url: str
 ) -> None:
     migrate(sqlite_url)
-    env = pipeline_env(tmp_path, f"redis://127.0.0.1:{free_port()}/0", sqlite_url)
+    # A live, connected stream worker's heartbeat and no rows stored: stale (exit 1), a verdict
+    # other than the "down" _watch starts from, so the exit code must come from a snapshot.
+    client = redis.Redis.from_url(clean_redis)
+    stats = StreamStats("ws://127.0.0.1:1", started_ms=now_ms())
+    stats.connected = True
+    publish_stats(client, stats.snapshot(now_ms()))
+    client.close()
+    env = pipeline_env(tmp_path, clean_redis, sqlite_url)
     argv = [sys.executable, "-m", "rrr_cli", "status", "--watch", "--json", "--interval", "0.5"]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         snapshots = [json.loads(proc.stdout.readline()) for _ in range(2)]  # two refreshes
         assert snapshots[1]["generated_ms"] > snapshots[0]["generated_ms"]
+        assert [s["level"] for s in snapshots] == ["stale", "stale"], snapshots[1]["reasons"]
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        assert proc.wait(timeout=30) == 2  # the last verdict: down (no broker)
+        assert proc.wait(timeout=30) == 1  # the last verdict: stale
     finally:
         if proc.poll() is None:
             proc.kill()
