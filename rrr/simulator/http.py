@@ -1,6 +1,6 @@
-"""The simulator's HTTP server: one threaded server on 127.0.0.1 that mounts route tables from
-the REST (Polygon aggregates), Perplexity and control modules. Handlers are plain functions
-``Request -> Response`` so each can be tested without a socket."""
+"""The simulator's HTTP server: one threaded server (on 127.0.0.1 unless told) that mounts route
+tables from the REST (Polygon aggregates), Perplexity and control modules. Handlers are plain
+functions ``Request -> Response`` so each can be tested without a socket."""
 
 from __future__ import annotations
 
