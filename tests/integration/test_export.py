@@ -83,6 +83,9 @@ def test_trades_round_trip_resume_and_manifest(store: Store, tmp_path: Path) -> 
     assert [list(c) for c in back["conditions"]] == source["conditions"].tolist()
     assert back["event_time"].tolist() == source["event_time"].tolist()  # UTC Timestamps
     assert str(back["event_time"].dt.tz) == "UTC"
+    # Each row is in its own UTC day's partition: a trade at midnight starts the next day.
+    assert (back["event_time"] == back["event_time"].dt.normalize()).sum() == 2 * 3
+    assert back["date"].astype(str).tolist() == back["event_time"].dt.strftime("%Y-%m-%d").tolist()
 
     # The manifest counts every file's rows.
     manifest = json.loads((folder / "_manifest.json").read_text())
