@@ -35,6 +35,7 @@ import numpy as np
 
 from rrr.errors import RrrError
 from rrr.quality.events import COMPONENT, VERIFY_REQUESTED
+from rrr.quality.gaps import window_mask
 from rrr.quality.issues import GAP
 from rrr.quality.verify import REPAIR_ANSWERED, REPAIR_COMPONENT
 
@@ -244,14 +245,9 @@ class CoverageTable:
 
 
 def _mask(windows: Sequence[Window], first_ms: int, n: int) -> np.ndarray:
-    """True for each of the n minutes from ``first_ms`` inside one of ``windows`` (whole
-    minutes, few windows)."""
-    mask = np.zeros(n, dtype=bool)
-    for s, e in windows:
-        lo, hi = max((s - first_ms) // MINUTE_MS, 0), min((e - first_ms) // MINUTE_MS, n)
-        if hi > lo:
-            mask[lo:hi] = True
-    return mask
+    """True for each of the n minutes from ``first_ms`` inside one of ``windows``: the
+    evidence's windows are whole minutes, so the minutes they touch are those inside."""
+    return window_mask(windows, first_ms // MINUTE_MS, n, MINUTE_MS)
 
 
 def _per_day(mask: np.ndarray, day_starts: np.ndarray) -> list[int]:
