@@ -14,15 +14,12 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rrr.quality.events import COMPONENT as QUALITY_COMPONENT
+from rrr.quality.events import FOLLOW_UPS as QUALITY_FOLLOW_UPS
 from rrr.storage.base import KIND_TABLES, StoreReader
 from rrr.storage.sql_dialect import SqlQueries
 
 WINDOWS_S = {"rows_5m": 300, "rows_1h": 3600}
-QUALITY_COMPONENT = "data_quality_validator"  # rrr.quality.events.COMPONENT
-# Its event types that follow a finding up rather than report one (rrr.quality.events).
-QUALITY_FOLLOW_UPS = frozenset(
-    {"repair_requested", "gap_repaired", "verify_requested", "minutes_verified"}
-)
 
 
 @dataclass(frozen=True)
