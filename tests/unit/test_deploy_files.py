@@ -47,6 +47,7 @@ def test_command_key() -> None:
         "beat",
     )
     assert command_key(["rrr", "worker", "ingest"]) == ("rrr", "worker", "ingest")
+    assert command_key(["celery", "--app=tasks", "beat"]) == ("celery", "beat")  # value inline
 
 
 def procfile() -> dict[str, tuple[str, ...]]:
