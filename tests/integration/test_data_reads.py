@@ -173,6 +173,11 @@ def test_shapes_columns_and_values(sqlite_store: Store) -> None:
     ]
     issues = reads["issues"]
     assert issues["message"].tolist() == ["X:BTCUSD: 1 minute missing"]
+    every_issue = rrr.data.issues(START, END, store=sqlite_store)
+    assert every_issue["event_type"].tolist() == ["gap", "gap"]  # not the gap_repaired follow-up
+    # Bars starting in the range: no partial 22:00 window from a 22:02 start.
+    late = rrr.data.bars("X:BTCUSD", "2025-11-30T22:02Z", END, "5m", store=sqlite_store)
+    assert late.index[0] == pd.Timestamp("2025-11-30T22:05Z") and len(late) == 4 * 12 - 1
 
 
 def test_stream_chunks_return_every_row_once(pg_store: Store, sqlite_store: Store) -> None:
