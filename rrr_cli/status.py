@@ -110,7 +110,7 @@ def _read_broker(settings: Settings, now_ms: int) -> dict[str, Any]:
             queues = {q: int(client.llen(q)) for q in QUEUES}
         finally:
             client.close()
-    except (ConfigError, redis.RedisError) as exc:
+    except (ConfigError, redis.RedisError, ValueError) as exc:  # ValueError: a malformed URL
         broker["error"] = f"{type(exc).__name__}: {exc}"
         return empty
     durability = probe_persistence(url)

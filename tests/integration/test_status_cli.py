@@ -120,6 +120,12 @@ def test_down_when_the_broker_is_unreachable(tmp_path: Path, sqlite_url: str) ->
     assert "pg-fake-pw-88" not in shown and "redis-fake-pw-77" not in shown
     assert "fake-pw" not in (tmp_path / "data_pipeline.log").read_text()  # status writes it too
 
+    malformed = "redis://:redis-fake-pw-77@127.0.0.1:no-port/0"  # redis-py: ValueError
+    code, snapshot, shown = rrr_status(pipeline_env(tmp_path, malformed, sqlite_url))
+    assert (code, snapshot["level"]) == (2, "down")
+    assert "Port could not be cast" in snapshot["broker"]["error"]
+    assert "redis-fake-pw-77" not in shown
+
 
 def test_watch_refreshes_until_ctrl_c_and_exits_with_the_last_verdict(
     tmp_path: Path, clean_redis: str, sqlite_url: str
