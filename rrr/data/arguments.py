@@ -4,21 +4,20 @@ timeframes and fill modes, each bad value a ValueError that says what to pass in
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Literal
 
 import pandas as pd
 
-from rrr.symbols import SymbolError, pair_to_ticker, split_ticker, validate_ticker
+from rrr.polygon.timespans import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
+from rrr.symbols import SymbolError, pair_to_ticker, ticker_to_asset, validate_ticker
 
 TimeLike = datetime | pd.Timestamp | str
 Fill = Literal["none", "mark", "ffill"]
 FILLS: tuple[Fill, ...] = ("none", "mark", "ffill")
 
-MINUTE_MS = 60_000
-DAY_MS = 86_400_000
-_UNIT_MS = {"s": 1_000, "m": MINUTE_MS, "h": 3_600_000, "d": DAY_MS}
+_UNIT_MS = {"s": SECOND_MS, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}
 _TIMEFRAME_RE = re.compile(r"^([1-9][0-9]*)([smhd])$")
 TIMEFRAME_EXAMPLES = "1m, 5m, 15m, 30m, 1h, 4h, 1d"
 
@@ -64,14 +63,20 @@ def ticker_of(name: str) -> str:
         raise ValueError(f"{exc} (or the pair form 'BTC-USD')") from None
 
 
-def tickers_of(tickers: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
-    """(tickers in the REST form, several): one ticker as text reads a single-index frame; a
-    list (even of one) a (ticker, time) MultiIndex one."""
-    several = not isinstance(tickers, str)
-    names = [tickers] if isinstance(tickers, str) else list(tickers)
+def _named(
+    given: str | Sequence[str], one: Callable[[str], str], what: str, example: str
+) -> tuple[tuple[str, ...], bool]:
+    """(each name normalised by ``one``, once, in order; several): one name as text reads a
+    single-index frame; a list (even of one) a (name, time) MultiIndex one."""
+    names = [given] if isinstance(given, str) else list(given)
     if not names:
-        raise ValueError("no tickers given: name at least one, e.g. 'X:BTCUSD'")
-    return tuple(dict.fromkeys(ticker_of(n) for n in names)), several
+        raise ValueError(f"no {what} given: name at least one, e.g. '{example}'")
+    return tuple(dict.fromkeys(one(n) for n in names)), not isinstance(given, str)
+
+
+def tickers_of(tickers: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
+    """(tickers in the REST form, several)."""
+    return _named(tickers, ticker_of, "tickers", "X:BTCUSD")
 
 
 def asset_of(name: str) -> str:
@@ -80,15 +85,12 @@ def asset_of(name: str) -> str:
         return name
     if isinstance(name, str) and ":" not in name and "-" not in name:
         raise ValueError(f"bad asset {name!r}: expected an upper-case asset like 'BTC'")
-    return split_ticker(ticker_of(name))[0]
+    return ticker_to_asset(ticker_of(name))
 
 
 def assets_of(assets: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
-    several = not isinstance(assets, str)
-    names = [assets] if isinstance(assets, str) else list(assets)
-    if not names:
-        raise ValueError("no assets given: name at least one, e.g. 'BTC'")
-    return tuple(dict.fromkeys(asset_of(n) for n in names)), several
+    """(assets like ``BTC``, several)."""
+    return _named(assets, asset_of, "assets", "BTC")
 
 
 def timeframe_ms(timeframe: str) -> int:
