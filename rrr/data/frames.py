@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from rrr.storage.range_reads import RangeQuery, is_numeric
+from rrr.storage.range_reads import RangeQuery, is_integer, is_numeric
 
 
 def raw_frame(
@@ -30,7 +30,7 @@ def raw_frame(
         name = column.name
         if is_numeric(column):
             df[name] = _decimals(df[name]) if exact else df[name].astype("float64")
-        elif name in ("exchange_id", "trade_count"):
+        elif is_integer(column):
             df[name] = df[name].astype("Int64")
     if not len(df):
         df["event_time"] = df["event_time"].astype("int64")

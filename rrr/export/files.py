@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from rrr.storage.range_reads import RangeQuery, is_json, is_numeric
+from rrr.storage.range_reads import RangeQuery, is_integer, is_json, is_numeric
 from rrr.storage.tables import Column
 
 # Rows per part file: a day of one pair's trades rarely reaches it; past it a new part
@@ -33,7 +33,7 @@ def arrow_type(column: Column, fmt: str) -> pa.DataType:
         return pa.timestamp("ms", tz="UTC")
     if is_numeric(column):
         return pa.float64()
-    if column.name in ("exchange_id", "trade_count"):
+    if is_integer(column):
         return pa.int64()
     if column.name == "conditions" and fmt == "parquet":
         return pa.list_(pa.int32())

@@ -106,6 +106,11 @@ def is_numeric(column: Column) -> bool:
     return column.field in NUMERIC_FIELDS
 
 
+def is_integer(column: Column) -> bool:
+    """Whole numbers that may be missing (exchange_id, trade_count): Int64, not float."""
+    return column.stage_type == "int"
+
+
 def is_json(column: Column) -> bool:
     """Kept as JSON text by SQLite: the JSON columns and the trades' conditions."""
     return column.json or column.field == "conditions"
