@@ -76,20 +76,21 @@ def fill(store: Store) -> None:
     )  # fmt: skip
 
 
-@pytest.fixture
-def sqlite_store(sqlite_url: str) -> Iterator[Store]:
-    store = open_store(sqlite_url)
+def filled(url: str) -> Iterator[Store]:
+    store = open_store(url)
     fill(store)
     yield store
     store.close()
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str) -> Iterator[Store]:
+    yield from filled(sqlite_url)
 
 
 @pytest.fixture
 def pg_store(pg_url: str) -> Iterator[Store]:
-    store = open_store(pg_url)
-    fill(store)
-    yield store
-    store.close()
+    yield from filled(pg_url)
 
 
 def every_read(store: Store) -> dict[str, pd.DataFrame]:
