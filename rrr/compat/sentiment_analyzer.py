@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rrr.clock import now_ms
+from rrr.compat.repeating import Repeating
 from rrr.compat.supabase_client import SupabaseClient, iso
 from rrr.config import Secret, Settings
 from rrr.models import Rejected
@@ -87,7 +88,7 @@ class StoredSentiment:
         return iso(self.result.ts_ms)
 
 
-class PerplexitySentimentAnalyzer:
+class PerplexitySentimentAnalyzer(Repeating):
     def __init__(
         self,
         api_key: str | None = None,
@@ -99,6 +100,7 @@ class PerplexitySentimentAnalyzer:
         settings: Settings | None = None,
     ) -> None:
         """``supabase_client`` None: scores are returned, not stored (as the original)."""
+        super().__init__()
         base = settings or (supabase_client.settings if supabase_client else Settings.from_env())
         changes: dict[str, Any] = {}
         if api_key:
@@ -113,10 +115,8 @@ class PerplexitySentimentAnalyzer:
         self.update_interval = self.settings.sentiment_interval_s
         self._analyzer = SentimentAnalyzer(self.settings)  # ConfigError without a key
         self.model = self._analyzer.client.model
-        self.running = False
         self.analysis_count = 0
         self.error_count = 0
-        self._stop = asyncio.Event()
 
     async def analyze_sentiment(self, asset: str) -> StoredSentiment:
         try:
@@ -141,23 +141,7 @@ class PerplexitySentimentAnalyzer:
 
     async def run_scheduled(self) -> None:
         """A round every ``update_interval`` seconds until ``stop()``."""
-        self.running = True
-        self._stop.clear()
-        loop = asyncio.get_running_loop()
-        try:
-            while not self._stop.is_set():
-                started = loop.time()
-                await self.analyze_all_assets()
-                wait_s = max(0.0, self.update_interval - (loop.time() - started))
-                try:
-                    await asyncio.wait_for(self._stop.wait(), wait_s)
-                except TimeoutError:
-                    pass
-        finally:
-            self.running = False
-
-    async def stop(self) -> None:
-        self._stop.set()
+        await self._repeat(self.update_interval, self.analyze_all_assets)
 
     def get_stats(self) -> dict[str, Any]:
         return {

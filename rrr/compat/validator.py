@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rrr.compat.repeating import Repeating
 from rrr.compat.supabase_client import SupabaseClient, iso
 from rrr.config import parse_tickers
 from rrr.quality.issues import QualityIssue
@@ -71,7 +72,7 @@ def to_original(issue: QualityIssue) -> DataQualityIssue:
     )
 
 
-class DataQualityValidator:
+class DataQualityValidator(Repeating):
     def __init__(
         self,
         supabase_client: SupabaseClient,
@@ -80,16 +81,15 @@ class DataQualityValidator:
     ) -> None:
         if supabase_client is None:
             raise ValueError("SupabaseClient is required: DataQualityValidator(SupabaseClient())")
+        super().__init__()
         self.supabase_client = supabase_client
         settings = supabase_client.settings
         chosen = parse_tickers(list(tickers), "tickers") if tickers else settings.tickers
         self.tickers = list(chosen)
         self.check_interval = check_interval or settings.quality_interval_s
         self._validator = StoreValidator(supabase_client.store, settings, tickers=self.tickers)
-        self.running = False
         self.issues_found = 0
         self.checks_performed = 0
-        self._stop = asyncio.Event()
 
     async def validate_recent_data(self, lookback_hours: float = 24) -> list[DataQualityIssue]:
         """Every finding over the last ``lookback_hours``, most severe first; new ones are
@@ -101,23 +101,7 @@ class DataQualityValidator:
 
     async def run_monitoring(self) -> None:
         """A validation every ``check_interval`` seconds until ``stop()``."""
-        self.running = True
-        self._stop.clear()
-        loop = asyncio.get_running_loop()
-        try:
-            while not self._stop.is_set():
-                started = loop.time()
-                await self.validate_recent_data()
-                wait_s = max(0.0, self.check_interval - (loop.time() - started))
-                try:
-                    await asyncio.wait_for(self._stop.wait(), wait_s)
-                except TimeoutError:
-                    pass
-        finally:
-            self.running = False
-
-    async def stop(self) -> None:
-        self._stop.set()
+        await self._repeat(self.check_interval, self.validate_recent_data)
 
     def get_stats(self) -> dict[str, Any]:
         return {
