@@ -39,7 +39,7 @@ def map_pg_error(exc: psycopg.Error) -> StorageError:
     # timeout (QueryCanceled), and class 53 (a full disk, out of memory, too many connections:
     # retried with backoff until the server has room again, never dead-lettered).
     if isinstance(exc, _PERMANENT_PG):
-        return PermanentStorageError(f"PostgreSQL refused the write: {exc}")
+        return PermanentStorageError(f"PostgreSQL refused the statement: {exc}")
     if isinstance(exc, (*_TRANSIENT_PG, psycopg.InterfaceError)):
         return TransientStorageError(f"PostgreSQL unavailable or busy: {exc}")
     return PermanentStorageError(f"PostgreSQL error: {exc}")

@@ -35,7 +35,7 @@ def map_sqlite_error(exc: sqlite3.Error | UnicodeError) -> StorageError:
         what = "busy"
     if what is not None:
         return TransientStorageError(f"SQLite {what}, retry later: {text}")
-    return PermanentStorageError(f"SQLite refused the write: {text}")
+    return PermanentStorageError(f"SQLite refused the statement: {text}")
 
 
 @contextmanager
