@@ -23,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from rrr.clock import now_ms
 from rrr.compat.repeating import Repeating
-from rrr.compat.supabase_client import SupabaseClient, iso
+from rrr.compat.supabase_client import SupabaseClient, facade_settings, iso
 from rrr.config import Secret, Settings
 from rrr.models import Rejected
 from rrr.sentiment.analyzer import (
@@ -101,7 +101,6 @@ class PerplexitySentimentAnalyzer(Repeating):
     ) -> None:
         """``supabase_client`` None: scores are returned, not stored (as the original)."""
         super().__init__()
-        base = settings or (supabase_client.settings if supabase_client else Settings.from_env())
         changes: dict[str, Any] = {}
         if api_key:
             changes["perplexity_api_key"] = Secret(api_key)
@@ -109,7 +108,7 @@ class PerplexitySentimentAnalyzer(Repeating):
             changes["perplexity_model"] = model
         if update_interval:
             changes["sentiment_interval_s"] = int(update_interval)
-        self.settings = replace(base, **changes)
+        self.settings = facade_settings(settings, supabase_client).with_overrides(**changes)
         self.supabase_client = supabase_client
         self.assets = list(assets) if assets else assets_of(self.settings.tickers)
         self.update_interval = self.settings.sentiment_interval_s

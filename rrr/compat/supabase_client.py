@@ -38,6 +38,14 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
+def facade_settings(settings: Settings | None, supabase_client: SupabaseClient | None) -> Settings:
+    """What a façade runs with: ``settings`` given in code, else its ``supabase_client``'s, else
+    the environment's."""
+    if settings is not None:
+        return settings
+    return supabase_client.settings if supabase_client is not None else Settings.from_env()
+
+
 class SupabaseClient:
     def __init__(
         self,

@@ -50,7 +50,7 @@ from rrr.batching import Batcher, sequential_ids
 from rrr.broker import resolve_redis_url
 from rrr.clock import SystemClock
 from rrr.compat.direct_sink import StoreSink
-from rrr.compat.supabase_client import SupabaseClient
+from rrr.compat.supabase_client import SupabaseClient, facade_settings
 from rrr.config import Secret, Settings, parse_tickers, redact_url
 from rrr.errors import ConfigError
 from rrr.polygon.stream import CHANNELS, PolygonStream, StreamOptions
@@ -111,13 +111,12 @@ class PolygonWebSocketClient:
         *,
         settings: Settings | None = None,
     ) -> None:
-        base = settings or (supabase_client.settings if supabase_client else Settings.from_env())
         changes: dict[str, Any] = {}
         if pairs:
             changes["tickers"] = parse_tickers(list(pairs), name="pairs")
         if api_key:
             changes["polygon_api_key"] = Secret(api_key)
-        self.settings = base.with_overrides(**changes)
+        self.settings = facade_settings(settings, supabase_client).with_overrides(**changes)
         self.supabase_client = supabase_client
         self.pairs = list(self.settings.tickers)
         self.channels = channels_of(enable_trades, enable_quotes, enable_aggregates)
