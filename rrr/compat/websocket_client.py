@@ -54,7 +54,7 @@ from rrr.compat.supabase_client import SupabaseClient, facade_settings
 from rrr.config import Secret, Settings, parse_tickers, redact_url
 from rrr.errors import ConfigError
 from rrr.polygon.stream import CHANNELS, PolygonStream, StreamOptions
-from rrr.stats import StreamStats
+from rrr.stats import ORIGINAL_KIND_KEYS, StreamStats
 from rrr.storage import Store, open_store_from_settings
 from workers.journal import Journal
 from workers.stream import StreamWorker
@@ -173,9 +173,7 @@ class PolygonWebSocketClient:
             "running": self.running,
             "connected": s.connected,
             "message_count": s.messages,
-            "trade_count": s.by_kind["trades"],
-            "quote_count": s.by_kind["quotes"],
-            "aggregate_count": s.by_kind["bars"],
+            **{original: s.by_kind[kind] for original, kind in ORIGINAL_KIND_KEYS.items()},
             "error_count": s.rejected,
             "last_message_time": datetime.fromtimestamp(last / 1000, UTC).isoformat()
             if last
@@ -211,7 +209,6 @@ class PolygonWebSocketClient:
         settings = self.settings
         key, source = feed_credentials(settings)
         clock = SystemClock()
-        self.stats = StreamStats(url=settings.polygon_ws_url, started_ms=clock.now_ms())
         batcher = Batcher(settings.batch_size, settings.batch_max_age_ms, sequential_ids())
         url = broker_url(settings)
         self.mode = BROKER if url is not None else DIRECT
@@ -238,7 +235,7 @@ class PolygonWebSocketClient:
                 record_events=sink.add_events,
                 request_repair=_repair_not_available,
                 journal=journal,
-                stats=self.stats,
+                stats=StreamStats(url=settings.polygon_ws_url, started_ms=clock.now_ms()),
                 **common,
             )
         # The broker path is the stream worker's own wiring, taken whole (journal, applied
