@@ -11,17 +11,17 @@ conversion after it (PostgreSQL's NUMERIC comes back as Decimal objects, times a
 SQLite's as REAL and ms). rrr's read does more: float64 columns, UTC datetimes, an index. A
 second pair of the same size is in the tables, so the reads must use the index.
 
-Each figure is the median of N runs (3 with --quick, 7 without) after one warm-up run.
+Each figure is the median of N runs (3 with --quick, 7 without) after one warm-up run, rrr's
+and the baseline's runs taken in turn.
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,19 +71,24 @@ def load(store: Store) -> None:
             store.apply_batch(Batch(f"{ticker}-{k}", "bars", rows[k : k + 10_000]))
 
 
-def median_s(run: Callable[[], object], repeats: int) -> tuple[float, object]:
-    result = run()  # warm-up: caches and the planner, as for any second read
-    times = []
+def medians_s(runs: Sequence[Callable[[], object]], repeats: int) -> list[tuple[float, object]]:
+    """(median seconds, last result) of each run. The runs take turns, so a change in the
+    shared box's load falls on rrr and its baseline alike, not on one of them."""
+    results = [run() for run in runs]  # warm-up: caches and the planner, as for any second read
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        started = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+        for i, run in enumerate(runs):
+            started = time.perf_counter()
+            results[i] = run()
+            times[i].append(time.perf_counter() - started)
+    return [(statistics.median(t), r) for t, r in zip(times, results, strict=True)]
 
 
 def measure(name: str, store: Store, baseline: Callable[[], pd.DataFrame], repeats: int) -> dict:
-    rrr_s, frame = median_s(lambda: rrr.data.bars(TICKER, START, END, store=store), repeats)
-    naive_s, naive = median_s(baseline, repeats)
+    def read() -> pd.DataFrame:
+        return rrr.data.bars(TICKER, START, END, store=store)
+
+    (rrr_s, frame), (naive_s, naive) = medians_s([read, baseline], repeats)
     assert isinstance(frame, pd.DataFrame) and isinstance(naive, pd.DataFrame)
     assert len(frame) == len(naive) == DAYS * 1440, (len(frame), len(naive))
     assert frame["close"].tolist() == [float(c) for c in naive["close"]]
@@ -105,8 +110,7 @@ def measure_export(store: Store, read_sql: Callable[[], pd.DataFrame], repeats: 
             frame.to_parquet(Path(out) / "bars.parquet")
             return len(frame)
 
-    export_s, rows = median_s(run_export, repeats)
-    naive_s, naive_rows = median_s(naive_export, repeats)
+    (export_s, rows), (naive_s, naive_rows) = medians_s([run_export, naive_export], repeats)
     assert rows == naive_rows == DAYS * 1440
     return {"export_s": export_s, "naive_s": naive_s, "rows": rows}
 
@@ -147,7 +151,7 @@ def main() -> None:
         lite_conn.close()
         lite.close()
 
-    rows = []
+    rows: list[list[object]] = []
     for r in results:
         ratio = r["naive_s"] / r["rrr_s"]  # rows/s over rows/s: the same rows
         r["ratio"] = ratio
@@ -187,4 +191,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
