@@ -83,7 +83,7 @@ def _start_exporter(sender: Any, **_: Any) -> None:
     client = redis.Redis.from_url(
         url, socket_timeout=SCRAPE_TIMEOUT_S, socket_connect_timeout=SCRAPE_TIMEOUT_S
     )
-    broker = BrokerCollector(lambda: client, QUEUES, schedule_entries(app.conf.beat_schedule))
+    broker = BrokerCollector(client, QUEUES, schedule_entries(app.conf.beat_schedule))
     serve_metrics(
         worker_registry(path, [broker]),
         s.worker_metrics_port,

@@ -9,7 +9,7 @@ worker's): aggregate them with ``max by (queue)`` / ``max by (entry)``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -52,7 +52,7 @@ def record_run(client: redis.Redis, key: str, task: str, now_ms: int) -> None:
 class BrokerCollector(Collector):
     def __init__(
         self,
-        client: Callable[[], redis.Redis],
+        client: redis.Redis,
         queues: Sequence[str],
         schedule: Sequence[ScheduleEntry],
     ) -> None:
@@ -63,7 +63,7 @@ class BrokerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("rrr_broker_up", "1 if the broker answered this scrape")
         try:
-            with self._client().pipeline(transaction=False) as pipe:
+            with self._client.pipeline(transaction=False) as pipe:
                 for queue in self._queues:
                     pipe.llen(queue)
                 pipe.hlen(UNACKED_KEY)

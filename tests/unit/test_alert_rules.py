@@ -71,7 +71,7 @@ def exposed_names() -> set[str]:
     for metric in vars(tasks).values():
         families.extend(metric.collect())
     schedule = [ScheduleEntry("quality", "tasks.quality.run_quality_checks", 300.0)]
-    families.extend(BrokerCollector(_Broker, ("ingest", "backfill"), schedule).collect())
+    families.extend(BrokerCollector(_Broker(), ("ingest", "backfill"), schedule).collect())
     return {sample.name for family in families for sample in family.samples}
 
 
