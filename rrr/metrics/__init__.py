@@ -8,6 +8,6 @@
   ``PROMETHEUS_MULTIPROC_DIR`` and the worker's main process serves their sum
   (``rrr.metrics.multiproc``, ``RRR_WORKER_METRICS_PORT``).
 - ``rrr.metrics.broker``: queue depths and beat's schedule health, read from the broker's
-  Redis when scraped (``rrr.metrics.schedule`` holds the last-run records).
+  Redis when scraped, and the last-run records beat and the workers write there.
 - ``rrr.metrics.http``: the one way a process serves a registry.
 """
