@@ -37,6 +37,7 @@ from rrr.sentiment.analyzer import (
     assets_of,
     failure_event,
     interval_start_ms,
+    to_asset,
 )
 from rrr.sentiment.prompts import AnswerRejected
 
@@ -160,7 +161,7 @@ class PerplexitySentimentAnalyzer(Repeating):
             result = self._analyzer.analyze_sentiment(asset)
         except AnswerRejected as exc:
             if store is not None:  # the raw answer is kept, as the scheduled task keeps it
-                store.add_events([failure_event(asset.upper(), exc, now_ms(), slot)])
+                store.add_events([failure_event(to_asset(asset), exc, now_ms(), slot)])
                 store.add_dead_letters(
                     [Rejected(raw=exc.raw, reason=exc.reason, kind="sentiment", source=exc.source)]
                 )

@@ -34,6 +34,7 @@ from rrr.models import Bar, Batch, Trade
 from rrr.quality.events import COMPONENT as QUALITY_COMPONENT
 from rrr.quality.events import FOLLOW_UPS
 from rrr.quality.issues import UNVERIFIED
+from rrr.sentiment.prompts import AnswerRejected
 from rrr.simulator.http import SimulatorHTTPServer
 from rrr.simulator.perplexity import PerplexitySimOptions, perplexity_routes
 from rrr.stats import get_stats
@@ -292,6 +293,19 @@ def test_sentiment_analyzer_scores_and_stores_like_the_original(
     assert sentiment["last"]["BTC"]["sentiment_label"] == btc.sentiment_label
     assert sentiment["last"]["BTC"]["sentiment_score"] == btc.sentiment_score
     assert sentiment["errors_24h"] == 0
+    options.answer_next("malformed")  # raises, its raw text kept, as the scheduled task keeps it
+    with pytest.raises(AnswerRejected):
+        asyncio.run(analyzer.analyze_sentiment("X:SOLUSD"))
+    assert analyzer.get_stats()["error_count"] == 1
+    failures = supabase.store.read_events("sentiment")
+    assert list(failures["event_type"]) == ["answer_rejected"]
+    assert failures.iloc[0]["details"]["asset"] == "SOL"  # the asset, as a scored row names it
+    assert supabase.store.count_dead_letters("sentiment") == 1
+    client = redis.Redis.from_url(clean_redis)
+    try:
+        assert get_stats(client, store=supabase.store)["sentiment"]["errors_24h"] == 1
+    finally:
+        client.close()
 
 
 def plant_bars_with_faults(store: Store, now: int) -> dict[str, int]:
