@@ -44,11 +44,12 @@ RANGE_SOURCES = {
 class RangeQuery:
     """Rows of ``kind`` whose ``event_time`` is in [start_ms, end_ms), for the instruments in
     ``keys`` (None: all), with each column in ``equal`` equal to its value (e.g. the bars'
-    timeframe). ``as_float``: numeric columns come back as floats (cast in the database,
-    cheaper than a Decimal per value); otherwise as the store holds them (PostgreSQL:
-    Decimal, exact). ``fetch_fixed=False``: the columns whose value the query fixes (the
-    ``equal`` ones, the key when there is one) are not sent back; rows then hold
-    ``fetched`` only (a quarter less to fetch and build for a one-ticker read of bars)."""
+    timeframe). ``as_float``: numeric columns come back as floats (PostgreSQL: psycopg's
+    FloatLoader parses NUMERIC's text, cheaper than a Decimal per value; rrr export's Arrow
+    columns need them); otherwise as the store holds them (PostgreSQL: Decimal, exact).
+    ``fetch_fixed=False``: the columns whose value the query fixes (the ``equal`` ones, the
+    key when there is one) are not sent back; rows then hold ``fetched`` only (a quarter less
+    to fetch and build for a one-ticker read of bars)."""
 
     kind: str
     keys: tuple[str, ...] | None
