@@ -3,9 +3,10 @@ in-memory lease and a scripted vendor stream: who connects, when a holder lets g
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +275,9 @@ class MemoryLease:
         self.mine: Holder | None = None
         self.count = 0
         self.standing_by: dict[str, int] = {}
+        self.answered = 0  # renewals answered (their standbys read)
+        self.hang = threading.Event()  # set: renew() does not return until ``unhang``
+        self.unhang = threading.Event()
 
     def try_acquire(self, me: Holder) -> bool:
         if self.value is not None:
@@ -282,8 +286,13 @@ class MemoryLease:
         return True
 
     def renew(self) -> RenewalAnswer:
+        if self.hang.is_set():
+            self.unhang.wait(30)
+            return RenewalAnswer(Renewal.FAILED, {})
         outcome = self.renewals.pop(0) if self.renewals else Renewal.RENEWED
-        return RenewalAnswer(outcome, {} if outcome is Renewal.FAILED else self.standbys())
+        answer = RenewalAnswer(outcome, {} if outcome is Renewal.FAILED else self.standbys())
+        self.answered += 1
+        return answer
 
     def release(self) -> bool:
         if self.mine is not None and self.value == self.mine:
@@ -377,8 +386,9 @@ class Vendor:
 
 
 class Listener:
-    def __init__(self) -> None:
+    def __init__(self, slow_s: float = 0.0) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.slow_s = slow_s  # how long on_lease_acquired takes (a slow Redis or broker)
 
     def on_connected(self) -> None:
         self.calls.append(("connected", None))
@@ -394,10 +404,17 @@ class Listener:
         self, last_seen: Mapping[str, int] | None, events: list[SystemEvent]
     ) -> None:
         self.calls.append(("acquired", (dict(last_seen or {}), [e.event_type for e in events])))
+        threading.Event().wait(self.slow_s)
 
     def on_lease_lost(self, events: list[SystemEvent]) -> None:
         assert [e.event_type for e in events] == [LEASE_LOST_EVENT]
         self.calls.append(("lost", [e.details["reason"] for e in events]))
+
+    def lost_reason(self) -> str:
+        """Why the first spell ended, waiting for it."""
+        wait_for(lambda: any(c[0] == "lost" for c in self.calls), 5, "the loss recorded")
+        (reason,) = next(c[1] for c in self.calls if c[0] == "lost")
+        return str(reason)
 
 
 def leased(
@@ -418,57 +435,63 @@ def leased(
     return stream, vendors
 
 
-def run_in_thread(stream: LeasedStream, listener: Listener) -> threading.Thread:
-    thread = threading.Thread(target=stream.run, args=(listener,), daemon=True)
-    thread.start()
-    return thread
+class Run:
+    """A LeasedStream running in a thread, its vendor connections' log and its listener."""
+
+    def __init__(self, lease: MemoryLease, listener: Listener, **vendor: bool) -> None:
+        self.log: list[str] = []
+        self.stream, self.vendors = leased(lease, self.log, **vendor)
+        self.listener = listener
+        self.thread = threading.Thread(target=self.stream.run, args=(listener,), daemon=True)
+
+    def wait_connected(self) -> None:
+        wait_for(lambda: self.log == ["connected"], 5, "connected")
+
+
+@contextlib.contextmanager
+def running(lease: MemoryLease, listener: Listener | None = None, **vendor: bool) -> Iterator[Run]:
+    run = Run(lease, listener or Listener(), **vendor)
+    run.thread.start()
+    try:
+        yield run
+    finally:
+        run.stream.stop()
+        lease.unhang.set()
+        run.thread.join(10)
+    assert not run.thread.is_alive()
 
 
 def test_a_standby_connects_only_once_the_holder_is_gone() -> None:
     lease = MemoryLease(LeasePolicy(2), held_by=A)
-    log: list[str] = []
-    stream, vendors = leased(lease, log)
-    listener = Listener()
-    thread = run_in_thread(stream, listener)
-    try:
-        wait_for(lambda: lease.value == A and not vendors, 5, "standing by")
+    with running(lease) as run:
+        stream = run.stream
+        wait_for(lambda: lease.value == A and not run.vendors, 5, "standing by")
         threading.Event().wait(3 * lease.policy.poll_s)
-        assert not vendors and not stream.held  # A still holds it
+        assert not run.vendors and not stream.held  # A still holds it
         assert list(lease.standing_by) == ["me pid 7"]
         lease.value = None  # A's lease expired
-        wait_for(lambda: log == ["connected"], 5, "the standby connected")
+        run.wait_connected()
         assert stream.held and stream.previous == A
-        assert listener.calls[0] == ("acquired", ({"X:BTCUSD": 40_000}, [TAKEOVER_EVENT]))
+        acquired = ("acquired", ({"X:BTCUSD": 40_000}, [TAKEOVER_EVENT]))
+        assert run.listener.calls[0] == acquired
         assert stream.stats_fields()["lease.takeovers"] == 1
         assert not lease.standing_by  # no longer a standby
-    finally:
-        stream.stop()
-        thread.join(10)
-    assert log == ["connected", "disconnected"] and lease.released  # released at the stop
-    assert not thread.is_alive()
+    assert run.log == ["connected", "disconnected"] and lease.released  # released at the stop
 
 
 def test_a_holder_that_finds_another_token_disconnects_at_once_and_stands_by() -> None:
     lease = MemoryLease(LeasePolicy(2))
-    log: list[str] = []
-    stream, vendors = leased(lease, log)
-    listener = Listener()
-    thread = run_in_thread(stream, listener)
-    try:
-        wait_for(lambda: log == ["connected"], 5, "connected")
-        assert listener.calls[0] == ("acquired", ({"X:BTCUSD": 40_000}, []))  # no takeover
+    with running(lease) as run:
+        run.wait_connected()
+        assert run.listener.calls[0] == ("acquired", ({"X:BTCUSD": 40_000}, []))  # no takeover
         lease.value = B  # (its lease expired while it was away and B took it)
         lease.renewals = [Renewal.NOT_OWNER]
-        wait_for(lambda: log == ["connected", "disconnected"], 5, "disconnected")
-        wait_for(lambda: any(c[0] == "lost" for c in listener.calls), 5, "the loss recorded")
-        assert not stream.held and stream.stats_fields() == {}
-        lost = [c for c in listener.calls if c[0] == "lost"]
-        assert lost == [("lost", ["the lease expired or another process holds it"])]
+        wait_for(lambda: run.log == ["connected", "disconnected"], 5, "disconnected")
+        assert run.listener.lost_reason() == "the lease expired or another process holds it"
+        assert not run.stream.held and run.stream.stats_fields() == {}
+        assert len([c for c in run.listener.calls if c[0] == "lost"]) == 1
         lease.value = None  # B gone: this one takes it again
-        wait_for(lambda: len(vendors) == 2 and log[-1] == "connected", 5, "connected again")
-    finally:
-        stream.stop()
-        thread.join(10)
+        wait_for(lambda: len(run.vendors) == 2 and run.log[-1] == "connected", 5, "connected again")
     assert len(lease.released) == 1  # the second spell's lease, at the stop
 
 
@@ -476,45 +499,77 @@ def test_a_holder_that_finds_another_token_disconnects_at_once_and_stands_by() -
 def test_a_holder_whose_renewals_fail_disconnects_by_its_deadline(stuck: bool) -> None:
     lease = MemoryLease(LeasePolicy(2))
     lease.standing_by["host-b pid 202"] = 10**15  # a standby listed (fresh for ever)
-    log: list[str] = []
-    stream, _ = leased(lease, log, stuck)
-    listener = Listener()
-    thread = run_in_thread(stream, listener)
-    try:
-        wait_for(lambda: log == ["connected"], 5, "connected")
+    with running(lease, stuck=stuck) as run:
+        run.wait_connected()
         lease.renewals = [Renewal.FAILED] * 1000  # Redis unreachable from now on
         expected = ["connected", *(["aborted"] if stuck else []), "disconnected"]
-        wait_for(lambda: log == expected, 5, "disconnected")
-        wait_for(lambda: any(c[0] == "lost" for c in listener.calls), 5, "the loss recorded")
-        (reason,) = next(c[1] for c in listener.calls if c[0] == "lost")
-        assert "no renewal reached Redis" in reason
-    finally:
-        stream.stop()
-        thread.join(10)
-    assert not thread.is_alive()
+        wait_for(lambda: run.log == expected, 5, "disconnected")
+        assert "no renewal reached Redis" in run.listener.lost_reason()
+
+
+def test_a_holder_whose_renewal_hangs_is_disconnected_by_the_watchdog() -> None:
+    """Redis does not answer at all: the renewal thread is stuck in its command, and the
+    watchdog alone disconnects the holder at its deadline."""
+    lease = MemoryLease(LeasePolicy(2))
+    lease.standing_by["host-b pid 202"] = 10**15
+    with running(lease) as run:
+        run.wait_connected()
+        lease.hang.set()
+        wait_for(lambda: run.log == ["connected", "disconnected"], 5, "disconnected")
+        lease.unhang.set()
+        assert "no renewal reached Redis" in run.listener.lost_reason()
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["standby_came", "standby_left"])
+def test_the_last_renewal_that_got_through_says_whether_a_standby_waits(listed: bool) -> None:
+    """A standby that starts (or stops) after the lease was taken is learnt from the renewals:
+    then Redis is cut off, and the holder lets go at its deadline only if one was listed."""
+    lease = MemoryLease(LeasePolicy(2))
+    if not listed:
+        lease.standing_by["host-b pid 202"] = 10**15
+    with running(lease, reconnecting=True) as run:
+        run.wait_connected()
+        if listed:
+            lease.standing_by["host-b pid 202"] = 10**15
+        else:
+            lease.standing_by.clear()
+        # The second renewal answered from now was sent after the change.
+        answered = lease.answered
+        wait_for(lambda: lease.answered >= answered + 2, 5, "a renewal that read the standbys")
+        lease.renewals = [Renewal.FAILED] * 1000
+        if listed:
+            wait_for(lambda: run.log == ["connected", "disconnected"], 5, "let go")
+            assert "a standby was listed" in run.listener.lost_reason()
+        else:
+            threading.Event().wait(lease.policy.lease_s + 0.5)  # past the deadline: held over
+            assert run.log == ["connected"] and run.stream.held
+
+
+def test_a_lease_that_ran_out_while_being_taken_is_never_connected_on() -> None:
+    """Handing on what was seen before took longer than the lease (a slow broker), and no
+    renewal got through meanwhile: the vendor connection is not opened."""
+    lease = MemoryLease(LeasePolicy(2))
+    lease.renewals = [Renewal.FAILED] * 1000
+    listener = Listener(slow_s=lease.policy.lease_s)  # past the deadline (1.5 s)
+    with running(lease, listener) as run:
+        assert "no renewal reached Redis" in listener.lost_reason()
+        assert run.log == [] and not run.stream.held
 
 
 def test_a_lone_holder_whose_renewals_fail_stays_connected_until_they_succeed() -> None:
     """No standby listed: a broker outage of three leases leaves the feed connection up."""
     lease = MemoryLease(LeasePolicy(2))
-    log: list[str] = []
-    stream, vendors = leased(lease, log, reconnecting=True)
-    listener = Listener()
-    thread = run_in_thread(stream, listener)
-    try:
-        wait_for(lambda: log == ["connected"], 5, "connected")
+    with running(lease, reconnecting=True) as run:
+        run.wait_connected()
         lease.renewals = [Renewal.FAILED] * 30  # ~6.5 s: poll_s 0.2 after the first try
         threading.Event().wait(2 * lease.policy.lease_s)  # the deadline was at 1.5 s
-        assert log == ["connected"] and stream.held
+        assert run.log == ["connected"] and run.stream.held
         wait_for(lambda: not lease.renewals, 15, "Redis back")
         threading.Event().wait(lease.policy.lease_s)  # confirmed again: a drop reconnects
-        vendors[0].push_out()
-        wait_for(lambda: log == ["connected", "disconnected", "connected"], 5, "reconnected")
-        assert not [c for c in listener.calls if c[0] == "lost"]
-    finally:
-        stream.stop()
-        thread.join(10)
-    assert not thread.is_alive() and len(vendors) == 1
+        run.vendors[0].push_out()
+        wait_for(lambda: run.log == ["connected", "disconnected", "connected"], 5, "reconnected")
+        assert not [c for c in run.listener.calls if c[0] == "lost"]
+    assert len(run.vendors) == 1
 
 
 def test_a_held_over_holder_pushed_out_does_not_reconnect_and_stands_by() -> None:
@@ -522,27 +577,18 @@ def test_a_held_over_holder_pushed_out_does_not_reconnect_and_stands_by() -> Non
     lease and connected; the vendor pushes the older connection out. The holder must not
     reconnect (it would push the standby out in turn): it stands by."""
     lease = MemoryLease(LeasePolicy(2))
-    log: list[str] = []
-    stream, vendors = leased(lease, log, reconnecting=True)
-    listener = Listener()
-    thread = run_in_thread(stream, listener)
-    try:
-        wait_for(lambda: log == ["connected"], 5, "connected")
+    with running(lease, reconnecting=True) as run:
+        run.wait_connected()
         lease.renewals = [Renewal.FAILED] * 1000
         threading.Event().wait(lease.policy.lease_s + 0.5)  # past the deadline: held over
-        assert log == ["connected"] and stream.held
+        assert run.log == ["connected"] and run.stream.held
         lease.value = B  # the standby's lease, once Redis expired ours
-        vendors[0].push_out()
-        wait_for(lambda: any(c[0] == "lost" for c in listener.calls), 5, "the loss recorded")
-        (reason,) = next(c[1] for c in listener.calls if c[0] == "lost")
-        assert "not reconnecting" in reason
+        run.vendors[0].push_out()
+        assert "not reconnecting" in run.listener.lost_reason()
         threading.Event().wait(1.0)
-        assert log == ["connected", "disconnected"] and len(vendors) == 1 and not stream.held
+        assert run.log == ["connected", "disconnected"] and len(run.vendors) == 1
+        assert not run.stream.held
         assert list(lease.standing_by) == ["me pid 7"]  # standing by again
-    finally:
-        stream.stop()
-        thread.join(10)
-    assert not thread.is_alive()
 
 
 # -- StreamWorker on taking the lease ----------------------------------------------------------
