@@ -200,11 +200,10 @@ def _missing_minutes(store: Store, settings: Settings) -> dict[str, dict[str, An
     quiet, repaired, open), as the quality validator counts them; nothing is recorded."""
     from rrr.quality.validator import DataQualityValidator
 
-    quality = DataQualityValidator(store, settings)
-    quality.validate_recent_data(lookback_hours=24)
+    counts = DataQualityValidator(store, settings).count_missing_minutes(lookback_hours=24)
     return {
         ticker: {**minutes.to_dict(), "described": minutes.describe()}
-        for ticker, minutes in quality.minute_counts.items()
+        for ticker, minutes in counts.items()
     }
 
 

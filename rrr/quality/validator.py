@@ -133,11 +133,19 @@ class DataQualityValidator:
         """Every finding over the last ``lookback_hours``, most severe first; stores nothing."""
         return self._validate(self.now(), lookback_hours)
 
+    def count_missing_minutes(self, lookback_hours: float = 24.0) -> dict[str, MinuteCounts]:
+        """Each ticker's missing minutes, as a validation counts them, without the checks and
+        the reads only they need (every quote of the window): for ``rrr status``."""
+        self._validate(self.now(), lookback_hours, checks=False)
+        return dict(self.minute_counts)
+
     def _window_start(self, now_ms: int, lookback_hours: float) -> int:
         start = now_ms - int(lookback_hours * HOUR_MS)
         return start - start % self.thresholds.bar_ms
 
-    def _validate(self, now_ms: int, lookback_hours: float) -> list[QualityIssue]:
+    def _validate(
+        self, now_ms: int, lookback_hours: float, checks: bool = True
+    ) -> list[QualityIssue]:
         th = self.thresholds
         start_ms = self._window_start(now_ms, lookback_hours)
         stream_events = self.store.read_events(
@@ -160,19 +168,20 @@ class DataQualityValidator:
             trades = self._trades_where_bars_missing(ticker, bars, start_ms, now_ms)
             disconnects = disconnect_windows(stream_events, ticker, now_ms)
             answered = answered_windows(self._repair_events, ticker)
-            issues += run_all_checks(
-                ticker,
-                bars=bars,
-                trades=trades,
-                quotes=self.store.read_quotes(ticker, start_ms, now_ms),
-                start_ms=start_ms,
-                now_ms=now_ms,
-                last_data_ms=_last_data_ms(latest, ticker, th.bar_ms),
-                stream_connected=connected,
-                disconnects=disconnects,
-                rest_answered=answered,
-                thresholds=th,
-            )
+            if checks:
+                issues += run_all_checks(
+                    ticker,
+                    bars=bars,
+                    trades=trades,
+                    quotes=self.store.read_quotes(ticker, start_ms, now_ms),
+                    start_ms=start_ms,
+                    now_ms=now_ms,
+                    last_data_ms=_last_data_ms(latest, ticker, th.bar_ms),
+                    stream_connected=connected,
+                    disconnects=disconnects,
+                    rest_answered=answered,
+                    thresholds=th,
+                )
             minutes = classify_missing(
                 bars, trades, start_ms, now_ms - th.settle_ms, disconnects, answered, th
             )

@@ -82,6 +82,25 @@ def test_two_hour_hole_without_evidence_is_unverified_not_quiet(store: Store) ->
     assert check.minute_counts == {BTC: MinuteCounts(unverified=HOLE_MINUTES)}
 
 
+def test_missing_minutes_alone_count_the_same_without_reading_quotes(store: Store) -> None:
+    """``rrr status`` asks for the counts only: the same as a validation's, and no quote read
+    (a day of quotes is most of what a validation reads)."""
+    plant_hole(store)
+    full = validator(store, T_NOW)
+    full.validate_recent_data(lookback_hours=24)
+    quote_reads = []
+    read_quotes = store.read_quotes
+
+    def counted(*args: object, **kwargs: object) -> object:
+        quote_reads.append(args)
+        return read_quotes(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.read_quotes = counted  # type: ignore[method-assign]
+    counts = validator(store, T_NOW).count_missing_minutes(lookback_hours=24)
+    assert counts == full.minute_counts == {BTC: MinuteCounts(unverified=HOLE_MINUTES)}
+    assert quote_reads == []
+
+
 def test_hole_sent_to_rest_in_one_request_and_never_asked_again(store: Store) -> None:
     plant_hole(store)
     asked: list[tuple[str, int, int]] = []
