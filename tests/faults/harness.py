@@ -37,6 +37,7 @@ from tests.conftest import FAULT_LINES_ENV, WorkerProcess, pipeline_env, wait_dr
 from tests.integration.stream_support import (
     MINUTE,
     TICKERS,
+    LoggedProcess,
     StreamProcess,
     market_truth,
     migrate,
@@ -176,8 +177,8 @@ class Pipeline:
     env_extra: dict[str, str] = field(default_factory=dict)
     sim_options: dict[str, Any] = field(default_factory=dict)
     _sim: Simulator | None = None
-    streams: list[StreamProcess] = field(default_factory=list)
-    workers: list[WorkerProcess] = field(default_factory=list)
+    streams: list[LoggedProcess] = field(default_factory=list)  # StreamProcess, or on a host
+    workers: list[WorkerProcess | LoggedProcess] = field(default_factory=list)
 
     @property
     def sim(self) -> Simulator:

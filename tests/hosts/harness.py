@@ -136,7 +136,7 @@ class HostsPipeline(Pipeline):
              "--without-mingle"],
             f"worker-{role}", RRR_INGEST_CONCURRENCY="1", RRR_BACKFILL_CONCURRENCY="1", **extra,
         )  # fmt: skip
-        self.workers.append(worker)  # type: ignore[arg-type]
+        self.workers.append(worker)
         if wait:
             worker.wait_logged(WORKER_READY, 90)
         return worker
@@ -161,7 +161,7 @@ class HostsPipeline(Pipeline):
     def start_stream_on(self, host: str = "stream", **extra: str) -> HostProcess:
         assert self.sim.ws_url == self.feed_urls["POLYGON_WS_URL"]  # the feed is on
         stream = self.start_on(host, [sys.executable, "-m", "rrr_cli", "stream"], "stream", **extra)
-        self.streams.append(stream)  # type: ignore[arg-type]
+        self.streams.append(stream)
         return stream
 
     def run_cli(self, host: str, *args: str, timeout_s: float = 120) -> tuple[int, str]:
@@ -183,8 +183,9 @@ class HostsPipeline(Pipeline):
     def stop_workers(self) -> None:
         """Warm shutdown of every Celery worker still running (it acks what it holds)."""
         for worker in self.workers:
-            if worker.proc.poll() is None:
-                worker.terminate()  # type: ignore[attr-defined]
+            assert isinstance(worker, HostProcess)  # start_celery's, never start_worker's
+            if worker.alive():
+                worker.terminate()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.log_path.name}\n{p.log(3000)}" for p in self.processes)

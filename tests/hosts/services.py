@@ -15,9 +15,10 @@ from pathlib import Path
 
 import psycopg
 
-from rrr.broker import die_with_parent, is_up, server_binary
+from rrr.broker import is_up, server_binary
 from rrr.pids import pid_alive
 from tests.hosts.netns import Host
+from tests.integration.stream_support import LoggedProcess
 from tests.support.waiting import wait_for
 
 PG_USER = "postgres"
@@ -33,52 +34,19 @@ def pg_bin_dir() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-class HostProcess:
-    """A program run on a host (``ip netns exec``), its output in ``log_path``; in a session of
-    its own, so a kill takes its children too."""
+class HostProcess(LoggedProcess):
+    """A program run on a host (``ip netns exec``), its output in ``log_path``."""
 
     def __init__(
         self, host: Host, argv: list[str], env: dict[str, str], log_path: Path,
         user: str | None = None, cwd: Path | None = None,
     ) -> None:  # fmt: skip
         self.host = host
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            host.command(argv, user),
-            env=env,
-            cwd=cwd,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # never outlives a killed test run
-        )
-
-    def log(self, tail: int = 5000) -> str:
-        return self.log_path.read_text(errors="replace")[-tail:]
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def wait_logged(self, text: str, timeout_s: float = 60) -> None:
-        def seen() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.log_path.name} exited early:\n{self.log()}")
-            return text.encode() in self.log_path.read_bytes()
-
-        wait_for(seen, timeout_s, f"{text!r} in {self.log_path.name}")
-
-    def terminate(self, timeout_s: float = 60, sig: int = signal.SIGTERM) -> int:
-        """SIGTERM to the program (a Celery worker's warm shutdown), its exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout_s)
-        finally:
-            self.kill()
+        super().__init__(host.command(argv, user), env, log_path, cwd)
 
     def kill(self) -> None:
-        """SIGKILL to the whole session (pool children too)."""
+        """SIGKILL to the whole session (pool children too), even when its leader has exited:
+        whatever it left running in its session goes as well."""
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:

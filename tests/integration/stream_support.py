@@ -142,15 +142,18 @@ def migrate(database_url: str) -> None:
     store.close()
 
 
-class StreamProcess:
-    """``python -m rrr_cli stream`` as a subprocess, stopped with SIGTERM like in production."""
+class LoggedProcess:
+    """A program run by the test, its output in ``log_path``; in a session of its own, so a
+    kill of its process group takes its children too."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = ROOT
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rrr_cli", "stream", *args],
-            cwd=ROOT,
+            argv,
+            cwd=cwd,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -158,13 +161,25 @@ class StreamProcess:
             preexec_fn=die_with_parent,  # never outlives a killed test run
         )
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def log(self, tail: int | None = None) -> str:
+        text = self.log_path.read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
-    def terminate(self, timeout_s: float = 30) -> int:
-        """SIGTERM, then the exit code (the process flushes and exits by itself)."""
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_logged(self, text: str, timeout_s: float = 60) -> None:
+        def seen() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.log_path.name} exited early:\n{self.log(5000)}")
+            return text.encode() in self.log_path.read_bytes()
+
+        wait_until(seen, timeout_s, f"{text!r} in {self.log_path.name}")
+
+    def terminate(self, timeout_s: float = 60, sig: int = signal.SIGTERM) -> int:
+        """``sig`` (SIGTERM: the program flushes and exits by itself), then the exit code."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout=timeout_s)
         finally:
@@ -181,6 +196,13 @@ class StreamProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self._log.close()
+
+
+class StreamProcess(LoggedProcess):
+    """``python -m rrr_cli stream`` as a subprocess, stopped with SIGTERM like in production."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
+        super().__init__([sys.executable, "-m", "rrr_cli", "stream", *args], env, log_path)
 
 
 def queued_tasks(redis_client: Any, queue: str) -> list[dict[str, Any]]:
