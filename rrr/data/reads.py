@@ -3,7 +3,7 @@ frames shaped (rrr/data/frames.py), bars resampled and filled (resample.py, fill
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -56,10 +56,12 @@ def read_frame(store: StoreReader, query: RangeQuery, exact: bool) -> pd.DataFra
         return raw_frame(query, chunks, exact)
 
 
-def check_known(store: StoreReader, kind: str, wanted: Sequence[str], found: pd.Series) -> None:
+def check_known(
+    store: StoreReader, kind: str, wanted: Sequence[str], found: Iterable[str] = ()
+) -> None:
     """A ticker with no row in the range: fine if the store holds any row of it (a quiet or
     missing stretch), a ValueError if it holds none (a typo, or never loaded)."""
-    unseen = sorted(set(wanted) - set(found.unique()))
+    unseen = sorted(set(wanted) - set(found))
     unknown = []
     for name in unseen:
         query = RangeQuery(kind, (name,), *_EVER_MS)

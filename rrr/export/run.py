@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rrr.data.reads import check_known
 from rrr.export.files import PART_ROWS, PartitionWriter, RowsToArrow, load_manifest, save_manifest
 from rrr.export.plan import FORMATS, KINDS, DayPart, day_parts, spans_to_write
 from rrr.storage.range_reads import CHUNK_ROWS, RangeQuery
@@ -65,7 +66,10 @@ def export(
     chunk_rows: int = CHUNK_ROWS,
     part_rows: int = PART_ROWS,
 ) -> ExportProgress:
-    """Write the plan's partitions not finished before; returns what was done."""
+    """Write the plan's partitions not finished before; returns what was done. A ticker never
+    stored is a ValueError, as in ``rrr.data``, not an empty export."""
+    if plan.kind != "sentiment":
+        check_known(store, plan.kind, plan.keys)
     plan.folder.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(plan.folder, plan.fmt)
     parts = day_parts(plan.kind, plan.keys, plan.start_ms, plan.end_ms, now_ms)

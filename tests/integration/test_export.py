@@ -148,6 +148,7 @@ def test_cli_writes_csv_and_refuses_bad_input(sqlite_url: str, tmp_path: Path) -
         (["--tickers", "BTCUSD"], "bad ticker"),
         (["--tickers", "X:BTCUSD", "--kind", "candles"], "unknown kind"),
         (["--tickers", "X:BTCUSD", "--format", "xlsx"], "unknown format"),
+        (["--tickers", "X:DOGEUSD", "--format", "csv"], "no bars stored for X:DOGEUSD"),
     ]:
         refused = CliRunner().invoke(app, [*args, *bad], env=env)
         assert refused.exit_code == 2 and says in refused.output, refused.output
