@@ -118,29 +118,27 @@ class Publisher:
         (backpressure on the reader); without a journal (benchmarks), while the queue is.
 
         Returns False only if ``abandon()`` turned true before the item reached the journal
-        (shutdown with a stuck publisher); the caller then keeps the item."""
-        seq = None
+        (without one: the queue) during a shutdown with a stuck publisher; the caller then
+        keeps the item."""
         if self._journal is not None:
             seq = self._append(encode_item(kind, payload), abandon)
             if seq is None:
                 return False
-        item = (seq, kind, payload)
-        if seq is not None:
             # Journaled: with the queue full this thread finds it on disk (a gap in the
             # sequence) and publishes it from there. The reader must not wait for a send: one
             # to a broker that does not answer (a network partition, not a refusal) holds this
             # thread for tens of seconds, and a reader stopped that long is dropped by the
             # vendor as a slow consumer (tests/hosts: a 30 s cut from the broker did).
             with contextlib.suppress(queue.Full):
-                self._queue.put_nowait(item)
+                self._queue.put_nowait((seq, kind, payload))
             return True
         while True:
             try:
-                self._queue.put(item, timeout=0.2)
+                self._queue.put((None, kind, payload), timeout=0.2)
                 return True
             except queue.Full:
                 if abandon() or not self._thread.is_alive():
-                    return seq is not None  # journaled: the next start publishes it
+                    return False
 
     def _append(self, record: bytes, abandon: Callable[[], bool]) -> int | None:
         assert self._journal is not None

@@ -338,11 +338,21 @@ def test_a_hanging_send_never_stops_the_reader(tmp_path: Path) -> None:
     broker = HangingBroker()
     pub = publisher(broker, Journal(tmp_path, 10_000_000), queue_size=4)
     pub.start()
-    started = time.monotonic()
-    for n in range(200):
-        assert pub.put(BATCH, batch(n))
-    assert time.monotonic() - started < 2.0  # the reader never waited on the stuck send
-    broker.release.set()
+    put: list[bool] = []
+
+    def read() -> None:
+        for n in range(200):
+            put.append(pub.put(BATCH, batch(n)))
+
+    reader = threading.Thread(target=read)
+    try:
+        reader.start()
+        reader.join(2.0)  # the reader never waits on the stuck send
+        assert not reader.is_alive(), f"{len(put)} of 200 puts returned in 2 s"
+    finally:
+        broker.release.set()
+        reader.join(60)
+    assert put == [True] * 200
     wait_for(lambda: len(broker.sent) == 200)
     pub.close()
     assert ids(broker.sent) == [f"s-{n}" for n in range(200)]
