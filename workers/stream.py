@@ -36,7 +36,7 @@ from rrr.wire import BATCH, DEAD_LETTERS, EVENTS, REPAIR, RepairRequest
 from workers.confirmer import Confirmer
 from workers.items import capped
 from workers.journal import Journal
-from workers.publisher import Publisher
+from workers.publisher import Publisher, is_broker_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class StreamWorker:
         max_seconds: float | None = None,
         applied: AppliedMarks | None = None,
         republish_after_s: float = DEFAULT_REPUBLISH_AFTER_S,
+        is_unreachable: Callable[[BaseException], bool] = is_broker_unreachable,
     ) -> None:
         self._stream = stream
         self._batcher = batcher
@@ -112,6 +113,7 @@ class StreamWorker:
             clock.now_ms,
             confirmer=confirmer,
             metrics=self.metrics,
+            is_unreachable=is_unreachable,
         )
         self._save_last_seen = save_last_seen
         if resume_from:

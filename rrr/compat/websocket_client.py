@@ -49,7 +49,7 @@ from typing import Any
 from rrr.batching import Batcher, sequential_ids
 from rrr.broker import resolve_redis_url
 from rrr.clock import SystemClock
-from rrr.compat.direct_sink import StoreSink
+from rrr.compat.direct_sink import StoreSink, store_unavailable
 from rrr.compat.supabase_client import SupabaseClient, facade_settings
 from rrr.config import Secret, Settings, parse_tickers, redact_url
 from rrr.errors import ConfigError
@@ -220,7 +220,7 @@ class PolygonWebSocketClient:
                 settings.polygon_ws_url, key, settings.tickers, self.options,
                 channels=self.channels,
             )  # fmt: skip
-            sink = StoreSink(self._direct_store(), self._stopping)
+            sink = StoreSink(self._direct_store())
             journal = Journal(
                 settings.var_dir / DIRECT_JOURNAL,
                 settings.spool_max_mb * 1_000_000,
@@ -236,6 +236,7 @@ class PolygonWebSocketClient:
                 request_repair=_repair_not_available,
                 journal=journal,
                 stats=StreamStats(url=settings.polygon_ws_url, started_ms=clock.now_ms()),
+                is_unreachable=store_unavailable,  # a database down: waited out, journaled
                 **common,
             )
         # The broker path is the stream worker's own wiring, taken whole (journal, applied

@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from rrr.compat import (
 )
 from rrr.compat.websocket_client import DIRECT_JOURNAL
 from rrr.config import Secret, Settings
+from rrr.errors import TransientStorageError
 from rrr.models import Bar, Batch, Trade
 from rrr.quality.events import COMPONENT as QUALITY_COMPONENT
 from rrr.quality.events import FOLLOW_UPS
@@ -522,3 +524,68 @@ def test_the_original_calls_on_the_supabase_rest_store(
         assert stats["sentiment"]["last"]["BTC"]["sentiment_label"] == scored.sentiment_label
         findings = [i for i in issues if i.issue_type != UNVERIFIED]
         assert stats["quality"]["issues_found"] == len(findings) == len(recorded_findings(store))
+
+
+class RefusingStore:
+    """A real store whose writes fail as a database that is down fails, while ``down`` is set."""
+
+    WRITES = ("apply_batch", "add_dead_letters", "add_events")
+
+    def __init__(self, store: Store) -> None:
+        self._store, self.down = store, threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name not in self.WRITES:
+            return attr
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            if self.down.is_set():
+                raise TransientStorageError("database is down (test)")
+            return attr(*args, **kwargs)
+
+        return write
+
+
+def test_without_broker_a_stop_while_the_database_is_down_leaves_the_batches_journaled(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The database refuses writes (transient) when the client stops: stop() returns without
+    waiting out the outage, the batches stay in var/journal-direct (none set aside as
+    unsendable), and the next client stores them: in the end the store equals what was sent."""
+    journal_dir = tmp_path / "var" / DIRECT_JOURNAL
+    sim = simulator(3000.0, max_events=None)
+    try:
+        settings = settings_for(tmp_path, sqlite_url, polygon_ws_url=sim.ws_url)
+        refusing = RefusingStore(open_store(sqlite_url))
+        with SupabaseClient(settings=settings, store=refusing) as supabase:  # type: ignore[arg-type]
+            client = PolygonWebSocketClient(supabase_client=supabase)
+
+            async def stop_while_down() -> float:
+                task = asyncio.create_task(client.run())
+                while records_handed_on(client.get_stats()) < 1000:
+                    assert not task.done()
+                    await asyncio.sleep(0.01)
+                refusing.down.set()
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 30
+                while journal_bytes(journal_dir) < 100_000:  # batches held for the database
+                    assert loop.time() < deadline, client.get_stats()
+                    await asyncio.sleep(0.01)
+                started = loop.time()
+                await client.stop()
+                await asyncio.wait_for(task, 60)
+                return loop.time() - started
+
+            stop_s = asyncio.run(stop_while_down())
+            held = journal_items(journal_dir)
+            assert stop_s < 10, f"stop() took {stop_s:.1f} s"
+            assert sum(kind == BATCH for kind, _ in held) >= 2
+            assert not list(journal_dir.glob("unsendable-*"))
+            refusing.down.clear()
+            again = PolygonWebSocketClient(supabase_client=supabase)
+            asyncio.run(run_until(again, 1, 60))
+        wait_until(lambda: sim.stats()["connections"] == 0, 5, "the server to see the close")
+        assert stored_records(sqlite_url) == sent_records(sim)
+    finally:
+        sim.stop()
