@@ -220,11 +220,11 @@ def quality_stats(store: StoreReader) -> dict[str, Any]:
     ``by_check``, ``last_issue_ms`` (when the newest was recorded), and the gap follow-ups
     ``repairs_requested`` and ``gaps_repaired``. A run that finds nothing new records nothing,
     so the time of the last run is not the store's to tell."""
-    from rrr.quality.events import COMPONENT, FOLLOW_UPS, GAP_REPAIRED, REPAIR_REQUESTED
+    from rrr.quality.events import GAP_REPAIRED, REPAIR_REQUESTED
+    from rrr.storage.status_reads import quality_events
 
-    events = store.read_events(COMPONENT)
+    events, issues = quality_events(store)
     kinds = events["event_type"] if len(events) else None
-    issues = events[~kinds.isin(FOLLOW_UPS)] if kinds is not None else events
     return {
         "issues_found": len(issues),
         "by_severity": _counts(issues, "severity"),

@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import pandas as pd
+
 from rrr.quality.events import COMPONENT as QUALITY_COMPONENT
 from rrr.quality.events import FOLLOW_UPS as QUALITY_FOLLOW_UPS
 from rrr.storage.base import KIND_TABLES, StoreReader
@@ -120,13 +122,22 @@ def latest_sentiments(store: StoreReader) -> dict[str, dict[str, Any]]:
     return out
 
 
+def quality_events(store: StoreReader, since_ms: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The data-quality validator's events recorded since ``since_ms``, and of those its
+    findings (not the follow-ups: repair requests and REST's answers). ``rrr status`` and
+    ``get_stats`` count from these."""
+    events = store.read_events(QUALITY_COMPONENT, since_ms=since_ms)
+    if events.empty:
+        return events, events
+    return events, events[~events["event_type"].isin(QUALITY_FOLLOW_UPS)]
+
+
 def quality_findings(store: StoreReader, since_ms: int) -> dict[str, Any]:
     """Findings of the data-quality validator recorded since ``since_ms``, by severity, and
     the time of its newest event of any kind (a run that finds nothing records nothing)."""
-    events = store.read_events(QUALITY_COMPONENT, since_ms=since_ms)
+    events, findings = quality_events(store, since_ms)
     if events.empty:
         return {"last_event_ms": None, "by_severity": {}}
-    findings = events[~events["event_type"].isin(QUALITY_FOLLOW_UPS)]
     return {
         "last_event_ms": int(events["ts_ms"].max()),
         "by_severity": {str(k): int(v) for k, v in findings["severity"].value_counts().items()},
