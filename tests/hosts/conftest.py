@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import IN_CI
 from tests.hosts.harness import HOSTS, Hosts
 from tests.hosts.netns import Network, unavailable_reason
-from tests.hosts.services import PostgresOnHost, RedisOnHost, pg_bin_dir
+from tests.hosts.services import PostgresOnHost, pg_bin_dir, redis_on_host
 
 
 def _cannot_run(reason: str) -> None:
@@ -36,7 +36,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
     try:
         net.create(HOSTS)
         made = Hosts(
-            net, PostgresOnHost(net["db"], bin_dir, logs), RedisOnHost(net["db"], logs / "redis")
+            net, PostgresOnHost(net["db"], bin_dir, logs), redis_on_host(net["db"], logs / "redis")
         )
         made.postgres.start()
         made.broker.start()

@@ -30,8 +30,8 @@ from rrr.simulator.server import Simulator, SimulatorOptions, with_feed
 from tests.conftest import ROOT, pipeline_env
 from tests.faults.harness import Pipeline
 from tests.hosts.netns import Network
-from tests.hosts.services import HostProcess, PostgresOnHost, RedisOnHost
-from tests.integration.stream_support import TICKERS, migrate
+from tests.hosts.services import HostProcess, PostgresOnHost
+from tests.integration.stream_support import TICKERS, RedisServer, migrate
 
 HOSTS = ["db", "feed", "stream", "stream2", "work1", "work2"]
 WORKER_READY = "ready."
@@ -45,7 +45,7 @@ class Hosts:
 
     net: Network
     postgres: PostgresOnHost
-    broker: RedisOnHost
+    broker: RedisServer
     scenarios: int = 0
 
     def fresh_stores(self) -> tuple[str, str]:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import psycopg
 
-from rrr.broker import is_up, server_binary
 from rrr.pids import pid_alive
 from tests.hosts.netns import Host
-from tests.integration.stream_support import LoggedProcess
+from tests.integration.stream_support import LoggedProcess, RedisServer
 from tests.support.waiting import wait_for
 
 PG_USER = "postgres"
 PG_PORT = 5432  # the host's own port space: no other cluster listens there
+REDIS_PORT = 6379  # the same
 PG_DATA_PREFIX = "rrr-hosts-pg-"  # + the creating process's id: a killed run's is found later
 
 
@@ -141,29 +141,10 @@ def remove_stale_data() -> list[Path]:
     return removed
 
 
-class RedisOnHost:
-    """The broker: Redis (the project's valkey build when present), AOF on, ``noeviction``."""
-
-    def __init__(self, host: Host, directory: Path) -> None:
-        self.host = host
-        self.directory = directory
-        self.port = 6379
-        self.url = f"redis://{host.address}:{self.port}/0"
-        self.proc: HostProcess | None = None
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.proc = HostProcess(
-            self.host,
-            [str(server_binary()), "--bind", self.host.address, "--port", str(self.port),
-             "--dir", str(self.directory), "--save", "", "--appendonly", "yes",
-             "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
-             # A private subnet of the test's own; a real broker across machines has a password.
-             "--protected-mode", "no"],
-            {"PATH": os.environ["PATH"]}, self.directory / "redis.log",
-        )  # fmt: skip
-        wait_for(lambda: is_up(self.url, 0.5), 30, "the db host's Redis")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate(30)
+def redis_on_host(host: Host, directory: Path) -> RedisServer:
+    """The broker: Redis on ``host``'s address, AOF fsynced every second (as rrr runs its
+    embedded one). No password: the subnet is the test's own; a real broker across machines
+    has one."""
+    return RedisServer(
+        directory, "everysec", bind=host.address, port=REDIS_PORT, launch=host.command
+    )

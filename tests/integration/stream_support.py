@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -217,33 +218,53 @@ def queued_tasks(redis_client: Any, queue: str) -> list[dict[str, Any]]:
 
 class RedisServer:
     """A Redis server of the test's own (valkey, the binary the project ships: CI never skips),
-    AOF on, in ``directory``, so a test can stop, pause, kill and restart its broker.
-    ``appendfsync``: "always", or "everysec" as rrr runs its embedded one; ``None``: no
-    persistence at all (a volatile broker)."""
+    AOF on, ``noeviction``, in ``directory`` (its log there too), so a test can stop, pause,
+    kill and restart its broker. ``appendfsync``: "always", or "everysec" as rrr runs its
+    embedded one; ``None``: no persistence at all (a volatile broker). ``bind``/``port``: where
+    it listens (a free port of 127.0.0.1 unless told); ``launch``: the command it runs under,
+    say a test host's ``ip netns exec`` (tests/hosts/netns.py ``Host.command``), which execs
+    the server so its pid is the server's."""
 
-    def __init__(self, directory: Path, appendfsync: str | None = "always") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        appendfsync: str | None = "always",
+        *,
+        bind: str = "127.0.0.1",
+        port: int | None = None,
+        launch: Callable[[list[str]], list[str]] = list,  # list: the command as it is
+    ) -> None:
         self.directory = directory
         self.appendfsync = appendfsync
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.bind = bind
+        self.port = port or free_port()
+        self.launch = launch
+        self.url = f"redis://{bind}:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                *(str(server_binary()), "--bind", "127.0.0.1", "--port", str(self.port)),
-                *("--save", "", "--dir", str(self.directory)),
-                *(
-                    ("--appendonly", "yes", "--appendfsync", self.appendfsync)
-                    if self.appendfsync
-                    else ("--appendonly", "no")
-                ),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
-        )
-        wait_until(lambda: is_up(self.url, 0.2), 10, "redis-server to start")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        argv = [
+            *(str(server_binary()), "--bind", self.bind, "--port", str(self.port)),
+            *("--save", "", "--dir", str(self.directory), "--maxmemory-policy", "noeviction"),
+            # Without a password, protected mode refuses every client not on loopback, --bind
+            # or not: a test host's broker serves the other hosts (on the test's own subnet).
+            *("--protected-mode", "no"),
+            *(
+                ("--appendonly", "yes", "--appendfsync", self.appendfsync)
+                if self.appendfsync
+                else ("--appendonly", "no")
+            ),
+        ]
+        with open(self.directory / "redis.log", "ab") as log:  # the server holds its own copy
+            self.proc = subprocess.Popen(
+                self.launch(argv),
+                env={"PATH": os.environ["PATH"]},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
+        wait_until(lambda: is_up(self.url, 0.2), 30, "redis-server to start")
 
     def pause(self) -> None:
         """SIGSTOP: connections stay open and nothing answers (a broker that hangs)."""
