@@ -30,13 +30,13 @@ from rrr.clock import now_ms
 from rrr.compat.repeating import Repeating
 from rrr.compat.supabase_client import SupabaseClient, facade_settings, iso
 from rrr.config import Secret, Settings
-from rrr.models import Rejected
+from rrr.errors import VendorError
 from rrr.sentiment.analyzer import (
     SentimentAnalyzer,
     SentimentResult,
     assets_of,
-    failure_event,
     interval_start_ms,
+    record_failure,
     to_asset,
 )
 from rrr.sentiment.prompts import AnswerRejected
@@ -159,12 +159,9 @@ class PerplexitySentimentAnalyzer(Repeating):
         slot = interval_start_ms(now_ms(), self.update_interval)
         try:
             result = self._analyzer.analyze_sentiment(asset)
-        except AnswerRejected as exc:
-            if store is not None:  # the raw answer is kept, as the scheduled task keeps it
-                store.add_events([failure_event(to_asset(asset), exc, now_ms(), slot)])
-                store.add_dead_letters(
-                    [Rejected(raw=exc.raw, reason=exc.reason, kind="sentiment", source=exc.source)]
-                )
+        except (AnswerRejected, VendorError) as exc:
+            if store is not None:  # kept as the scheduled task keeps it (get_stats counts it)
+                record_failure(store, to_asset(asset), exc, now_ms(), slot)
             raise
         stored = bool(store.add_sentiments([result.to_sentiment(slot)])) if store else False
         return StoredSentiment(result, stored)

@@ -189,6 +189,23 @@ def failure_event(
     )
 
 
+def record_failure(
+    store: Store,
+    asset: str,
+    exc: AnswerRejected | VendorError,
+    now_ms: int,
+    slot_ms: int,
+    attempt: int = 0,
+) -> None:
+    """A failed scoring, kept: its system event, and a rejected answer's raw text as a dead
+    letter (the scheduled round and the original API's analyzer alike)."""
+    store.add_events([failure_event(asset, exc, now_ms, slot_ms, attempt)])
+    if isinstance(exc, AnswerRejected):
+        store.add_dead_letters(
+            [Rejected(raw=exc.raw, reason=exc.reason, kind="sentiment", source=exc.source)]
+        )
+
+
 def no_key_event(now_ms: int, slot_ms: int) -> SystemEvent:
     """One per interval, however often the round runs in it."""
     return SystemEvent(
@@ -229,13 +246,9 @@ def score_assets(
         try:
             result = analyzer.analyze_sentiment(asset)
         except (AnswerRejected, VendorError) as exc:
-            now = analyzer.clock.now_ms()
-            store.add_events([failure_event(asset, exc, now, slot_ms, attempt)])
+            record_failure(store, asset, exc, analyzer.clock.now_ms(), slot_ms, attempt)
             log.warning("sentiment for %s failed: %s", asset, exc)
             if isinstance(exc, AnswerRejected):
-                store.add_dead_letters(
-                    [Rejected(raw=exc.raw, reason=exc.reason, kind="sentiment", source=exc.source)]
-                )
                 report.rejected.append(asset)
             elif is_transient(exc):
                 report.transient.append(asset)
