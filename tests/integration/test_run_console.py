@@ -6,7 +6,6 @@ broker's AOF with every task message, the journal) or any process's command line
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import signal
@@ -14,8 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ import pytest
 from rrr.broker import free_port
 from tests.integration.stream_support import TICKERS, simulator
 from tests.integration.test_run import alive, process_tree
+from tests.support.http import http_status
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,17 +39,7 @@ _WARNING = re.compile(r"\b(?:WARNING|ERROR|CRITICAL)\b|\w+Warning: ")
 
 
 def flower_status(port: int, login: tuple[str, str] | None) -> int:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/")
-    if login is not None:
-        token = base64.b64encode(":".join(login).encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0  # not listening yet
+    return http_status(f"http://127.0.0.1:{port}/", ":".join(login) if login else None)
 
 
 def test_console_is_short_flower_needs_its_login_and_no_secret_leaks(
