@@ -20,6 +20,7 @@ from rrr.simulator.server import Simulator, SimulatorOptions, with_feed
 from rrr.storage import open_store
 from tests.conftest import pipeline_env, wait_drained
 from tests.integration.stream_support import (
+    MINUTE,
     TICKERS,
     StreamProcess,
     market_truth,
@@ -30,7 +31,6 @@ from tests.integration.stream_support import (
 
 pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.slow]
 
-MINUTE = 60_000
 # Events after the second reconnect (12 s at 1,000 events/s). The feed is bounded from there,
 # not from its start: a stream process slow to start on a loaded machine still sees two
 # connections of 2,000+ events and these, where a budget counted from the start ran out first.
