@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 import pytest
@@ -25,13 +25,12 @@ import redis
 
 from rrr.broker import die_with_parent
 from rrr.pids import pid_alive
+from tests.support.missing import missing
 
 FAULT_LINES_ENV = "RRR_FAULT_LINES_FILE"  # tests/faults/harness.py writes it
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
-# CI=true, CI=1, CI=yes ...: any value but an empty, "0", "false" or "no" one means CI.
-IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 PG_BASE_URL = os.environ.get("PG_TEST_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_BASE = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379")
 CLAIM_KEY = "rrr:test:claim"
@@ -44,11 +43,8 @@ if not (SHARED / "fixtures").is_dir():
     )
 
 
-def _service_missing(what: str, exc: Exception) -> None:
-    message = f"{what} is not reachable ({exc})"
-    if IN_CI:
-        pytest.fail(f"{message}; in CI this service must run", pytrace=False)
-    pytest.skip(f"{message}; start it to run this test")
+def _service_missing(what: str, exc: Exception) -> NoReturn:
+    missing(f"{what} is not reachable ({exc}); start it to run this test", "this service must run")
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from rrr.config import Secret
 from rrr.storage import Store, open_store
 from rrr.storage.supabase import SupabaseStore
-from tests.conftest import IN_CI
+from tests.support.missing import missing
 from tests.support.postgrest_binary import find_binary
 from tests.support.supabase_local import LocalSupabase
 
@@ -29,9 +29,7 @@ def need_postgrest() -> None:
     """Skip (fail in CI) when the pinned PostgREST binary is not installed."""
     binary, why = find_binary()
     if binary is None:
-        if IN_CI:
-            pytest.fail(f"{why}; in CI the Supabase tests must run", pytrace=False)
-        pytest.skip(why)
+        missing(why, "the Supabase tests must run")
 
 
 @pytest.fixture
