@@ -34,7 +34,7 @@ from rrr.errors import ConfigError
 from rrr.metrics.http import serve_metrics
 from rrr.models import SOURCE_POLYGON, SOURCE_SIMULATOR, Batch, Rejected, SystemEvent
 from rrr.polygon.stream import PolygonStream
-from rrr.stats import StreamStats, load_last_seen, publish_stats, save_last_seen
+from rrr.stats import StreamStats, publish_stats, save_last_seen
 from rrr.task_names import (
     QUEUE_BACKFILL,
     QUEUE_INGEST,
@@ -188,16 +188,6 @@ def open_journal(settings: Settings) -> Journal | None:
     )
     adopt_spool(settings.var_dir / "spool", journal)
     return journal
-
-
-def previous_last_seen(client: redis.Redis) -> dict[str, int]:
-    """What the previous run saw last, per ticker; nothing when Redis cannot say (the run
-    then starts without a restart gap, and says so)."""
-    try:
-        return load_last_seen(client)
-    except redis.RedisError as exc:
-        log.warning("cannot read the previous run's last events (%s): no restart gap", exc)
-        return {}
 
 
 def leased_stream(settings: Settings, redis_url: str, key: Secret) -> LeasedStream:
