@@ -19,30 +19,22 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from rrr.backfill.plan import plan_backfill, request_from_flags
 from rrr.clock import now_ms
 from tests.conftest import ROOT, WorkerProcess, broker_leftovers, pipeline_env
-from tests.faults.harness import LONG, Tally, pipeline, report, scaled
+from tests.faults.harness import LONG, History, Tally, pipeline, report, scaled
 from tests.integration.stream_support import TICKERS, sent_records, stored_records, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
-DAY_MS = 86_400_000
 RATE_LIMIT = "5/min"
 REQUEST_SPACING_S = 12  # 5/min with the limiter's burst of 1
 LIMIT_MS = 50.0
-
-
-def day_text(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
 def latency_ms(database_url: str, since_ms: int, until_ms: int) -> tuple[float, float, int]:
@@ -78,15 +70,8 @@ def test_backfill_pressure(
     started = time.monotonic()
     rate = 2_000
     baseline_s, pressure_s = scaled(8, 60), scaled(14, 120)
-    last_day_ms = (now_ms() // DAY_MS - 2) * DAY_MS  # history only: no bar the stream sends
-    first_day_ms = last_day_ms - int(scaled(14, 182)) * DAY_MS
-    days = ["--start", day_text(first_day_ms), "--end", day_text(last_day_ms)]
-    plan = plan_backfill(
-        request_from_flags(
-            list(TICKERS), months=None, start=days[1], end=days[3], multiplier=1,
-            timespan="minute", now_ms=now_ms(),
-        )
-    )  # fmt: skip
+    history = History.of_days(int(scaled(14, 182)))  # ends two days ago: no bar the stream sends
+    plan = history.plan
     events = int(rate * (baseline_s + pressure_s + 120))  # the stream is stopped, not run out
     with pipeline(tmp_path, redis_url, pg_url, start_worker, rate=rate, events=events) as run:
         rest = {"POLYGON_REST_URL": run.sim.rest_url, "POLYGON_RATE_LIMIT": RATE_LIMIT}
@@ -99,7 +84,7 @@ def test_backfill_pressure(
         time.sleep(baseline_s)
         base_until_ms = now_ms()
         enqueued = subprocess.run(
-            [sys.executable, "-m", "rrr_cli", "backfill", "--tickers", *TICKERS, *days,
+            [sys.executable, "-m", "rrr_cli", "backfill", "--tickers", *TICKERS, *history.flags,
              "--no-wait"],
             cwd=ROOT, env=pipeline_env(tmp_path, redis_url, pg_url, **rest),
             capture_output=True, text=True, timeout=60,
@@ -121,24 +106,21 @@ def test_backfill_pressure(
         pressure = latency_ms(pg_url, pressure_from_ms, pressure_until_ms)
         stored = stored_records(pg_url)
         # The backfill's bars are history (ending two days ago): not the stream's count.
-        stream_stored = Counter(
-            {k: n for k, n in stored.items() if not (k[0] == "bar" and k[-3] < last_day_ms)}
-        )
-        history_bars = sum(stored.values()) - sum(stream_stored.values())
+        stream_stored, history_bars = history.split(stored)
         sent = sent_records(run.sim)
         tally = Tally.of(sent, stream_stored)
         missing = sorted(sent - stream_stored)[:5]
         worker_log = backfill_worker.log()
     ratio = pressure[1] / base[1] if base[1] else float("inf")
     report(
-        "backfill-pressure", pg_url, tally, started, rate=rate, backfill_days=days[1:4:2],
+        "backfill-pressure", pg_url, tally, started, rate=rate, backfill_days=history.flags[1::2],
         chunks=len(plan.chunks), chunks_done_in_window=during.get("done", 0),
         history_bars=history_bars, base_p50_ms=round(base[0], 1), base_p99_ms=round(base[1], 1),
         p50_ms=round(pressure[0], 1), p99_ms=round(pressure[1], 1), p99_ratio=round(ratio, 2),
         rows_measured=base[2] + pressure[2],
     )  # fmt: skip
     assert (tally.lost, tally.duplicates) == (0, 0), (tally.lost_by_kind, missing, run.logs())
-    assert history_bars == len(TICKERS) * (last_day_ms - first_day_ms) // 60_000, worker_log
+    assert history_bars == history.bars, worker_log
     if LONG:  # run alone, as the README's figures are: the 50 ms
         assert pressure[1] < LIMIT_MS
     # By default this runs beside the rest of `make test` (two test processes on two cores),
