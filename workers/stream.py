@@ -78,7 +78,6 @@ class StreamWorker:
         stats: StreamStats | None = None,
         report_stats: Callable[[dict[str, Any]], None] | None = None,
         save_last_seen: Callable[[dict[str, int]], None] | None = None,
-        resume_from: Mapping[str, int] | None = None,
         max_messages: int | None = None,
         max_seconds: float | None = None,
         applied: AppliedMarks | None = None,
@@ -116,11 +115,6 @@ class StreamWorker:
             is_unreachable=is_unreachable,
         )
         self._save_last_seen = save_last_seen
-        if resume_from:
-            # The downtime before this run is a gap too (the previous run may have died).
-            self._gaps.resume(
-                {t: ms for t, ms in resume_from.items() if t in self._tickers}, RESTART_MARGIN_MS
-            )
         self._watching_since_ms = 0
         self._others: list[Any] = []  # statuses and rejected events of the current frame
         self._rejected: list[Rejected] = []

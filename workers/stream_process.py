@@ -165,7 +165,7 @@ def build_worker(
         stats=StreamStats(url=settings.polygon_ws_url, started_ms=clock.now_ms()),
         report_stats=report_stats,
         save_last_seen=save_holder_last_seen,
-        # No resume_from: what the run before saw last is read when the lease is taken
+        # What the run before saw last is read when the lease is taken
         # (StreamWorker.on_lease_acquired), which for a standby may be long after its start.
         max_messages=max_messages,
         max_seconds=max_seconds,
