@@ -14,12 +14,14 @@ from __future__ import annotations
 import os
 import socket
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
 
 from rrr import clock
+from rrr.models import Bar, Quote, Trade
 
 if TYPE_CHECKING:  # the stream worker imports this module and never loads the stores
     from rrr.storage.base import StoreReader
@@ -33,6 +35,12 @@ LAST_SEEN_KEY = "rrr:stream:last_seen"
 LAST_SEEN_TTL_S = 30 * 86_400
 LAG_SAMPLES = 4096
 LAG_SAMPLES_PER_BATCH = 8
+# The exchange time of a row of each kind (a bar's is its window's end).
+TIME_COLUMN = {
+    "trades": Trade._fields.index("ts_ms"),
+    "quotes": Quote._fields.index("ts_ms"),
+    "bars": Bar._fields.index("end_ms"),
+}
 _KINDS = ("trades", "quotes", "bars")
 # The original system's websocket stats named the same counts so.
 ORIGINAL_KIND_KEYS = {"trade_count": "trades", "quote_count": "quotes", "aggregate_count": "bars"}
@@ -74,13 +82,13 @@ class StreamStats:
         self.stopped_ms = 0  # set by the final heartbeat of a clean shutdown
         self._lags_ms: deque[int] = deque(maxlen=LAG_SAMPLES)
 
-    def sample_lag(self, kind: str, rows: list[Any], now_ms: int) -> None:
-        """Lag of a few rows of a batch at enqueue: now - exchange time (bar: window end)."""
-        if not rows:
-            return
-        at = 10 if kind == "bars" else 6
-        step = max(1, len(rows) // LAG_SAMPLES_PER_BATCH)
-        self._lags_ms.extend(now_ms - r[at] for r in rows[::step])
+    def sample_lag(self, kind: str, rows: Sequence[Any], now_ms: int) -> list[int]:
+        """Lag of a few rows of a batch at enqueue: now - exchange time (bar: window end).
+        Returns the samples (the Prometheus histogram observes the same ones)."""
+        at = TIME_COLUMN[kind]
+        lags = [now_ms - r[at] for r in rows[:: max(1, len(rows) // LAG_SAMPLES_PER_BATCH)]]
+        self._lags_ms.extend(lags)
+        return lags
 
     def lag_percentiles(self) -> tuple[float, float]:
         lags = sorted(self._lags_ms)

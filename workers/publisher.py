@@ -314,9 +314,9 @@ class Publisher:
             self._stats.batches_published += 1
             self._stats.rows_published += len(payload.rows)
             now = self._now_ms()
-            self._stats.sample_lag(payload.kind, payload.rows, now)
+            lags_ms = self._stats.sample_lag(payload.kind, payload.rows, now)
             if self._metrics is not None:
-                self._metrics.batch_published(payload.kind, payload.rows, now)
+                self._metrics.batch_published(payload.kind, len(payload.rows), lags_ms)
         return None
 
     def _failed(self, kind: str, payload: Any, error: BaseException, seq: int | None) -> bool:

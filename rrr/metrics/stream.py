@@ -11,26 +11,19 @@ rows, as ``StreamStats.sample_lag`` samples them), with their children looked up
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rrr.models import KINDS, Bar, Quote, Trade
-from rrr.stats import LAG_SAMPLES_PER_BATCH, StreamStats
+from rrr.models import KINDS
+from rrr.stats import StreamStats
 
 # Exchange time -> published: tens of ms when healthy (measured p99 30 ms at 2,000 msg/s),
 # seconds when the broker or the vendor lags, minutes when a journal is replayed.
 LAG_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 # Batches close at RRR_BATCH_SIZE (1,000) rows or RRR_BATCH_MAX_AGE_MS.
 BATCH_ROW_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
-# The exchange time of a row of each kind (a bar's is its window's end).
-TIME_COLUMN = {
-    "trades": Trade._fields.index("ts_ms"),
-    "quotes": Quote._fields.index("ts_ms"),
-    "bars": Bar._fields.index("end_ms"),
-}
 
 
 class StreamMetrics:
@@ -61,15 +54,13 @@ class StreamMetrics:
         self._rows: dict[str, Histogram] = {kind: rows.labels(kind) for kind in KINDS}
         self.registry.register(StreamStatsCollector(stats, last_event_ms, now_ms))
 
-    def batch_published(self, kind: str, rows: Sequence[Any], now_ms: int) -> None:
-        """A batch went to the broker (the publisher thread, first publish only)."""
-        self._rows[kind].observe(len(rows))
-        if not rows:
-            return
-        at = TIME_COLUMN[kind]
+    def batch_published(self, kind: str, rows: int, lags_ms: Sequence[int]) -> None:
+        """A batch of ``rows`` went to the broker (the publisher thread, first publish only);
+        ``lags_ms``: the lags ``StreamStats.sample_lag`` sampled from it."""
+        self._rows[kind].observe(rows)
         lag = self._lag[kind]
-        for row in rows[:: max(1, len(rows) // LAG_SAMPLES_PER_BATCH)]:
-            lag.observe((now_ms - row[at]) / 1000)
+        for ms in lags_ms:
+            lag.observe(ms / 1000)
 
 
 class StreamStatsCollector(Collector):

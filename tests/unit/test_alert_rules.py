@@ -60,7 +60,7 @@ class _Broker:
 def exposed_names() -> set[str]:
     """Every sample name rrr's exporters produce (counters' ``_total``, histograms' parts)."""
     stream = StreamMetrics(StreamStats(started_ms=1), lambda: {"X:BTCUSD": 1_000}, lambda: 2_000)
-    stream.batch_published("trades", [], 2_000)
+    stream.batch_published("trades", 0, [])
     families = list(stream.registry.collect())
     tasks = TaskMetrics()
     tasks.rows_stored.labels("t", "trades").inc()

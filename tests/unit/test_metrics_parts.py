@@ -53,13 +53,14 @@ def test_the_page_is_stream_stats_at_scrape_time() -> None:
 
 
 def test_a_batch_fills_both_histograms_with_stream_stats_sampling() -> None:
-    metrics = StreamMetrics(StreamStats(), dict, lambda: NOW)
+    stats = StreamStats()
+    metrics = StreamMetrics(stats, dict, lambda: NOW)
     rows = [trade(n, NOW - 100 * (n + 1)) for n in range(16)]  # lags 0.1 .. 1.6 s
-    metrics.batch_published("trades", rows, NOW)
+    metrics.batch_published("trades", len(rows), stats.sample_lag("trades", rows, NOW))
     bar = Bar(
         "X:BTCUSD", "1m", 1.0, 1.0, 1.0, 1.0, 1.0, None, None, NOW - 70_000, NOW - 10_000, "p"
     )
-    metrics.batch_published("bars", [bar], NOW)
+    metrics.batch_published("bars", 1, stats.sample_lag("bars", [bar], NOW))
     got = page(metrics)
     assert got[("rrr_stream_batch_rows_sum", (("kind", "trades"),))] == 16
     assert got[("rrr_stream_batch_rows_count", (("kind", "bars"),))] == 1
