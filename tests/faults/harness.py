@@ -33,6 +33,7 @@ from rrr.backfill.plan import Plan, plan_backfill, request_from_flags
 from rrr.clock import now_ms
 from rrr.polygon.timespans import DAY_MS
 from rrr.simulator.server import Simulator
+from rrr.storage import open_store
 from tests.conftest import FAULT_LINES_ENV, WorkerProcess, pipeline_env, wait_drained
 from tests.integration.stream_support import (
     MINUTE,
@@ -46,6 +47,7 @@ from tests.integration.stream_support import (
     stored_records,
     wait_until,
 )
+from workers.stream import COMPONENT as STREAM_COMPONENT
 
 LONG = os.environ.get("RRR_FAULTS_LONG", "").strip().lower() not in ("", "0", "false", "no")
 
@@ -380,6 +382,58 @@ def quotes_outside_gaps(lost: list[tuple[Any, ...]], gaps: list[dict[str, Any]])
         not any(g["ticker"] == q[1] and g["start_ms"] <= q[7] <= g["end_ms"] for g in gaps)
         for q in lost
     )
+
+
+# Minute bars close on the minute and a repair waits for its gap's last minute: up to a minute
+# and its settle delay after the feed ends, plus the repair itself.
+REPAIR_WAIT_S = 120
+
+
+def gap_events(database_url: str) -> list[dict[str, Any]]:
+    """The ``gap`` events the stream worker recorded (their details)."""
+    store = open_store(database_url)
+    try:
+        events = store.read_events(STREAM_COMPONENT)
+    finally:
+        store.close()
+    return list(events[events["event_type"] == "gap"]["details"])
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """The count of a stream fault once the feed ended and every repair landed."""
+
+    ticks: Tally  # trades and bars against the market's
+    quotes: Tally  # quotes against those sent
+    gaps: int  # gaps the stream worker announced
+    unannounced: int  # quotes lost outside every announced gap
+
+
+def count_after_repairs(run: Pipeline, fault: str, started: float, **extra: Any) -> Repaired:
+    """Wait for the feed's end and the repairs, stop the stream workers, drain; print the
+    fault line. The caller checks what it needs (``finish_and_count``: the usual)."""
+    run.wait_feed_done(run.events, 60)
+    run.wait_market_stored(REPAIR_WAIT_S)
+    run.stop_streams()
+    run.drain()
+    ticks, quotes, missed_quotes = run.market_tally()
+    gaps = gap_events(run.database_url)
+    unannounced = quotes_outside_gaps(missed_quotes, gaps)
+    report(
+        fault, run.database_url, ticks, started,
+        quotes_sent=quotes.sent, quotes_lost=quotes.lost, quotes_unannounced=unannounced,
+        repaired_gaps=len(gaps), **extra,
+    )  # fmt: skip
+    return Repaired(ticks, quotes, len(gaps), unannounced)
+
+
+def finish_and_count(run: Pipeline, fault: str, started: float, **extra: Any) -> int:
+    """``count_after_repairs``, then the check: no trade or bar lost or twice, no quote twice,
+    none lost unannounced. Returns how many gaps the stream worker announced."""
+    counted = count_after_repairs(run, fault, started, **extra)
+    assert (counted.ticks.lost, counted.ticks.duplicates) == (0, 0), run.logs()
+    assert counted.quotes.duplicates == 0 and counted.unannounced == 0
+    return counted.gaps
 
 
 @contextmanager

@@ -9,59 +9,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from rrr.polygon.stream import StreamOptions, backoff_delay_s
-from rrr.storage import open_store
 from tests.conftest import WorkerProcess
-from tests.faults.harness import (
-    Pipeline,
-    pipeline,
-    quotes_outside_gaps,
-    report,
-    scaled,
-)
+from tests.faults.harness import finish_and_count, pipeline, report, scaled
 from tests.integration.stream_support import TICKERS
-from workers.stream import COMPONENT as STREAM_COMPONENT
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 RATE = 1_000.0
-# Minute bars close on the minute and a repair waits for its gap's last minute: up to a minute
-# and its settle delay after the feed ends, plus the repair itself.
-REPAIR_WAIT_S = 120
-
-
-def gap_events(database_url: str) -> list[dict[str, Any]]:
-    store = open_store(database_url)
-    try:
-        events = store.read_events(STREAM_COMPONENT)
-    finally:
-        store.close()
-    gaps = events[events["event_type"] == "gap"]
-    return list(gaps["details"])
-
-
-def finish_and_count(run: Pipeline, fault: str, started: float, **extra: Any) -> int:
-    """Wait for the repairs, stop, drain; print the line and check it. Returns how many gaps
-    the stream worker announced."""
-    run.wait_feed_done(run.events, 60)
-    run.wait_market_stored(REPAIR_WAIT_S)
-    run.stop_streams()
-    run.drain()
-    ticks, quotes, missed_quotes = run.market_tally()
-    gaps = gap_events(run.database_url)
-    unannounced = quotes_outside_gaps(missed_quotes, gaps)
-    report(
-        fault, run.database_url, ticks, started,
-        quotes_sent=quotes.sent, quotes_lost=quotes.lost, quotes_unannounced=unannounced,
-        repaired_gaps=len(gaps), **extra,
-    )  # fmt: skip
-    assert (ticks.lost, ticks.duplicates) == (0, 0), run.logs()
-    assert quotes.duplicates == 0 and unannounced == 0
-    return len(gaps)
 
 
 def test_stream_kill(

@@ -20,9 +20,8 @@ from rrr.simulator.rest import RestSimOptions
 from rrr.stats import get_stats
 from rrr.storage import open_store
 from tests.conftest import short_visibility
-from tests.faults.harness import LONG, History, Tally, query, report, scaled
+from tests.faults.harness import LONG, History, Tally, finish_and_count, query, report, scaled
 from tests.faults.test_backfill_pressure import chunks_by_status
-from tests.faults.test_stream_faults import finish_and_count
 from tests.hosts.harness import Hosts, HostsPipeline, hosts_pipeline
 from tests.integration.stream_support import TICKERS, sent_records, stored_records, wait_until
 from tests.support.http import http_status

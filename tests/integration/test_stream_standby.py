@@ -35,12 +35,7 @@ import redis
 from rrr.stats import get_stats, load_last_seen
 from rrr.storage import open_store
 from tests.conftest import WorkerProcess
-from tests.faults.harness import (
-    Pipeline,
-    pipeline,
-    quotes_outside_gaps,
-    report,
-)
+from tests.faults.harness import Pipeline, count_after_repairs, pipeline
 from tests.faults.tcp_proxy import TcpProxy
 from tests.integration.stream_support import StreamProcess, _normal, stored_records, wait_until
 from workers.lease_redis import RedisLease, lease_client
@@ -59,7 +54,6 @@ pytestmark = [pytest.mark.worker, pytest.mark.redis, pytest.mark.slow]
 RATE = 1_000.0
 LEASE_S = 6  # short for the test; 3 s lost leases falsely on a box at load 9
 TAKEOVER_SLACK_S = 2.0  # process scheduling on a loaded machine, beyond the lease's own times
-REPAIR_WAIT_S = 120  # the last gap's minute bar closes on the minute, then its repair runs
 
 
 @dataclass(frozen=True)
@@ -210,20 +204,10 @@ def test_the_standby_takes_over_and_nothing_is_lost(
 
             # 5. The feed ends; repairs; the count.
             run.end_feed_after(int(RATE * 5))
-            run.wait_feed_done(run.events, 60)
-            run.wait_market_stored(REPAIR_WAIT_S)
-            watch.stop()
-            run.stop_streams()
-            run.drain()
-            ticks, quotes, missed_quotes = run.market_tally()
+            counted = count_after_repairs(
+                run, "stream-standby", started, takeovers=lease["takeovers"]
+            )
             events = stream_events(sqlite_url)
-            gaps = list(events[events["event_type"] == "gap"]["details"])
-            unannounced = quotes_outside_gaps(missed_quotes, gaps)
-            report(
-                "stream-standby", sqlite_url, ticks, started,
-                quotes_sent=quotes.sent, quotes_lost=quotes.lost,
-                quotes_unannounced=unannounced, takeovers=lease["takeovers"],
-            )  # fmt: skip
             dropped = run.sim.stats()["dropped"]
             stored = stored_records(sqlite_url)
             logs = run.logs()
@@ -232,8 +216,8 @@ def test_the_standby_takes_over_and_nothing_is_lost(
             watch.stop()
         proxy.stop()
 
-    assert (ticks.lost, ticks.duplicates) == (0, 0), logs
-    assert quotes.duplicates == 0 and unannounced == 0
+    assert (counted.ticks.lost, counted.ticks.duplicates) == (0, 0), logs
+    assert counted.quotes.duplicates == 0 and counted.unannounced == 0
     # Of a's first connection, the quotes stored are a prefix of those sent: only the tail a
     # never read (cut off at its deadline) is missing, nothing in the middle.
     flags = [q in stored for q in a_quotes]
@@ -362,20 +346,10 @@ def test_a_standby_started_while_a_lone_holder_is_cut_off_pushes_it_out(
 
             # 4. The feed ends; repairs; the count.
             run.end_feed_after(int(RATE * 3))
-            run.wait_feed_done(run.events, 60)
-            run.wait_market_stored(REPAIR_WAIT_S)
-            watch.stop()
-            run.stop_streams()
-            run.drain()
-            ticks, quotes, missed_quotes = run.market_tally()
+            counted = count_after_repairs(
+                run, "stream-standby-race", started, a_quotes=len(a_quotes)
+            )
             events = stream_events(sqlite_url)
-            gaps = list(events[events["event_type"] == "gap"]["details"])
-            unannounced = quotes_outside_gaps(missed_quotes, gaps)
-            report(
-                "stream-standby-race", sqlite_url, ticks, started,
-                quotes_sent=quotes.sent, quotes_lost=quotes.lost,
-                quotes_unannounced=unannounced, a_quotes=len(a_quotes),
-            )  # fmt: skip
             dropped = run.sim.stats()["dropped"]
             logs = run.logs()
     finally:
@@ -383,8 +357,8 @@ def test_a_standby_started_while_a_lone_holder_is_cut_off_pushes_it_out(
             watch.stop()
         proxy.stop()
 
-    assert (ticks.lost, ticks.duplicates) == (0, 0), logs
-    assert quotes.duplicates == 0 and unannounced == 0
+    assert (counted.ticks.lost, counted.ticks.duplicates) == (0, 0), logs
+    assert counted.quotes.duplicates == 0 and counted.unannounced == 0
     assert dropped == {"max_connections": 1}, dropped  # a, once: never b
     assert not watch.seen(lambda s: 3 in s.connections)
     lost = events[events["event_type"] == LEASE_LOST_EVENT]
