@@ -119,15 +119,24 @@ def fetch_chunk(
                 clock=_CLOCK,
                 lease_ms=lease_ms,
                 resume=Resume.from_dict(resume),
+                interrupted_by=(SoftTimeLimitExceeded,),
             )
     except SoftTimeLimitExceeded:
-        # Out of time (a very slow vendor): back to pending, and again from its first page.
+        # Out of time outside the pages (claiming, finishing): back to pending, same resume.
         more = not CHUNK_DEFERRALS.spent(deferrals)
         store().fail_chunk(chunk_id, "task time limit reached", now_ms(), retry=more)
         if not more:
             raise
-        raise again(1.0, None) from None
+        raise again(1.0, resume) from None
     except ChunkInterrupted as exc:
+        if isinstance(exc.cause, SoftTimeLimitExceeded):
+            # Out of time among the pages (a very slow vendor): pending again, and the retry
+            # goes on from the page it was on, so a chunk longer than the limit still ends.
+            if CHUNK_DEFERRALS.spent(deferrals):
+                store().fail_chunk(chunk_id, "task time limit reached", now_ms())
+                raise exc.cause from None
+            log.info("chunk %s: task time limit reached at page %d", chunk_id, exc.resume.page)
+            raise again(1.0, exc.resume.to_dict()) from None
         # Its Resume counts the errors, this one included; a limiter wait is never given up on.
         decision = decide_retry(exc.cause, exc.resume.errors - 1, CHUNK_ERRORS)
         if isinstance(decision, RetryIn) and (

@@ -69,10 +69,10 @@ class ChunkOutcome:
 
 
 class ChunkInterrupted(RrrError):
-    """A transient error stopped the chunk; it is pending again and ``resume`` says where to
-    carry on."""
+    """A transient error (or an ``interrupted_by`` exception: the task's time limit) stopped
+    the chunk; it is pending again and ``resume`` says where to carry on."""
 
-    def __init__(self, chunk_id: str, cause: RrrError, resume: Resume) -> None:
+    def __init__(self, chunk_id: str, cause: BaseException, resume: Resume) -> None:
         super().__init__(f"chunk {chunk_id} interrupted: {cause}")
         self.chunk_id = chunk_id
         self.cause = cause
@@ -97,7 +97,11 @@ def fetch_chunk(
     clock: Clock,
     lease_ms: int = DEFAULT_LEASE_MS,
     resume: Resume | None = None,
+    interrupted_by: tuple[type[BaseException], ...] = (),
 ) -> ChunkOutcome:
+    """Fetch and store the chunk's pages from ``resume`` on. ``interrupted_by``: exceptions
+    that stop it where it is, like a transient error but not counted as one (the Celery task's
+    soft time limit), so the retry goes on from that page instead of the first."""
     state = store.get_chunk(chunk_id)
     if state is None:
         return ChunkOutcome(chunk_id, "missing", error="no such chunk (was the plan written?)")
@@ -137,6 +141,9 @@ def fetch_chunk(
             store.touch_chunk(chunk_id, stored, clock.now_ms())
             timer.store_s += time.monotonic() - mark
             mark = time.monotonic()
+    except interrupted_by as exc:
+        _release(store, chunk_id, f"interrupted: {type(exc).__name__}", clock.now_ms())
+        raise ChunkInterrupted(chunk_id, exc, Resume(path, page, stored, resume.errors)) from exc
     except RrrError as exc:
         message = str(exc)
         if is_transient(exc):

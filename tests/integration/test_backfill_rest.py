@@ -200,6 +200,44 @@ def test_an_interrupted_chunk_resumes_at_the_page_that_failed(
     assert again.status == "already_done" and len(sim.options.log.entries()) == 5
 
 
+class TimeUp(Exception):
+    """Stands in for Celery's SoftTimeLimitExceeded, which the task passes as interrupted_by."""
+
+
+def test_a_chunk_out_of_time_goes_on_from_its_page_not_its_first(
+    sim: Sim, market: Market, day0: int, limiter_client: redis.Redis, store: Store
+) -> None:
+    """A chunk longer than the task's time limit still ends: each retry goes on from the page
+    the limit stopped, and no time-up counts as an error."""
+    plan = plan_backfill(BackfillRequest(("X:BTCUSD",), day0, day0 + DAY, 1, "minute"))
+    chunk = plan.chunks[0]
+    store.upsert_chunks(list(plan.chunks))
+    rest, clock = client(sim, limiter_client), FrozenClock(day0 + 30 * DAY)
+    pages = rest.aggs_pages
+    resume = None
+    for _ in range(2):  # the time is up after one page, twice
+
+        def one_page(*args: object, **kwargs: object) -> Iterator[object]:
+            yield next(iter(pages(*args, **kwargs)))  # type: ignore[arg-type]
+            raise TimeUp
+
+        rest.aggs_pages = one_page  # type: ignore[method-assign,assignment]
+        with pytest.raises(ChunkInterrupted) as stopped:
+            fetch_chunk(
+                store, rest, chunk.chunk_id, clock=clock, resume=resume, interrupted_by=(TimeUp,)
+            )
+        resume = stopped.value.resume
+        assert store.get_chunk(chunk.chunk_id).status == "pending"  # type: ignore[union-attr]
+    assert resume is not None and (resume.page, resume.errors) == (2, 0)
+    rest.aggs_pages = pages  # type: ignore[method-assign]
+    outcome = fetch_chunk(store, rest, chunk.chunk_id, clock=clock, resume=resume)
+    assert (outcome.status, outcome.pages) == ("done", 1)
+    expected = market.expected_bar_count("X:BTCUSD", day0, day0 + DAY)
+    assert outcome.bars_stored == expected == len(store.read_bars("X:BTCUSD", day0, day0 + DAY))
+    paths = [e.path for e in sim.options.log.entries() if e.status == 200]
+    assert len(paths) == len(set(paths)) == 3  # each page fetched once: no page twice
+
+
 def test_an_auth_failure_fails_the_chunk_with_the_reason(
     sim: Sim, day0: int, limiter_client: redis.Redis, store: Store
 ) -> None:

@@ -190,3 +190,28 @@ def test_a_chunk_turned_away_by_the_limiter_comes_back_when_its_token_exists_unc
     assert kwargs["deferrals"] == backfill.MAX_DEFERRALS  # not one more, and not given up
     assert kwargs["resume"] == where.to_dict()  # errors stay 2: the wait added none
     assert backfill.fake_store.failed == []  # the chunk stays pending
+
+
+def test_a_chunk_out_of_time_is_retried_from_its_page_until_its_deferrals_are_spent(
+    backfill: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    where = Resume(path="/v2/aggs/next", page=3, bars_stored=150, errors=1)
+    asked: list[Any] = []
+
+    def load_chunk(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs["interrupted_by"])
+        raise ChunkInterrupted("c-1", SoftTimeLimitExceeded(), where)
+
+    monkeypatch.setattr(backfill, "load_chunk", load_chunk)
+    with pytest.raises(Retried) as again:
+        backfill.fetch_chunk("c-1", deferrals=0)
+    assert asked == [(SoftTimeLimitExceeded,)]  # the task's time limit interrupts the pages
+    assert again.value.options["kwargs"]["resume"] == where.to_dict()  # from page 3, not 0
+    assert again.value.options["kwargs"]["deferrals"] == 1
+    assert backfill.fake_store.failed == []  # pending (fetch_chunk released it)
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        backfill.fetch_chunk("c-1", deferrals=backfill.MAX_DEFERRALS)
+    assert [f[1] for f in backfill.fake_store.failed] == ["task time limit reached"]
