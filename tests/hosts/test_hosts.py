@@ -159,8 +159,8 @@ def test_hosts_worker_lost(hosts: Hosts, tmp_path: Path) -> None:
     chunk work2 held is taken over once its lease expired, work2's unacked batches come back
     after the visibility timeout; stream data and history bars are each stored once."""
     started = time.monotonic()
-    # One chunk per ticker, fetched within the soft time limit (6 s here): a chunk that takes
-    # longer starts again from its first page every time and never ends (seen with 20 days).
+    # One chunk per ticker, usually fetched within the soft time limit (6 s here); one that
+    # takes longer goes on from its page in the next try (tasks.backfill.fetch_chunk).
     history = History.of_days(6)
     plan = history.plan
     # Slow pages, several per chunk (one chunk per ticker here): work2 dies midway through one,
