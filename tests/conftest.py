@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -45,6 +46,22 @@ if not (SHARED / "fixtures").is_dir():
 
 def _service_missing(what: str, exc: Exception) -> NoReturn:
     missing(f"{what} is not reachable ({exc}); start it to run this test", "this service must run")
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """The root logger as it was before each test: code run in-process (the CLI's commands, the
+    original API) calls rrr.logs.configure_logging, whose console handler holds the sys.stderr
+    of that moment, pytest's capture file of that test. Left on the root logger, it made a
+    later test's log line a "Logging error" (I/O operation on closed file) on its stderr."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
