@@ -10,7 +10,7 @@ POSTGREST_VERSION := 12.0.2-2
 POSTGREST_DIR := $(VENV)/postgrest-$(POSTGREST_VERSION)
 POSTGREST := $(POSTGREST_DIR)/node_modules/$(POSTGREST_NPM)/postgrest
 
-.PHONY: run test lint install postgrest bench clean
+.PHONY: run test lint install postgrest deploy-tools bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "rrr needs Python 3.11: install it or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -32,12 +32,28 @@ $(POSTGREST):
 
 postgrest: $(POSTGREST)
 
+# promtool and docker compose read the deploy files in tests/unit/test_alert_rules.py and
+# test_deploy_files.py: from Debian's packages (~12 s) when missing and this user can install
+# them; otherwise those tests skip saying how (and fail when CI=true).
+deploy-tools:
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	{ command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1; } || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing from Debian's packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "not installed:$$missing (apt-get install$$missing): the deploy-file tests will skip (fail with CI=true)"; \
+		fi; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check rrr rrr_cli tasks workers tests bench celeryconfig.py
 	$(BIN)/ruff format --check rrr rrr_cli tasks workers tests bench celeryconfig.py
 	$(BIN)/mypy rrr rrr_cli tasks workers
 
-test: lint $(POSTGREST)
+test: lint $(POSTGREST) deploy-tools
 	$(BIN)/python -m pytest tests -n 3 --dist loadgroup --durations=25
 
 run: $(STAMP)
