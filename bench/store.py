@@ -13,6 +13,12 @@ Two runs per store and size, each into its own fresh database:
 
 Rates are rows offered per second (re-sent and redelivered rows included), so the ratio
 conflicts / fresh is what conflict handling costs a writer.
+
+Beside each size, the machine's ceiling in the same run (bench.baselines): the fresh run's rows
+written bare (PostgreSQL: binary COPY into an unindexed temp table; SQLite: executemany into an
+unindexed table), one transaction per batch. ``postgres_vs_bare_copy_ratio`` and
+``sqlite_vs_bare_ratio`` (batch 1,000) are fresh / bare: the share of the bare rate a real,
+idempotent, checked write keeps.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.baselines import bare_copy_rows_per_s, bare_sqlite_rows_per_s
 from bench.common import parse_args, postgres_schema, print_figures, print_table
 from rrr.models import Batch, Trade
 from rrr.storage import Store, open_store
@@ -32,6 +39,7 @@ from rrr.storage import Store, open_store
 T0 = 1_763_856_000_000
 RESEND_SHARE = 0.10  # of each batch's rows, re-sent from the batch before
 REDELIVER_EVERY = 20  # batches: one in this many is delivered a second time, same id
+RATIO_KEY = {"postgres": "postgres_vs_bare_copy_ratio", "sqlite": "sqlite_vs_bare_ratio"}
 
 
 def make_batches(batch_size: int, total: int, resend_share: float = 0.0) -> list[Batch]:
@@ -114,6 +122,14 @@ def empty_database(dialect: str, tmp: Path) -> Iterator[str]:
             yield url
 
 
+def bare_rows_per_s(dialect: str, tmp: Path, batches: list[Batch]) -> float:
+    rows = [b.rows for b in batches[1:]]  # as measure() times them: the first is its warm-up
+    if dialect == "sqlite":
+        return bare_sqlite_rows_per_s(tmp / f"bare-{uuid.uuid4().hex}.db", "trades", rows)
+    with postgres_schema() as url:
+        return bare_copy_rows_per_s(url, "trades", rows)
+
+
 def main() -> None:
     args = parse_args(__doc__ or "")
     total = 50_000 if args.quick else 300_000
@@ -124,6 +140,7 @@ def main() -> None:
         for name in ("sqlite", "postgres"):
             for size in sizes:
                 runs: dict[str, Measured] = {}
+                bare = 0.0
                 for run in ("fresh", "conflicts"):
                     batches = make_batches(
                         size, total + size, RESEND_SHARE if run == "conflicts" else 0.0
@@ -135,6 +152,8 @@ def main() -> None:
                         store.migrate()
                         runs[run] = measure(store, batches)
                         store.close()
+                    if run == "fresh":  # right after the run it is the ceiling of
+                        bare = bare_rows_per_s(name, Path(tmp), batches)
                 fresh, mixed = runs["fresh"], runs["conflicts"]
                 ratio = round(mixed.rows_per_s / fresh.rows_per_s, 2)
                 figures[f"{name}_rows_per_s_batch_{size}"] = round(fresh.rows_per_s)
@@ -142,13 +161,19 @@ def main() -> None:
                 figures[f"{name}_conflicts_vs_fresh_batch_{size}"] = ratio
                 figures[f"{name}_conflicting_rows_batch_{size}"] = mixed.conflicts
                 figures[f"{name}_redelivered_batches_batch_{size}"] = mixed.redelivered
+                vs_bare = round(fresh.rows_per_s / bare, 3)
+                figures[f"{name}_bare_rows_per_s_batch_{size}"] = round(bare)
+                figures[f"{name}_vs_bare_ratio_batch_{size}"] = vs_bare
+                if size == 1_000:
+                    figures[RATIO_KEY[name]] = vs_bare
                 rows.append(
-                    [name, size, fresh.rows_per_s, mixed.rows_per_s, ratio,
+                    [name, size, bare, fresh.rows_per_s, vs_bare, mixed.rows_per_s, ratio,
                      f"{mixed.conflicts:,} / {mixed.redelivered}", f"{mixed.stored:,}"]
                 )  # fmt: skip
     print_table(
         "apply_batch, trades: rows offered/s, fresh vs 10% re-sent + 1 in 20 batches redelivered",
-        ["store", "batch", "fresh rows/s", "with conflicts rows/s", "ratio",
+        ["store", "batch", "bare rows/s", "fresh rows/s", "fresh / bare",
+         "with conflicts rows/s", "conflicts / fresh",
          "conflicting rows / redelivered batches", "stored (= new keys)"],
         rows,
     )  # fmt: skip

@@ -209,7 +209,9 @@ def main() -> None:
         )
         from bench.stream_e2e import end_to_end
 
-        figures |= end_to_end(home, redis_url, quick, start_simulator, stop, args.inject_faults)
+        figures |= end_to_end(
+            home, redis_url, quick, start_simulator, stop, args.inject_faults, redis_proc.pid
+        )
         # The baseline measured in this run: the stream worker alone, same events per frame.
         figures["e2e_burst_vs_stream_worker_alone"] = round(
             figures["e2e_burst_ticks_per_s"] / figures["parse_events_per_s_1_per_frame"], 3

@@ -19,6 +19,13 @@ PostgreSQL, each its own process, as in production.
   2,000 events/s; per row, exchange time ``t`` -> ``created_at`` (PostgreSQL's ``now()`` of
   the inserting transaction, so the commit itself, a few ms, is not counted).
 - Peak RSS (VmHWM) of the stream worker, the Celery worker (largest process) and simulator.
+- CPU per run (bench.baselines.cpu_seconds, from /proc): user + system seconds of the stream
+  worker (its whole life, start-up included), the Celery worker and its pool, the Redis server
+  and the PostgreSQL server (every backend, the background writers, autovacuum), from just
+  before the simulator starts to the pipeline drained; ``cpu_seconds_per_million_ticks`` is
+  their sum over the events. The simulator plays the vendor: its CPU is shown, not counted.
+- The machine's ceiling in the same run: a bare binary COPY of 100,000 trades at batch 1,000
+  (bench.baselines); ``e2e_vs_bare_copy_ratio`` is the end-to-end rate over it.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Any
 import psycopg
 import redis
 
+from bench.baselines import bare_copy_rows_per_s, cpu_seconds, postgres_server_pids
 from bench.common import peak_rss_mb, postgres_schema, print_table
 from bench.counting import (
     count_keys,
@@ -63,6 +71,8 @@ DRAIN_TIMEOUT_S = 120  # after the stream worker exits; a pipeline still busy th
 QUIET_S = 1.0  # queues empty, nothing unacked (acked = committed) and no new row: drained
 SUSTAIN_S = 60
 SUSTAIN_SLACK_S = 5  # a paced run that ends later than this after its 60 s fell behind
+BARE_ROWS, BARE_BATCH = 100_000, 1_000  # the bare COPY baseline
+PIPELINE_CPU = ("stream", "celery", "redis", "postgres")  # what cpu_seconds_per_million counts
 
 
 def spawn(home: Path, name: str, args: list[str], env: dict[str, str]) -> Proc:
@@ -155,11 +165,11 @@ def pipeline(home: Path, redis_base_url: str, redis_db: int, label: str) -> Iter
             stop_process(celery)
 
 
-def stored_rows(db_url: str) -> int:
+def applied_rows(db_url: str) -> int:
+    """Rows of the batches applied so far, from the batch ledger: a few hundred rows to sum,
+    where counting the tick tables would cost PostgreSQL CPU that the run's figure counts."""
     with psycopg.connect(db_url) as conn:
-        row = conn.execute(
-            "SELECT (SELECT count(*) FROM crypto_trades) + (SELECT count(*) FROM crypto_quotes)"
-        ).fetchone()
+        row = conn.execute("SELECT coalesce(sum(row_count), 0) FROM ingest_batches").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -182,7 +192,7 @@ def wait_drained(p: Pipeline, watch: RssWatch) -> tuple[bool, float]:
     last, last_change = -1, started
     while time.monotonic() - started < DRAIN_TIMEOUT_S:
         watch.sample()
-        n, now = stored_rows(p.db_url), time.monotonic()
+        n, now = applied_rows(p.db_url), time.monotonic()
         if n != last:
             last, last_change = n, now
         elif now - last_change >= QUIET_S and queued_messages(p.redis_url) == 0:
@@ -238,6 +248,12 @@ def ledger(db_url: str) -> tuple[int, int, float]:
     return int(row[0]), int(row[1]), float(row[2] or 0)
 
 
+def exited(proc: Proc) -> bool:
+    """Whether the process has exited, without reaping it: until it is reaped, /proc still
+    shows what it spent."""
+    return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
 def throughput_run(
     p: Pipeline,
     events: int,
@@ -246,8 +262,18 @@ def throughput_run(
     stop: Stop,
     inject_faults: bool,
     stream_env: dict[str, str] | None = None,
+    redis_pid: int | None = None,
 ) -> dict[str, Any]:
     record = p.home / "truth.jsonl"
+
+    def cpu_now() -> dict[str, float]:
+        return {
+            "celery": cpu_seconds([p.celery.pid]),
+            "redis": cpu_seconds([redis_pid] if redis_pid else []),
+            "postgres": cpu_seconds(postgres_server_pids()),
+        }
+
+    cpu_before = cpu_now()
     sim, url = start(
         p.home,
         *("--load-events", str(events), "--load-rate", str(rate), "--events-per-frame", "1"),
@@ -261,13 +287,16 @@ def throughput_run(
     )
     watch = RssWatch(stream=stream, simulator=sim)
     planted: Planted | None = None
+    cpu: dict[str, float] = {}
     try:
         deadline = time.monotonic() + 600
-        while stream.poll() is None and time.monotonic() < deadline:  # exits after N events
+        while not exited(stream) and time.monotonic() < deadline:  # exits after N events
             watch.sample()
             if inject_faults and planted is None:
                 planted = plant_faults(p.redis_url)
             time.sleep(0.2)
+        cpu["stream"] = cpu_seconds([stream.pid])
+        cpu["simulator"] = cpu_seconds([sim.pid])
     finally:
         stop(stream)
         stop(sim)  # flushes the ground truth
@@ -280,6 +309,7 @@ def throughput_run(
             + log_tail(p.home / "stream.log")
         )
     drained, drain_s = wait_drained(p, watch)
+    cpu |= {name: spent - cpu_before[name] for name, spent in cpu_now().items()}
     counted = count_keys(truth, stored_keys(p.db_url))
     if counted.stored == 0:
         raise SystemExit(
@@ -304,6 +334,8 @@ def throughput_run(
         "seconds": seconds,
         "rss": watch.peaks,
         "planted": planted,
+        "cpu": cpu,
+        "cpu_per_million": sum(cpu[n] for n in PIPELINE_CPU) / counted.sent * 1e6,
     }
 
 
@@ -356,8 +388,24 @@ def kept_up(run: dict[str, Any]) -> bool:
     )
 
 
+def bare_copy_baseline() -> float:
+    """Rows/s of a bare binary COPY of trades at batch 1,000 (bench.baselines), in a schema of
+    its own: the ceiling the end-to-end rate is compared with, measured in the same run."""
+    from bench.store import make_batches
+
+    batches = [b.rows for b in make_batches(BARE_BATCH, BARE_ROWS)]
+    with postgres_schema("bench_stream_bare") as url:
+        return bare_copy_rows_per_s(url, "trades", batches)
+
+
 def end_to_end(
-    home: Path, redis_url: str, quick: bool, start: Start, stop: Stop, inject_faults: bool = False
+    home: Path,
+    redis_url: str,
+    quick: bool,
+    start: Start,
+    stop: Stop,
+    inject_faults: bool = False,
+    redis_pid: int | None = None,
 ) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     labels: list[str] = []
@@ -373,7 +421,7 @@ def end_to_end(
     ) -> dict[str, Any]:
         with pipeline(home, redis_url, next(redis_dbs), label) as p:
             plant = inject_faults and not runs
-            run = throughput_run(p, events, rate, start, stop, plant, stream_env)
+            run = throughput_run(p, events, rate, start, stop, plant, stream_env, redis_pid)
             if then is not None:
                 then(p)
         celery_rss.append(p.celery_rss_mb)
@@ -391,6 +439,7 @@ def end_to_end(
             latencies[age_ms] = latency_run(p, age_ms, 5 if quick else 30, start, stop)
         stream_rss_latency.append(p.rss.get("stream", 0.0))
 
+    bare_copy = bare_copy_baseline()
     burst_events = 40_000 if quick else 500_000
     burst = run_in_own_pipeline("burst", burst_events, 0, then=latency_runs)
     # The same burst with the stream worker's journal off (RRR_JOURNAL=off, benchmarks only):
@@ -416,6 +465,14 @@ def end_to_end(
           r["lost"], r["duplicated"], r["unexpected"],
           "yes" if r["drained"] else f"no ({DRAIN_TIMEOUT_S} s)",
           "" if label.startswith("burst") else ("yes" if kept_up(r) else "no")]
+         for label, r in zip(labels, runs, strict=True)],
+    )  # fmt: skip
+    print_table(
+        "CPU seconds per million ticks, by process (user + system, /proc; the simulator plays"
+        " the vendor and is not counted in the total)",
+        ["run", *PIPELINE_CPU, "total", "simulator"],
+        [[label, *(round(r["cpu"][n] / r["events"] * 1e6, 2) for n in PIPELINE_CPU),
+          round(r["cpu_per_million"], 2), round(r["cpu"]["simulator"] / r["events"] * 1e6, 2)]
          for label, r in zip(labels, runs, strict=True)],
     )  # fmt: skip
     planted: Planted | None = burst["planted"]
@@ -450,10 +507,18 @@ def end_to_end(
         "e2e_burst_drained": burst["drained"],
         "e2e_no_journal_ticks_per_s": round(no_journal["rate"]),
         "e2e_journal_cost_ratio": round(burst["rate"] / no_journal["rate"], 3),
-    }
+        "bare_copy_rows_per_s_batch_1000": round(bare_copy),
+        "e2e_vs_bare_copy_ratio": round(burst["rate"] / bare_copy, 3),
+        "cpu_seconds_per_million_ticks": round(burst["cpu_per_million"], 2),
+        **{f"cpu_seconds_per_million_{n}": round(burst["cpu"][n] / burst["events"] * 1e6, 2)
+           for n in (*PIPELINE_CPU, "simulator")},
+    }  # fmt: skip
     if not quick:
         figures["e2e_sustained_60s_ticks_per_s"] = round(best["rate"]) if best else None
         figures["e2e_sustained_60s_offered_per_s"] = best["offered_rate"] if best else None
+        if best:  # the long run's figures: start-up costs weigh least there
+            figures["e2e_sustained_vs_bare_copy_ratio"] = round(best["rate"] / bare_copy, 3)
+            figures["cpu_seconds_per_million_ticks_sustained"] = round(best["cpu_per_million"], 2)
     figures["e2e_lost"] = sum(r["lost"] for r in runs)  # each >= 0: nothing cancels
     figures["e2e_duplicated"] = sum(r["duplicated"] for r in runs)
     figures["e2e_unexpected"] = sum(r["unexpected"] for r in runs)
