@@ -10,6 +10,7 @@ per bar, ~30 ms a page.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -73,9 +74,26 @@ def _number_fields(column: list[Any]) -> list[bytes]:
     return [NULL if f == b"null" else f for f in text[1:-1].split(b",")]
 
 
-# Trades and quotes come by the few hundred from the stream: one f-string a row is fast enough.
-def _optional(value: Any) -> str:
-    return "\\N" if value is None else repr(value)
+# Trades and quotes come by the thousand from the stream: one f-string a row. Their times are
+# written as timestamps, so that the same text goes into the stage table or, for a batch of new
+# keys, straight into the stored table (rrr/storage/postgres/ticks.py).
+_SECONDS: dict[int, str] = {}  # Unix second -> "YYYY-MM-DD HH:MM:SS": ticks share seconds
+_SECONDS_KEPT = 100_000
+
+
+def timestamp_text(ms: int) -> str:
+    """Unix ms -> timestamptz COPY text, exact to the ms ("2026-12-01 00:00:00.123+00")."""
+    second, milli = divmod(ms, 1000)
+    text = _SECONDS.get(second)
+    if text is None:
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        text = _SECONDS[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{text}.{milli:03d}+00"
+
+
+def _optional_time(value: Any) -> str:
+    return "\\N" if value is None else timestamp_text(value)
 
 
 def _trade_id(value: Any) -> str:
@@ -104,7 +122,8 @@ def trade_copy_text(rows: list[Any]) -> str:
     return "".join(
         [
             f"{escape(ticker)}\t{exchange}\t{_trade_id(trade_id)}\t{price!r}\t{size!r}\t"
-            f"{_int_array(conditions)}\t{ts_ms}\t{_optional(received_ms)}\t{escape(source)}\n"
+            f"{_int_array(conditions)}\t{timestamp_text(ts_ms)}\t{_optional_time(received_ms)}\t"
+            f"{escape(source)}\n"
             for (
                 ticker,
                 exchange,
@@ -125,7 +144,8 @@ def quote_copy_text(rows: list[Any]) -> str:
     return "".join(
         [
             f"{escape(ticker)}\t{exchange}\t{bid_price!r}\t{bid_size!r}\t{ask_price!r}\t"
-            f"{ask_size!r}\t{ts_ms}\t{_optional(received_ms)}\t{escape(source)}\n"
+            f"{ask_size!r}\t{timestamp_text(ts_ms)}\t{_optional_time(received_ms)}\t"
+            f"{escape(source)}\n"
             for (
                 ticker,
                 exchange,

@@ -29,7 +29,7 @@ Conflict = Literal["ignore", "newer_version"]
 class Column:
     field: str  # the row's field (rrr.models), also the column of PostgreSQL's stage table
     name: str  # the stored table's column
-    stage_type: str = ""  # PostgreSQL type in a stage table: the value as the row carries it
+    stage_type: str = ""  # PostgreSQL type in a stage table: the value as its COPY text has it
     time: bool = False  # ms in the row; a time in the table (INTEGER ms in SQLite)
     json: bool = False  # a dict in the row; JSON in the table (TEXT in SQLite, JSONB)
 
@@ -38,8 +38,11 @@ def _col(field: str, stage_type: str = "", name: str = "") -> Column:
     return Column(field, name or field, stage_type)
 
 
-def _time(field: str, name: str) -> Column:
-    return Column(field, name, "bigint", time=True)
+def _time(field: str, name: str, stage_type: str = "bigint") -> Column:
+    """A time: ms in the row. In PostgreSQL's COPY text either those ms (``bigint``: bars,
+    written a column at a time) or the timestamp itself (``timestamptz``: trades and quotes,
+    whose COPY text also goes straight into the table; rrr/storage/postgres/ticks.py)."""
+    return Column(field, name, stage_type, time=True)
 
 
 def _json(field: str) -> Column:
@@ -86,8 +89,8 @@ TRADES = Table(
         _col("price", "numeric"),
         _col("size", "numeric"),
         _col("conditions", "int[]"),
-        _time("ts_ms", "event_time"),
-        _time("received_ms", "received_time"),
+        _time("ts_ms", "event_time", "timestamptz"),
+        _time("received_ms", "received_time", "timestamptz"),
         _col("source", "text"),
     ),
     key=("ticker", "exchange_id", "trade_id"),
@@ -104,8 +107,8 @@ QUOTES = Table(
         _col("bid_size", "numeric"),
         _col("ask_price", "numeric"),
         _col("ask_size", "numeric"),
-        _time("ts_ms", "event_time"),
-        _time("received_ms", "received_time"),
+        _time("ts_ms", "event_time", "timestamptz"),
+        _time("received_ms", "received_time", "timestamptz"),
         _col("source", "text"),
     ),
     # The whole top-of-book state: a quote repeated by the vendor is one row.
@@ -237,11 +240,20 @@ def postgres_copy(table: Table) -> str:
     return f"COPY stage_{table.kind} FROM STDIN"
 
 
+def postgres_copy_into_table(table: Table) -> str:
+    """COPY straight into the stored table: for a batch none of whose keys is stored yet (the
+    stage's COPY text, so its times must be timestamps; see postgres_stage)."""
+    if any(c.time and c.stage_type != "timestamptz" for c in table.columns):
+        raise ValueError(f"{table.name}: its COPY text carries times as ms, not timestamps")
+    return f"COPY {table.name} ({table.names}) FROM STDIN"
+
+
 def postgres_insert(table: Table, *, upsert: bool = True) -> str:
     """The stage's rows into the table, if the batch id was new (``new_batch``); bars carry the
     batch's version (a parameter; None: now). ``upsert=False``: a plain INSERT, for keys known
     not to be stored (ON CONFLICT's speculative insertion costs more per row)."""
-    values = [TS.format(c.field) if c.time else c.field for c in table.columns]
+    values = [TS.format(c.field) if c.stage_type == "bigint" and c.time else c.field
+              for c in table.columns]  # fmt: skip
     names = table.names
     if table.conflict == "newer_version":
         names += ", version_time"

@@ -1,13 +1,16 @@
 """COPY text of bars written a column at a time: every field the same NUMERIC as the
-``repr`` row writer it replaced, NULLs, escapes, one line per key (the last bar wins)."""
+``repr`` row writer it replaced, NULLs, escapes, one line per key (the last bar wins); and the
+timestamps of trades and quotes."""
 
 from __future__ import annotations
 
 import random
 from decimal import Decimal
 
+import pytest
+
 from rrr.models import Bar
-from rrr.storage.copy_text import bar_copy_text
+from rrr.storage.copy_text import bar_copy_text, timestamp_text
 from rrr.storage.rows import columns_of
 
 T0 = 1_706_649_600_000
@@ -73,3 +76,18 @@ def test_what_orjson_cannot_write_falls_back_to_repr() -> None:
     # is written as repr would have (and PostgreSQL judges it), never silently as NULL.
     b = Bar("X:BTCUSD", "1m", 1.0, 1.0, 1.0, 1.0, 1.0, float("nan"), 2**70, T0, T0 + 60_000, "s")
     assert copy_lines([b])[0][7:9] == ["nan", str(2**70)]
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (1_230_940_800_000, "2009-01-03 00:00:00.000+00"),  # rrr.bounds.EARLIEST_MS
+        (1_706_649_600_005, "2024-01-30 21:20:00.005+00"),
+        (1_706_649_659_999, "2024-01-30 21:20:59.999+00"),
+        (1_706_649_660_000, "2024-01-30 21:21:00.000+00"),
+        (253_402_300_799_999, "9999-12-31 23:59:59.999+00"),  # rrr.bounds.LATEST_STORABLE_MS
+    ],
+)
+def test_timestamp_text_is_exact_to_the_ms(ms: int, text: str) -> None:
+    assert timestamp_text(ms) == text
+    assert timestamp_text(ms) == text  # from the cache of seconds, too

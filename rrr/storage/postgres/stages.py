@@ -7,8 +7,11 @@ from __future__ import annotations
 from rrr.storage.sql_dialect import TS
 from rrr.storage.tables import (
     BARS,
+    QUOTES,
     TICK_TABLES,
+    TRADES,
     postgres_copy,
+    postgres_copy_into_table,
     postgres_insert,
     postgres_stage,
 )
@@ -29,6 +32,14 @@ APPLY_BATCH = (
     " inserted AS ({insert} RETURNING 1)"
     " SELECT (SELECT count(*) FROM new_batch), (SELECT count(*) FROM inserted)"
 )
+
+# The short way for trades and quotes (rrr/storage/postgres/ticks.py): the batch id on its own,
+# then the stage's COPY text straight into the stored table.
+NEW_BATCH_ID = (
+    "INSERT INTO ingest_batches (batch_id, kind, row_count) VALUES (%s, %s, %s)"
+    " ON CONFLICT DO NOTHING RETURNING 1"
+)
+COPY_INTO_TABLE = {t.kind: postgres_copy_into_table(t) for t in (TRADES, QUOTES)}
 
 # Bars none of whose keys is stored yet (a backfill page, the usual case) go in with a plain
 # INSERT: ON CONFLICT's speculative insertion costs PostgreSQL ~40% more per row (measured:

@@ -4,6 +4,14 @@ replay stops there), COPY its rows as text into a temp stage table, then ``INSER
 that round-trips (the digits of ``repr(float)``), the vendor's exact decimal; a binary float8
 would be rounded to 15 digits on its way into NUMERIC (rrr/storage/copy_text.py).
 
+Trades and quotes first go the short way: the batch id, then the same COPY text straight into
+the stored table. A stream batch holds new keys nearly always, and this way PostgreSQL writes
+each row once, with no stage and no speculative insertion (measured: ~35 % less of its CPU per
+row, bench.store). If any key is stored already (a re-sent row, a repair overlapping the
+stream, another writer's row committed first, a key twice in the batch), the unique key
+refuses the COPY, nothing of that transaction stays, and the batch goes the stage way, where
+``ON CONFLICT DO NOTHING`` skips each stored key: the same rows end up stored either way.
+
 Pooler-safe: every transaction declares the temp table it needs (``CREATE TEMP TABLE IF NOT
 EXISTS ... ON COMMIT DELETE ROWS``).
 """
@@ -23,7 +31,14 @@ from rrr.storage.base import BatchResult
 from rrr.storage.copy_text import bar_copy_text, quote_copy_text, trade_copy_text
 from rrr.storage.dead_letters import LetterRow, Outcome, letter_row, store_each
 from rrr.storage.postgres.connection import PostgresConnection
-from rrr.storage.postgres.stages import ANY_BAR_IN_RANGE, APPLY_BATCH, APPLY_NEW_BARS, STAGES
+from rrr.storage.postgres.stages import (
+    ANY_BAR_IN_RANGE,
+    APPLY_BATCH,
+    APPLY_NEW_BARS,
+    COPY_INTO_TABLE,
+    NEW_BATCH_ID,
+    STAGES,
+)
 from rrr.storage.rows import bar_columns, bar_key_range, columns_of, split_storable
 from rrr.storage.sql_dialect import TS
 
@@ -51,6 +66,18 @@ _LETTER_REFUSALS = (
 class PostgresTicks(PostgresConnection):
     def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
         payload, bad, key_range = _copy_payload(batch)
+        if batch.kind in COPY_INTO_TABLE and payload:
+            try:
+                direct: BatchResult = self._run(
+                    lambda cur: _copy_into_table(cur, batch, payload, bad)
+                )
+                return direct
+            except PermanentStorageError as exc:
+                if not isinstance(exc.__cause__, pg_errors.UniqueViolation):
+                    raise
+                log.debug(
+                    "batch %s: a key is stored already; applying it with ON CONFLICT", batch.id
+                )
         create_stage, copy_sql, insert_sql = STAGES[batch.kind]
         apply_sql = APPLY_BATCH.format(insert=insert_sql)
         params: tuple[Any, ...] = (batch.id, batch.kind, len(batch.rows))
@@ -101,6 +128,22 @@ class PostgresTicks(PostgresConnection):
             return int(cur.rowcount)
 
         return int(self._run(work))
+
+
+def _copy_into_table(
+    cur: psycopg.Cursor[Any], batch: Batch, payload: str | bytes, bad: list[Rejected]
+) -> BatchResult:
+    """The batch id, then its rows COPied into the stored table, in the open transaction: a
+    replayed id stores nothing; a stored key raises UniqueViolation (see the module)."""
+    cur.execute(NEW_BATCH_ID, (batch.id, batch.kind, len(batch.rows)))
+    if cur.fetchone() is None:
+        return BatchResult(batch.id, False, 0, 0)
+    with cur.copy(COPY_INTO_TABLE[batch.kind]) as copy:
+        copy.write(payload)
+    stored = int(cur.rowcount)
+    if bad:
+        _insert_dead_letters(cur, bad).checked("PostgreSQL", len(bad))
+    return BatchResult(batch.id, True, stored, len(bad))
 
 
 def _copy_payload(
