@@ -81,10 +81,11 @@ def worker_rate(home: Path, events: int, per_frame: int, batch_size: int) -> flo
     from rrr.batching import Batcher, sequential_ids
     from rrr.clock import SystemClock
     from rrr.config import Secret, Settings
+    from rrr.gc_tuning import tune_gc
     from rrr.polygon.stream import PolygonStream
     from workers.journal import Journal
     from workers.stream import StreamWorker
-    from workers.stream_process import CeleryOutbox, tune_gc
+    from workers.stream_process import CeleryOutbox
 
     class TimedWorker(StreamWorker):
         connected_at = 0.0

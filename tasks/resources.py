@@ -25,6 +25,7 @@ from celery.signals import (
     beat_init,
     celeryd_after_setup,
     setup_logging,
+    worker_init,
     worker_process_init,
     worker_process_shutdown,
 )
@@ -33,6 +34,7 @@ from rrr.broker import reachable_redis_url, resolve_redis_url
 from rrr.broker_persistence import check_broker_persistence
 from rrr.config import Settings
 from rrr.errors import ConfigError
+from rrr.gc_tuning import tune_gc
 from rrr.logs import configure_logging
 from rrr.models import SOURCE_POLYGON, SOURCE_SIMULATOR
 from rrr.polygon.rest import PolygonRest, new_session
@@ -170,11 +172,19 @@ def _check_broker_of_beat(sender: Any, **_: Any) -> None:
     check_broker_persistence(sender.app.conf.broker_url, "beat")
 
 
+@worker_init.connect
+def _tune_gc_of_worker(**_: Any) -> None:
+    # In the main process, before the pool processes fork: they start with its settings and
+    # with what it loaded frozen (rrr.gc_tuning).
+    tune_gc()
+
+
 @worker_process_init.connect
 def _open_store(**_: Any) -> None:
     # Every worker brings the schema up to date before its first task; migrations take a
     # lock, so many processes starting at once apply each version once.
     store().migrate()
+    tune_gc()  # and what opening the store loaded
 
 
 @worker_process_shutdown.connect
