@@ -79,28 +79,33 @@ def _number_fields(column: list[Any]) -> list[bytes]:
 # keys, straight into the stored table (rrr/storage/postgres/ticks.py).
 _SECONDS: dict[int, str] = {}  # Unix second -> "YYYY-MM-DD HH:MM:SS": ticks share seconds
 _SECONDS_KEPT = 100_000
+_MILLIS = [f".{m:03d}+00" for m in range(1000)]
+
+
+def _second_text(second: int) -> str:
+    if len(_SECONDS) >= _SECONDS_KEPT:
+        _SECONDS.clear()
+    text = _SECONDS[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return text
 
 
 def timestamp_text(ms: int) -> str:
     """Unix ms -> timestamptz COPY text, exact to the ms ("2026-12-01 00:00:00.123+00")."""
     second, milli = divmod(ms, 1000)
-    text = _SECONDS.get(second)
-    if text is None:
-        if len(_SECONDS) >= _SECONDS_KEPT:
-            _SECONDS.clear()
-        text = _SECONDS[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return f"{text}.{milli:03d}+00"
+    return (_SECONDS.get(second) or _second_text(second)) + _MILLIS[milli]
 
 
-def _optional_time(value: Any) -> str:
-    return "\\N" if value is None else timestamp_text(value)
-
-
-def _trade_id(value: Any) -> str:
-    s = str(value)
-    if "\\" in s or "\t" in s or "\n" in s or "\r" in s:
-        return escape(s)
-    return s
+def timestamp_texts(column: list[Any]) -> list[str]:
+    """``timestamp_text`` of each time in a column, ``\\N`` for None: one loop, no call per
+    value (~0.15 us a value, where a call each took ~0.4)."""
+    seconds, millis, out = _SECONDS, _MILLIS, []
+    for ms in column:
+        if ms is None:
+            out.append("\\N")
+            continue
+        second, milli = divmod(ms, 1000)
+        out.append((seconds.get(second) or _second_text(second)) + millis[milli])
+    return out
 
 
 _ARRAY_LITERALS: dict[tuple[int, ...], str] = {}
@@ -117,45 +122,50 @@ def _int_array(values: Any) -> str:
     return literal
 
 
-def trade_copy_text(rows: list[Any]) -> str:
-    """COPY text (rrr.models.Trade field order, ``stage_trades``) of checked trades."""
-    return "".join(
-        [
-            f"{escape(ticker)}\t{exchange}\t{_trade_id(trade_id)}\t{price!r}\t{size!r}\t"
-            f"{_int_array(conditions)}\t{timestamp_text(ts_ms)}\t{_optional_time(received_ms)}\t"
-            f"{escape(source)}\n"
-            for (
-                ticker,
-                exchange,
-                trade_id,
-                price,
-                size,
-                conditions,
-                ts_ms,
-                received_ms,
-                source,
-            ) in rows
-        ]
-    )
+_TICK_TEXT = (0, 8)  # ticker and source (rrr.models.Trade / Quote)
+_TICK_TIMES = (6, 7)  # ts_ms, received_ms (None allowed)
+_TRADE_ID, _TRADE_CONDITIONS = 2, 5
+_NEEDS_ESCAPE = ("\\", "\t", "\n", "\r")
 
 
-def quote_copy_text(rows: list[Any]) -> str:
-    """COPY text (rrr.models.Quote field order, ``stage_quotes``) of checked quotes."""
-    return "".join(
-        [
-            f"{escape(ticker)}\t{exchange}\t{bid_price!r}\t{bid_size!r}\t{ask_price!r}\t"
-            f"{ask_size!r}\t{timestamp_text(ts_ms)}\t{_optional_time(received_ms)}\t"
-            f"{escape(source)}\n"
-            for (
-                ticker,
-                exchange,
-                bid_price,
-                bid_size,
-                ask_price,
-                ask_size,
-                ts_ms,
-                received_ms,
-                source,
-            ) in rows
-        ]
-    )
+def tick_copy_text(kind: str, columns: list[list[Any]]) -> str:
+    """COPY text (rrr.models field order: ``stage_trades`` / ``stage_quotes``, and the stored
+    tables' columns, rrr.storage.tables) of checked trades or quotes given as columns
+    (``rows.tick_columns``). As for bars, each column is one pass in C where it can be:
+    numbers one ``orjson.dumps`` (the shortest digits that round-trip, the vendor's decimal),
+    text escaped once per distinct value, times from a cache of seconds."""
+    fields: list[list[str]] = []
+    for i, column in enumerate(columns):
+        if i in _TICK_TEXT:
+            fields.append(_texts(column))
+        elif i in _TICK_TIMES:
+            fields.append(timestamp_texts(column))
+        elif kind == "trades" and i == _TRADE_ID:
+            fields.append(_trade_ids(column))
+        elif kind == "trades" and i == _TRADE_CONDITIONS:
+            fields.append(list(map(_int_array, column)))
+        else:
+            fields.append(_number_texts(column))
+    return "\n".join(map("\t".join, zip(*fields, strict=True))) + "\n"
+
+
+def _number_texts(column: list[Any]) -> list[str]:
+    """Checked numbers (finite; no None) -> COPY fields."""
+    try:
+        return orjson.dumps(column)[1:-1].decode().split(",")
+    except orjson.JSONEncodeError:  # an int past 64 bits: NUMERIC holds it, orjson does not
+        return [repr(v) for v in column]
+
+
+def _texts(column: list[str]) -> list[str]:
+    escaped = {value: escape(value) for value in set(column)}
+    return list(map(escaped.__getitem__, column))
+
+
+def _trade_ids(column: list[Any]) -> list[str]:
+    """Trade ids are text or integers, every one distinct: escaped only if one needs it."""
+    ids = column if set(map(type, column)) == {str} else list(map(str, column))
+    joined = "".join(ids)
+    if any(c in joined for c in _NEEDS_ESCAPE):
+        return list(map(escape, ids))
+    return ids

@@ -216,10 +216,9 @@ def split_storable(
 ) -> tuple[list[Any], list[Rejected]]:
     """Rows that can be stored, and the rest as dead letters with the reason. ``now_ms``:
     when the rows were received (see the module's docstring)."""
-    if kind == "bars":
-        rows = rows if isinstance(rows, list) else list(rows)
-        if bar_columns(rows, now_ms) is not None:
-            return list(rows), []
+    rows = rows if isinstance(rows, list) else list(rows)
+    if COLUMNS_OK[kind](rows, now_ms) is not None:  # the usual case: every row storable
+        return list(rows), []
     problem_of = ROW_PROBLEMS[kind]
     is_ok = ROW_OK.get(kind)
     latest = latest_ms(now_ms)
@@ -253,6 +252,67 @@ _BAR_VWAP = _BAR("vwap")  # None, or finite and >= 0
 _BAR_TRADE_COUNT = _BAR("trade_count")  # None, or int in [0, INT32_MAX]
 _BAR_TIMES = (_BAR("start_ms"), _BAR("end_ms"))  # int
 _BAR_START, _BAR_END = _BAR_TIMES  # start: in [EARLIEST_MS, latest]; end: storable
+_TEXT = (0, 8)  # ticker and source, in trades and quotes alike (rrr.models)
+_EXCHANGE, _TS, _RECEIVED = 1, 6, 7
+_TRADE_ID, _TRADE_CONDITIONS = 2, 5
+_POSITIVE = {"trades": (3,), "quotes": (2, 4)}  # prices: finite and > 0
+_NON_NEGATIVE = {"trades": (4,), "quotes": (3, 5)}  # sizes: finite and >= 0
+_TICK_WIDTH = 9  # fields of a Trade, and of a Quote
+_TRADE_ID_TYPES = frozenset((str, int))
+_TICK_SEQUENCES = frozenset((Trade, Quote, tuple, list))
+
+
+def tick_columns(kind: str, rows: list[Any], now_ms: int | None = None) -> list[list[Any]] | None:
+    """Trades or quotes column by column when ``trade_problem`` / ``quote_problem`` would find
+    nothing in any of them (a stream batch nearly always), else None: then the rows are checked
+    one by one. As ``bar_columns``: each check is a pass over one column that loops in C, and
+    the columns are what the COPY writer takes (measured: ~0.3 us a row, where the per-row
+    checks took 0.6 for trades and 1.4 for quotes)."""
+    if not rows:
+        return None
+    try:
+        if set(map(len, rows)) != {_TICK_WIDTH} or not set(map(type, rows)) <= _TICK_SEQUENCES:
+            return None
+        columns = columns_of(rows, _TICK_WIDTH)
+        latest = latest_ms(now_ms)
+        received = _present(columns[_RECEIVED])
+        if not (
+            all(set(map(type, columns[i])) == {str} and "" not in columns[i] for i in _TEXT)
+            and not any(NUL in text for i in _TEXT for text in set(columns[i]))
+            and set(map(type, columns[_EXCHANGE])) == {int}
+            and min(columns[_EXCHANGE]) >= 0
+            and max(columns[_EXCHANGE]) <= INT32_MAX
+            and set(map(type, columns[_TS])) == {int}
+            and min(columns[_TS]) >= EARLIEST_MS
+            and max(columns[_TS]) <= latest
+            and (not received or set(map(type, received)) == {int})
+            and (not received or (min(received) >= EARLIEST_MS and max(received) <= latest))
+            and all(_finite_numbers(columns[i]) for i in _POSITIVE[kind])
+            and all(_finite_numbers(columns[i]) for i in _NON_NEGATIVE[kind])
+            and min(min(columns[i]) for i in _POSITIVE[kind]) > 0
+            and min(min(columns[i]) for i in _NON_NEGATIVE[kind]) >= 0
+        ):
+            return None
+        if kind == "trades" and not _trade_columns_ok(columns):
+            return None
+    except (TypeError, ValueError, OverflowError):  # rows of another shape; a huge int
+        return None
+    return columns
+
+
+def _trade_columns_ok(columns: list[list[Any]]) -> bool:
+    ids, conditions = columns[_TRADE_ID], columns[_TRADE_CONDITIONS]
+    if not set(map(type, ids)) <= _TRADE_ID_TYPES or "" in ids:
+        return False
+    texts = [i for i in ids if type(i) is str]
+    if texts and NUL in "".join(texts):
+        return False
+    if not set(map(type, conditions)) <= {list, tuple}:
+        return False
+    # A handful of distinct condition lists in a batch: each checked once.
+    return all(_conditions_problem(c) is None for c in set(map(tuple, conditions)))
+
+
 BAR_KEY = (_BAR("ticker"), _BAR("timeframe"), _BAR("start_ms"))  # the natural key
 
 
@@ -294,6 +354,13 @@ def bar_columns(rows: list[Any], now_ms: int | None = None) -> list[list[Any]] |
     except (TypeError, ValueError, OverflowError):  # rows of another shape; a huge int
         return None
     return columns
+
+
+COLUMNS_OK: dict[str, Callable[[list[Any], int | None], list[list[Any]] | None]] = {
+    "trades": lambda rows, now_ms: tick_columns("trades", rows, now_ms),
+    "quotes": lambda rows, now_ms: tick_columns("quotes", rows, now_ms),
+    "bars": bar_columns,
+}
 
 
 def columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

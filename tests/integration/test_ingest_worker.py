@@ -87,6 +87,7 @@ def _in_flight_postgres(database_url: str, application: str) -> Callable[[], boo
             row = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
                 " AND state = 'active' AND (query LIKE 'COPY stage_trades%%'"
+                " OR query LIKE 'COPY crypto_trades%%'"  # a batch of new keys: straight in
                 " OR query LIKE 'INSERT INTO crypto_trades%%')",
                 (application,),
             ).fetchone()

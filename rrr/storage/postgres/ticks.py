@@ -28,7 +28,7 @@ from rrr.clock import now_ms  # the receiving clock of the row checks
 from rrr.errors import PermanentStorageError
 from rrr.models import Bar, Batch, Rejected
 from rrr.storage.base import BatchResult
-from rrr.storage.copy_text import bar_copy_text, quote_copy_text, trade_copy_text
+from rrr.storage.copy_text import bar_copy_text, tick_copy_text
 from rrr.storage.dead_letters import LetterRow, Outcome, letter_row, store_each
 from rrr.storage.postgres.connection import PostgresConnection
 from rrr.storage.postgres.stages import (
@@ -39,12 +39,10 @@ from rrr.storage.postgres.stages import (
     NEW_BATCH_ID,
     STAGES,
 )
-from rrr.storage.rows import bar_columns, bar_key_range, columns_of, split_storable
+from rrr.storage.rows import bar_columns, bar_key_range, columns_of, split_storable, tick_columns
 from rrr.storage.sql_dialect import TS
 
 log = logging.getLogger(__name__)
-
-COPY_TEXT = {"trades": trade_copy_text, "quotes": quote_copy_text}
 
 PRUNE_INGEST_BATCHES = f"DELETE FROM ingest_batches WHERE applied_at < {TS.format('%s')}"
 
@@ -152,10 +150,15 @@ def _copy_payload(
     """The COPY text of the batch's storable rows ("" if none), the rest as dead letters, and
     for bars of one ticker and timeframe the range of their keys (see APPLY_NEW_BARS)."""
     now = now_ms()
+    bad: list[Rejected] = []
     if batch.kind != "bars":
-        good, bad = split_storable(batch.kind, batch.rows, now)
-        return (COPY_TEXT[batch.kind](good) if good else ""), bad, None
-    bad = []
+        columns = tick_columns(batch.kind, batch.rows, now)  # every row storable, nearly always
+        if columns is None:
+            good, bad = split_storable(batch.kind, batch.rows, now)
+            if not good:
+                return "", bad, None
+            columns = columns_of(good, len(good[0]))
+        return tick_copy_text(batch.kind, columns), bad, None
     columns = bar_columns(batch.rows, now)  # every bar storable, as a REST page nearly always is
     if columns is None:
         good, bad = split_storable(batch.kind, batch.rows, now)
