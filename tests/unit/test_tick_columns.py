@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rrr.bounds import EARLIEST_MS, INT32_MAX, SMALLINT_MAX
@@ -73,8 +73,17 @@ def per_row_ok(kind: str, rows: list[Any]) -> bool:
     return all(ROW_PROBLEMS[kind](r, NOW) is None for r in rows)
 
 
+GOOD_QUOTE = Quote("X:BTCUSD", 1, 100.5, 2.0, 100.75, 0.0, T0, None, "polygon")
+GOOD_TRADE = Trade("X:BTCUSD", 23, "7", 43575.6, 0.5, [2], T0, T0 + 5, "polygon")
+
+
 @settings(max_examples=400, deadline=None)
 @given(batches)
+@example(("quotes", [GOOD_QUOTE, GOOD_QUOTE._replace(ask_price=-1.5)]))  # the cases hypothesis
+@example(("quotes", [GOOD_QUOTE._replace(bid_size=float("nan"))]))  # may not draw every run
+@example(("trades", [GOOD_TRADE, GOOD_TRADE._replace(trade_id="a\x00b")]))
+@example(("trades", [GOOD_TRADE._replace(conditions=[SMALLINT_MAX + 1])]))
+@example(("trades", [GOOD_TRADE._replace(received_ms=NOW + 86_400_001)]))
 def test_columns_exactly_when_every_row_passes(case: tuple[str, list[Any]]) -> None:
     kind, rows = case
     rows = [list(r) if i % 2 else r for i, r in enumerate(rows)]  # as decoded, and as built
