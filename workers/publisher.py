@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 Sender = Callable[..., None]  # (payload) or, with a confirm token, (payload, confirm=token)
 Queued = tuple[int | None, str, Any]  # journal sequence number (None: no journal), kind, payload
 REMIND_EVERY_S = 30.0  # while the broker stays down, a warning this often
+# The queue to the publishing thread is bounded in rows, not items: batches grow while the
+# store is behind (rrr.batching.grown_limits), and 64 batches of 10,000 rows would be ~200 MB
+# of a stream worker whose peak RSS goal is 100 MB. With a journal, an item the queue has no
+# room for is published from disk instead.
+QUEUED_ROWS = 64_000
 
 
 def is_broker_unreachable(exc: BaseException) -> bool:
@@ -129,16 +134,27 @@ class Publisher:
             # to a broker that does not answer (a network partition, not a refusal) holds this
             # thread for tens of seconds, and a reader stopped that long is dropped by the
             # vendor as a slow consumer (tests/hosts: a 30 s cut from the broker did).
-            with contextlib.suppress(queue.Full):
-                self._queue.put_nowait((seq, kind, payload))
+            if self._room_for(payload):
+                with contextlib.suppress(queue.Full):
+                    self._queue.put_nowait((seq, kind, payload))
             return True
         while True:
             try:
-                self._queue.put((None, kind, payload), timeout=0.2)
-                return True
+                if self._room_for(payload):
+                    self._queue.put((None, kind, payload), timeout=0.2)
+                    return True
+                time.sleep(0.01)
             except queue.Full:
-                if abandon() or not self._thread.is_alive():
-                    return False
+                pass
+            if abandon() or not self._thread.is_alive():
+                return False
+
+    def _room_for(self, payload: Any) -> bool:
+        """Whether the queue holds fewer than QUEUED_ROWS rows with this item, counting each
+        queued item as this one's size (the batches of a moment are alike)."""
+        rows = len(getattr(payload, "rows", ())) or 1
+        waiting = self._queue.qsize()
+        return waiting == 0 or (waiting + 1) * rows <= QUEUED_ROWS
 
     def _append(self, record: bytes, abandon: Callable[[], bool]) -> int | None:
         assert self._journal is not None

@@ -86,6 +86,7 @@ class StreamWorker:
     ) -> None:
         self._stream = stream
         self._batcher = batcher
+        self._journal = journal
         self._clock = clock
         self._source = source
         self._tickers = tuple(tickers)
@@ -234,6 +235,9 @@ class StreamWorker:
                 self._repair(gaps)
             self.stats.by_kind[batch.kind] += len(batch.rows)
             self._publish(BATCH, batch)
+        if batches and self._journal is not None:
+            # Larger batches while the store is behind (rrr.batching.grown_limits).
+            self._batcher.grow(self._journal.pending_bytes)
         # A full group went from _handle_others, the only place the group grows; an old one
         # goes here.
         if (

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from rrr.batching import Batcher, sequential_ids
+from rrr.batching import BACKLOG_STEP_BYTES, MAX_GROWTH, Batcher, grown_limits, sequential_ids
 from rrr.models import Bar, Batch, Quote, Rejected, Trade
 from rrr.polygon.gaps import Gap, GapTracker
 from rrr.polygon.messages import Status
@@ -58,6 +58,39 @@ def test_age_is_measured_from_the_first_row_with_the_time_passed_in() -> None:
     (quotes,) = batcher.add([quote(2)], now_ms=1_080)  # add also hands out what came of age
     assert quotes.rows == [quote(1), quote(2)]
     assert batcher.next_due_ms == float("inf") and batcher.pending == 0
+
+
+@pytest.mark.parametrize(
+    ("backlog_bytes", "limits"),
+    [
+        (0, (1000, 20)),
+        (BACKLOG_STEP_BYTES - 1, (1000, 20)),  # a healthy pipeline at ~13,000 events/s
+        (BACKLOG_STEP_BYTES, (2000, 40)),
+        (3 * BACKLOG_STEP_BYTES + 5, (4000, 80)),
+        (10**12, (1000 * MAX_GROWTH, 20 * MAX_GROWTH)),  # far behind: the most, no more
+        (-5, (1000, 20)),
+    ],
+)
+def test_limits_grow_with_the_backlog_and_stop_at_the_most(
+    backlog_bytes: int, limits: tuple[int, int]
+) -> None:
+    assert grown_limits(1000, 20, backlog_bytes) == limits
+
+
+def test_a_batcher_grows_and_shrinks_back_keeping_open_rows() -> None:
+    batcher = Batcher(size=2, max_age_ms=10, new_id=counter_ids())
+    batcher.add([trade(1)], now_ms=0)
+    batcher.grow(2 * BACKLOG_STEP_BYTES)  # behind: 6 rows, 30 ms
+    assert (batcher.size, batcher.max_age_ms, batcher.next_due_ms) == (6, 30, 30)
+    assert batcher.add([trade(n) for n in range(2, 6)], now_ms=5) == []  # 5 rows: not full
+    assert batcher.due(29) == []
+    (grown,) = batcher.add([trade(6)], now_ms=12)
+    assert grown.rows == [trade(n) for n in range(1, 7)]
+    batcher.add([trade(7)], now_ms=13)
+    batcher.grow(0)  # caught up: back to 2 rows, 10 ms, for the open buffer too
+    assert (batcher.size, batcher.max_age_ms, batcher.next_due_ms) == (2, 10, 23)
+    (aged,) = batcher.due(23)
+    assert aged.rows == [trade(7)]
 
 
 def test_zero_age_means_every_add_flushes() -> None:

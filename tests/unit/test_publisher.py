@@ -20,6 +20,7 @@ import pytest
 from rrr.models import Batch, Rejected, Trade
 from rrr.stats import StreamStats
 from rrr.wire import BATCH, DEAD_LETTERS, EVENTS, REPAIR, decode_item
+from workers import publisher as publisher_module
 from workers.journal import SEGMENT_SUFFIX, Journal
 from workers.publisher import Publisher
 
@@ -122,6 +123,7 @@ from rrr.models import Batch, Trade
 from rrr.stats import StreamStats
 from rrr.wire import BATCH
 from workers.journal import Journal
+from workers import publisher as publisher_module
 from workers.publisher import Publisher
 
 hang = threading.Event()
@@ -356,3 +358,29 @@ def test_a_hanging_send_never_stops_the_reader(tmp_path: Path) -> None:
     wait_for(lambda: len(broker.sent) == 200)
     pub.close()
     assert ids(broker.sent) == [f"s-{n}" for n in range(200)]
+
+
+@pytest.mark.parametrize("with_journal", [True, False], ids=["journal", "no-journal"])
+def test_the_queue_is_bounded_in_rows_as_batches_grow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_journal: bool
+) -> None:
+    """Grown batches (rrr.batching) must not fill the stream worker's memory: the queue takes
+    an item only while it holds fewer than QUEUED_ROWS rows with it (an empty queue always
+    takes one). With a journal the rest waits on disk; without one, put waits for room."""
+    monkeypatch.setattr(publisher_module, "QUEUED_ROWS", 10)
+    release, sent, slow = held_sender()
+    journal = Journal(tmp_path, 10_000_000) if with_journal else None
+    pub = Publisher({BATCH: slow}, journal, StreamStats(), lambda: 0, queue_size=64)
+    pub.start()
+    pub.put(BATCH, batch(0, rows=6))  # in the sender's hands
+    wait_for(lambda: pub._queue.empty())
+    pub.put(BATCH, batch(1, rows=6))  # queued: the queue was empty
+    third = threading.Thread(target=pub.put, args=(BATCH, batch(2, rows=6)))
+    third.start()
+    third.join(0.5)
+    assert pub._queue.qsize() == 1  # 12 rows would be more than 10
+    assert third.is_alive() == (not with_journal)  # journaled at once; else waiting for room
+    release.set()
+    third.join(10)
+    assert pub.close(timeout_s=10)
+    assert ids(sent) == ["s-0", "s-1", "s-2"]

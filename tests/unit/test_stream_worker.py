@@ -276,3 +276,20 @@ def test_the_open_batch_is_handed_on_even_when_the_transport_dies(tmp_path: Path
     with pytest.raises(RuntimeError, match="transport failed"):
         h.worker.run()
     assert [r.trade_id for r in h.rows()] == ["1", "2", "3"]  # the open batch, at the end
+
+
+@pytest.mark.parametrize(
+    ("step_bytes", "sizes"),
+    [(10**12, [2] * 12 + [1]), (1, [2, 20, 3])],
+    ids=["keeping-up", "behind"],
+)
+def test_batches_grow_while_the_journal_holds_a_backlog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step_bytes: int, sizes: list[int]
+) -> None:
+    """Nothing confirms here, so every batch stays in the journal: with a step of one byte the
+    first batch is backlog enough for the most growth (rrr.batching.grown_limits)."""
+    monkeypatch.setattr("rrr.batching.BACKLOG_STEP_BYTES", step_bytes)
+    h = Harness(tmp_path, [lambda listener: listener.on_connected()], size=2)
+    h.stream.script += [frame(xt(n)) for n in range(25)] + [lambda _: h.worker.stop()]
+    h.worker.run()
+    assert [len(b.rows) for b in h.batches] == sizes
