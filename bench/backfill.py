@@ -4,10 +4,12 @@ rate limit off; then, under a limit of 5 requests per minute, the planner's ETA 
 measured run.
 
 Figures: bars/s into PostgreSQL (first chunk claimed -> last chunk done) and the command's
-wall time; where the time goes (per chunk: fetch = limiter + HTTP + parse, store =
-``apply_batch`` + bookkeeping, from the workers' logs); ``apply_batch`` alone on one 34-day
-chunk; an exact check of the stored bars against the simulator's, by key (missing,
-unexpected), and of the batch ledger (duplicated: bar deliveries applied twice).
+wall time, beside the machine's ceiling in the same run (a bare binary COPY of a chunk's bars,
+bench.baselines: ``backfill_vs_bare_copy_ratio``); where the time goes (per chunk: fetch =
+limiter + HTTP + parse, store = ``apply_batch`` + bookkeeping, from the workers' logs);
+``apply_batch`` alone on one 34-day chunk; an exact check of the stored bars against the
+simulator's, by key (missing, unexpected), and of the batch ledger (duplicated: bar deliveries
+applied twice).
 
 The simulator runs in this process, on the same 2 cores as the pipeline, and rendering a
 48,960-bar page (JSON, then gzip as the vendor sends it) costs it ~55 ms of CPU: ~0.8 s of a
@@ -35,6 +37,7 @@ from urllib.parse import parse_qs
 import psycopg
 from celery import Celery
 
+from bench.baselines import bare_copy_rows_per_s
 from bench.common import parse_args, postgres_schema, print_figures, print_table
 from bench.counting import deliveries_applied_twice
 from rrr.backfill.plan import (
@@ -159,9 +162,12 @@ def verify(database_url: str, market: Market, window: dict[str, tuple[int, int]]
     }
 
 
-def apply_batch_rate(database_url: str, market: Market, start_ms: int) -> tuple[float, float]:
+def apply_batch_rate(
+    database_url: str, market: Market, start_ms: int
+) -> tuple[float, float, float]:
     """bars/s of one 34-day chunk through ``apply_batch``: fresh rows, then the same again
-    (every row an ON CONFLICT update, as when a chunk is re-fetched)."""
+    (every row an ON CONFLICT update, as when a chunk is re-fetched); and the machine's ceiling
+    in the same run, a bare binary COPY of those bars in one transaction (bench.baselines)."""
     columns = market.minute_bar_arrays("X:SOLUSD", start_ms, start_ms + 34 * DAY)
     bars = [
         Bar("X:SOLUSD", "1m", o, h, lo, c, v, vw, n, t, t + 60_000, "simulator")
@@ -179,7 +185,7 @@ def apply_batch_rate(database_url: str, market: Market, start_ms: int) -> tuple[
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("DELETE FROM crypto_aggregates WHERE ticker = 'X:SOLUSD'")
     store.close()
-    return rates[0], rates[1]
+    return rates[0], rates[1], bare_copy_rows_per_s(database_url, "bars", [bars])
 
 
 @dataclass(frozen=True)
@@ -284,7 +290,7 @@ def main() -> None:
             live = timed_backfill("live", live_sim, home, redis_url, database_url, months)
         with postgres_schema("bench_backfill") as database_url:
             run = timed_backfill("off", sim, home, redis_url, database_url, months)
-            insert_rate, upsert_rate = apply_batch_rate(
+            insert_rate, upsert_rate, bare_rate = apply_batch_rate(
                 database_url, market, min(s for s, _ in run.window.values())
             )
 
@@ -350,6 +356,9 @@ def main() -> None:
              f"{stored / max(run.fetch_s, 1e-9):,.0f} / {stored / max(run.store_s, 1e-9):,.0f}"],
             ["apply_batch alone, 48,960 bars: insert / upsert bars/s",
              f"{insert_rate:,.0f} / {upsert_rate:,.0f}"],
+            ["bare binary COPY of those bars (the ceiling, same run): bars/s",
+             f"{bare_rate:,.0f}"],
+            ["end to end / bare COPY", f"{run.bars_per_s / bare_rate:.3f}"],
             [f"5/min, {len(plan.chunks)} requests: ETA predicted / measured (s)",
              f"{predicted_s:.1f} / {measured_s:.1f}"],
             ["cores", str(os.cpu_count())],
@@ -374,6 +383,8 @@ def main() -> None:
             "store_s_sum": round(run.store_s, 2),
             "apply_batch_insert_bars_per_s": round(insert_rate),
             "apply_batch_upsert_bars_per_s": round(upsert_rate),
+            "bare_copy_bars_per_s": round(bare_rate),
+            "backfill_vs_bare_copy_ratio": round(run.bars_per_s / bare_rate, 3),
             "eta_requests": len(plan.chunks),
             "eta_predicted_s": round(predicted_s, 1),
             "eta_measured_s": round(measured_s, 1),
