@@ -5,6 +5,7 @@ stored, once each, with their exact times."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 
@@ -115,3 +116,19 @@ def test_writers_of_overlapping_batches_at_once_store_every_key_once(pg_url: str
     finally:
         for s in stores:
             s.close()
+
+
+def test_after_a_refused_copy_the_next_batches_of_its_kind_go_the_stage_way(
+    store: PostgresStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Overlapping rows come in runs: one refused COPY, then the stage way for a while, rather
+    than a refused COPY (and its wasted rows) per batch."""
+    store.apply_batch(Batch("a", "trades", [trade(str(i)) for i in range(100)]))
+    with caplog.at_level(logging.DEBUG, logger="rrr.storage.postgres.ticks"):
+        for n in range(1, 6):  # each re-sends 10 stored keys beside 10 new ones
+            rows = [trade(str(i)) for i in range(n * 10 - 10, n * 10)]
+            rows += [trade(str(1000 + n * 10 + i)) for i in range(10)]
+            assert store.apply_batch(Batch(f"o{n}", "trades", rows)).stored == 10
+    refused = [r for r in caplog.records if "stored already" in r.getMessage()]
+    assert len(refused) == 1
+    assert store.count_rows("crypto_trades") == 150
