@@ -17,6 +17,7 @@ import pytest
 
 from rrr.config import Secret
 from rrr.storage import Store, open_store
+from rrr.storage.postgres import PostgresStore
 from rrr.storage.supabase import SupabaseStore
 from tests.support.missing import missing
 from tests.support.postgrest_binary import find_binary
@@ -91,3 +92,12 @@ def store_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], Store
     yield open_sql_store
     for store in stores:
         store.close()
+
+
+@pytest.fixture
+def postgres_store(pg_url: str) -> Iterator[PostgresStore]:
+    """A migrated PostgresStore on this test's schema, for tests of PostgreSQL's own ways."""
+    store = PostgresStore(pg_url)
+    store.migrate()
+    yield store
+    store.close()

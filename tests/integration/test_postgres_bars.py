@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -24,11 +23,8 @@ def bar(start: int, close: float) -> Bar:
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[PostgresStore]:
-    s = PostgresStore(pg_url)
-    s.migrate()
-    yield s
-    s.close()
+def store(postgres_store: PostgresStore) -> PostgresStore:
+    return postgres_store
 
 
 def closes(store: PostgresStore) -> list[float]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,11 +25,8 @@ def quote(ts: int, bid: float = 43575.5) -> Quote:
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[PostgresStore]:
-    s = PostgresStore(pg_url)
-    s.migrate()
-    yield s
-    s.close()
+def store(postgres_store: PostgresStore) -> PostgresStore:
+    return postgres_store
 
 
 def used_the_stage(store: PostgresStore, kind: str) -> bool:
