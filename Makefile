@@ -54,7 +54,8 @@ lint: $(STAMP)
 	$(BIN)/mypy rrr rrr_cli tasks workers
 
 test: lint $(POSTGREST) deploy-tools
-	$(BIN)/python -m pytest tests -n 3 --dist loadgroup --durations=25
+	$(BIN)/python -m pytest tests -n 3 --dist loadgroup --durations=25 -m "not alone"
+	$(BIN)/python -m pytest tests -m alone
 
 run: $(STAMP)
 	$(BIN)/rrr run
