@@ -253,12 +253,20 @@ _BAR_VWAP = _BAR("vwap")  # None, or finite and >= 0
 _BAR_TRADE_COUNT = _BAR("trade_count")  # None, or int in [0, INT32_MAX]
 _BAR_TIMES = (_BAR("start_ms"), _BAR("end_ms"))  # int
 _BAR_START, _BAR_END = _BAR_TIMES  # start: in [EARLIEST_MS, latest]; end: storable
-_TEXT = (0, 8)  # ticker and source, in trades and quotes alike (rrr.models)
-_EXCHANGE, _TS, _RECEIVED = 1, 6, 7
-_TRADE_ID, _TRADE_CONDITIONS = 2, 5
-_POSITIVE = {"trades": (3,), "quotes": (2, 4)}  # prices: finite and > 0
-_NON_NEGATIVE = {"trades": (4,), "quotes": (3, 5)}  # sizes: finite and >= 0
-_TICK_WIDTH = 9  # fields of a Trade, and of a Quote
+# Trade and Quote fields by position (rrr.models), named; the shared ones sit at the same places.
+_TRADE, _QUOTE = Trade._fields.index, Quote._fields.index
+TICK_TEXT = (_TRADE("ticker"), _TRADE("source"))  # non-empty str
+TICK_TIMES = (_TRADE("ts_ms"), _TRADE("received_ms"))  # int; received may be None
+_EXCHANGE = _TRADE("exchange_id")
+_TS, _RECEIVED = TICK_TIMES
+TRADE_ID, TRADE_CONDITIONS = _TRADE("trade_id"), _TRADE("conditions")
+_POSITIVE = {"trades": (_TRADE("price"),), "quotes": (_QUOTE("bid_price"), _QUOTE("ask_price"))}
+_NON_NEGATIVE = {"trades": (_TRADE("size"),), "quotes": (_QUOTE("bid_size"), _QUOTE("ask_size"))}
+_TICK_WIDTH = len(Trade._fields)
+if len(Quote._fields) != _TICK_WIDTH or any(
+    Quote._fields[i] != Trade._fields[i] for i in (*TICK_TEXT, *TICK_TIMES, _EXCHANGE)
+):
+    raise TypeError("Trade and Quote must share the places of their common fields")
 _TRADE_ID_TYPES = frozenset((str, int))
 _TICK_SEQUENCES = frozenset((Trade, Quote, tuple, list))
 
@@ -278,8 +286,8 @@ def tick_columns(kind: str, rows: list[Any], now_ms: int | None = None) -> list[
         latest = latest_ms(now_ms)
         received = _present(columns[_RECEIVED])
         if not (
-            all(set(map(type, columns[i])) == {str} and "" not in columns[i] for i in _TEXT)
-            and not any(NUL in text for i in _TEXT for text in set(columns[i]))
+            all(set(map(type, columns[i])) == {str} and "" not in columns[i] for i in TICK_TEXT)
+            and not any(NUL in text for i in TICK_TEXT for text in set(columns[i]))
             and set(map(type, columns[_EXCHANGE])) == {int}
             and min(columns[_EXCHANGE]) >= 0
             and max(columns[_EXCHANGE]) <= INT32_MAX
@@ -302,7 +310,7 @@ def tick_columns(kind: str, rows: list[Any], now_ms: int | None = None) -> list[
 
 
 def _trade_columns_ok(columns: list[list[Any]]) -> bool:
-    ids, conditions = columns[_TRADE_ID], columns[_TRADE_CONDITIONS]
+    ids, conditions = columns[TRADE_ID], columns[TRADE_CONDITIONS]
     if not set(map(type, ids)) <= _TRADE_ID_TYPES or "" in ids:
         return False
     texts = [i for i in ids if type(i) is str]

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from rrr.models import Bar
-from rrr.storage.copy_text import bar_copy_text, timestamp_text
+from rrr.storage.copy_text import bar_copy_text, timestamp_fields
 from rrr.storage.rows import columns_of
 
 T0 = 1_706_649_600_000
@@ -88,6 +88,6 @@ def test_what_orjson_cannot_write_falls_back_to_repr() -> None:
         (253_402_300_799_999, "9999-12-31 23:59:59.999+00"),  # rrr.bounds.LATEST_STORABLE_MS
     ],
 )
-def test_timestamp_text_is_exact_to_the_ms(ms: int, text: str) -> None:
-    assert timestamp_text(ms) == text
-    assert timestamp_text(ms) == text  # from the cache of seconds, too
+def test_timestamps_are_exact_to_the_ms(ms: int, text: str) -> None:
+    assert timestamp_fields([ms, None]) == [text.encode(), b"\\N"]
+    assert timestamp_fields([ms]) == [text.encode()]  # from the cache of seconds, too

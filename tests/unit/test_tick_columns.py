@@ -100,7 +100,8 @@ def expected_fields(kind: str, row: Any) -> list[Any]:
     out: list[Any] = []
     for i, v in enumerate(row):
         if i in (0, 8) or (kind == "trades" and i == 2):
-            out.append(str(v).replace("\\", "\\\\").replace("\t", "\\t"))
+            text = str(v).replace("\\", "\\\\").replace("\t", "\\t")
+            out.append(text.replace("\n", "\\n").replace("\r", "\\r"))
         elif i in (6, 7):
             out.append(v)
         elif kind == "trades" and i == 5:
@@ -126,12 +127,14 @@ def parsed_fields(kind: str, line: str) -> list[Any]:
 
 @settings(max_examples=200, deadline=None)
 @given(batches)
+@example(("trades", [GOOD_TRADE, GOOD_TRADE._replace(trade_id="a\tb\\c\r")]))  # escapes
+@example(("trades", [GOOD_TRADE._replace(trade_id=7), GOOD_TRADE._replace(received_ms=None)]))
 def test_copy_text_carries_every_value_as_the_row_writer_did(case: tuple[str, list[Any]]) -> None:
     kind, rows = case
     columns = tick_columns(kind, rows, NOW)
     if columns is None:
         return  # a batch with a bad row: the per-row path, tested in test_rows
-    lines = tick_copy_text(kind, columns).split("\n")
+    lines = tick_copy_text(kind, columns).decode().split("\n")
     assert lines[-1] == ""
     assert [parsed_fields(kind, line) for line in lines[:-1]] == [
         expected_fields(kind, r) for r in rows
