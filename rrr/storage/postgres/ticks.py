@@ -68,24 +68,16 @@ _LETTER_REFUSALS = (
 
 
 class PostgresTicks(PostgresConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stage_first: dict[str, int] = {}  # kind -> batches left to go the stage way
+
     def apply_batch(self, batch: Batch, *, version_ms: int | None = None) -> BatchResult:
         payload, bad, key_range = _copy_payload(batch)
-        stage_first = self.__dict__.setdefault("_stage_first", {})  # kind -> batches left
-        if batch.kind in COPY_INTO_TABLE and payload and stage_first.get(batch.kind, 0) > 0:
-            stage_first[batch.kind] -= 1
-        elif batch.kind in COPY_INTO_TABLE and payload:
-            try:
-                direct: BatchResult = self._run(
-                    lambda cur: _copy_into_table(cur, batch, payload, bad)
-                )
+        if batch.kind in COPY_INTO_TABLE and payload:
+            direct = self._copy_into_table_unless_refused(batch, payload, bad)
+            if direct is not None:
                 return direct
-            except PermanentStorageError as exc:
-                if not isinstance(exc.__cause__, pg_errors.UniqueViolation):
-                    raise
-                log.debug(
-                    "batch %s: a key is stored already; applying it with ON CONFLICT", batch.id
-                )
-                stage_first[batch.kind] = STAGE_AFTER_REFUSAL
         create_stage, copy_sql, insert_sql = STAGES[batch.kind]
         apply_sql = APPLY_BATCH.format(insert=insert_sql)
         params: tuple[Any, ...] = (batch.id, batch.kind, len(batch.rows))
@@ -122,6 +114,26 @@ class PostgresTicks(PostgresConnection):
             # transaction stayed, so apply the batch again, upserting.
             log.info("batch %s: a key was stored meanwhile; applying it again", batch.id)
             result = self._run(lambda cur: work(cur, None))
+        return result
+
+    def _copy_into_table_unless_refused(
+        self, batch: Batch, payload: str | bytes, bad: list[Rejected]
+    ) -> BatchResult | None:
+        """The short way (see the module), or None when the batch must go the stage way: a
+        stored key refused its COPY, or one did within the last STAGE_AFTER_REFUSAL batches
+        of its kind (counted on this store: ``_stage_first``)."""
+        left = self._stage_first.get(batch.kind, 0)
+        if left:
+            self._stage_first[batch.kind] = left - 1
+            return None
+        try:
+            result: BatchResult = self._run(lambda cur: _copy_into_table(cur, batch, payload, bad))
+        except PermanentStorageError as exc:
+            if not isinstance(exc.__cause__, pg_errors.UniqueViolation):
+                raise
+            log.debug("batch %s: a key is stored already; applying it with ON CONFLICT", batch.id)
+            self._stage_first[batch.kind] = STAGE_AFTER_REFUSAL
+            return None
         return result
 
     def add_dead_letters(self, rejected: list[Rejected]) -> int:
