@@ -3,9 +3,12 @@ per-batch histograms, the multiprocess directory's upkeep, the dead-letter tally
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
@@ -96,43 +99,43 @@ def test_reap_dead_removes_only_dead_processes_live_gauges(tmp_path: Path) -> No
     )
 
 
-def test_dead_letters_count_only_what_the_store_found_new() -> None:
-    metrics = task_metrics.TaskMetrics()
-    previous = task_metrics._metrics
+@contextlib.contextmanager
+def fresh_task_metrics() -> Iterator[task_metrics.TaskMetrics]:
+    """The task metrics the record_* functions write, new for one test and put back after."""
+    metrics, previous = task_metrics.TaskMetrics(), task_metrics._metrics
     task_metrics._metrics = metrics
     try:
-        task_metrics.record_dead_letters("t", ["trades", "quotes", ""], 3)
-        task_metrics.record_dead_letters("t", ["trades", "trades"], 0)  # a redelivery
-        task_metrics.record_dead_letters("t", ["quotes", "trades"], 1)
+        yield metrics
     finally:
         task_metrics._metrics = previous
-    counted = {
+
+
+def totals_by_kind(counter: Any) -> dict[str, float]:
+    return {
         s.labels["kind"]: s.value
-        for family in metrics.dead_letters.collect()
+        for family in counter.collect()
         for s in family.samples
         if s.name.endswith("_total")
     }
+
+
+def test_dead_letters_count_only_what_the_store_found_new() -> None:
+    with fresh_task_metrics() as metrics:
+        task_metrics.record_dead_letters("t", ["trades", "quotes", ""], 3)
+        task_metrics.record_dead_letters("t", ["trades", "trades"], 0)  # a redelivery
+        task_metrics.record_dead_letters("t", ["quotes", "trades"], 1)
+    counted = totals_by_kind(metrics.dead_letters)
     assert counted == {"trades": 1, "quotes": 2, "unknown": 1}
 
 
 def test_rows_counted_never_fail_the_task() -> None:
     """A repair's bars added (after - before) below zero is no step for a counter: nothing is
     counted and nothing raises in the task that did the work."""
-    metrics = task_metrics.TaskMetrics()
-    previous = task_metrics._metrics
-    task_metrics._metrics = metrics
-    try:
+    with fresh_task_metrics() as metrics:
         task_metrics.record_rows("t", "bars", 5)
         task_metrics.record_rows("t", "bars", -2)
         task_metrics.record_rows("t", "trades", 0)
-    finally:
-        task_metrics._metrics = previous
-    counted = {
-        s.labels["kind"]: s.value
-        for family in metrics.rows_stored.collect()
-        for s in family.samples
-        if s.name.endswith("_total")
-    }
+    counted = totals_by_kind(metrics.rows_stored)
     assert counted == {"bars": 5}
 
 
