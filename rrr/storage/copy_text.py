@@ -127,12 +127,13 @@ def _int_array(values: Any) -> bytes:
     return literal
 
 
-def tick_copy_text(kind: str, columns: list[list[Any]]) -> bytes:
-    """COPY text (rrr.models field order: ``stage_trades`` / ``stage_quotes``, and the stored
-    tables' columns, rrr.storage.tables) of checked trades or quotes given as columns
+def tick_copy_text(kind: str, columns: list[list[Any]], ids: list[bytes]) -> bytes:
+    """COPY text (each row's id, then its fields in rrr.models order: the stage tables, and the
+    stored tables' columns, rrr.storage.tables) of checked trades or quotes given as columns
     (``rows.tick_columns``), with the bars' field writers: numbers one ``orjson.dumps`` a
-    column, text escaped once per distinct value; times from a cache of seconds."""
-    fields: list[list[bytes]] = []
+    column, text escaped once per distinct value; times from a cache of seconds. ``ids`` are
+    COPY text already (rrr.storage.row_ids)."""
+    fields: list[list[bytes]] = [ids]
     for i, column in enumerate(columns):
         if i in TICK_TEXT:
             fields.append(_text_fields(column))

@@ -57,6 +57,10 @@ class Table:
     columns: tuple[Column, ...]
     key: tuple[str, ...]  # the natural key (table column names)
     conflict: Conflict
+    # PostgreSQL: the COPY text starts with an ``id`` the writer made (rrr.storage.row_ids),
+    # which the COPY straight into the table keeps; the stage way leaves ids to the table's
+    # default (see postgres_insert).
+    writer_ids: bool = False
 
     def __post_init__(self) -> None:
         named = tuple(c.field for c in self.columns)
@@ -77,6 +81,12 @@ class Table:
     def names(self) -> str:
         return ", ".join(c.name for c in self.columns)
 
+    @property
+    def stage(self) -> str:
+        """PostgreSQL's temp stage table, named by its shape: a pooler may hand this rrr a
+        session where an older one made its stage without the id column."""
+        return f"stage_{self.kind}_with_ids" if self.writer_ids else f"stage_{self.kind}"
+
 
 TRADES = Table(
     "trades",
@@ -95,6 +105,7 @@ TRADES = Table(
     ),
     key=("ticker", "exchange_id", "trade_id"),
     conflict="ignore",
+    writer_ids=True,
 )
 QUOTES = Table(
     "quotes",
@@ -114,6 +125,7 @@ QUOTES = Table(
     # The whole top-of-book state: a quote repeated by the vendor is one row.
     key=("ticker", "exchange_id", "event_time", "bid_price", "bid_size", "ask_price", "ask_size"),
     conflict="ignore",
+    writer_ids=True,
 )
 BARS = Table(
     "bars",
@@ -232,12 +244,14 @@ def sqlite_insert(table: Table) -> str:
 
 def postgres_stage(table: Table) -> str:
     """The temp table a batch is COPied into (see rrr/storage/postgres/ticks.py)."""
-    columns = ", ".join(f"{c.field} {c.stage_type}" for c in table.columns)
-    return f"CREATE TEMP TABLE IF NOT EXISTS stage_{table.kind} ({columns}) ON COMMIT DELETE ROWS"
+    columns = ", ".join(
+        ["id uuid"] * table.writer_ids + [f"{c.field} {c.stage_type}" for c in table.columns]
+    )
+    return f"CREATE TEMP TABLE IF NOT EXISTS {table.stage} ({columns}) ON COMMIT DELETE ROWS"
 
 
 def postgres_copy(table: Table) -> str:
-    return f"COPY stage_{table.kind} FROM STDIN"
+    return f"COPY {table.stage} FROM STDIN"
 
 
 def postgres_copy_into_table(table: Table) -> str:
@@ -245,13 +259,18 @@ def postgres_copy_into_table(table: Table) -> str:
     stage's COPY text, so its times must be timestamps; see postgres_stage)."""
     if any(c.time and c.stage_type != "timestamptz" for c in table.columns):
         raise ValueError(f"{table.name}: its COPY text carries times as ms, not timestamps")
-    return f"COPY {table.name} ({table.names}) FROM STDIN"
+    if not table.writer_ids:
+        raise ValueError(f"{table.name}: its COPY text carries no ids")
+    return f"COPY {table.name} (id, {table.names}) FROM STDIN"
 
 
 def postgres_insert(table: Table, *, upsert: bool = True) -> str:
     """The stage's rows into the table, if the batch id was new (``new_batch``); bars carry the
     batch's version (a parameter; None: now). ``upsert=False``: a plain INSERT, for keys known
-    not to be stored (ON CONFLICT's speculative insertion costs more per row)."""
+    not to be stored (ON CONFLICT's speculative insertion costs more per row). A stage's
+    ``id`` (``writer_ids``) is not selected: the table's default makes the ids here, so that
+    ``ON CONFLICT DO NOTHING``, which skips a row on any unique key, can never skip one for
+    its id alone."""
     values = [TS.format(c.field) if c.stage_type == "bigint" and c.time else c.field
               for c in table.columns]  # fmt: skip
     names = table.names
@@ -260,7 +279,7 @@ def postgres_insert(table: Table, *, upsert: bool = True) -> str:
         values.append(f"coalesce({TS.format('%s::bigint')}, now())")
     sql = (
         f"INSERT INTO {table.name} ({names}) SELECT {', '.join(values)}"
-        f" FROM stage_{table.kind} WHERE EXISTS (SELECT 1 FROM new_batch)"
+        f" FROM {table.stage} WHERE EXISTS (SELECT 1 FROM new_batch)"
     )
     if not upsert:
         return sql

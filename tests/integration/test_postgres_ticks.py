@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 
 import pytest
 
 from rrr.models import Batch, Quote, Trade
-from rrr.storage.postgres import PostgresStore
+from rrr.storage.postgres import PostgresStore, ticks
+from rrr.storage.tables import TICK_TABLES
 
 T0 = 1_706_649_600_000  # 2024-01-30T21:20:00Z
 
@@ -32,7 +34,9 @@ def store(postgres_store: PostgresStore) -> PostgresStore:
 def used_the_stage(store: PostgresStore, kind: str) -> bool:
     """The stage is a temp table of the store's session, made by the first batch that needs it:
     it exists only once a batch went the ON CONFLICT way."""
-    return bool(store._query(f"SELECT to_regclass('pg_temp.stage_{kind}') IS NOT NULL")[0][0])
+    return bool(
+        store._query(f"SELECT to_regclass('pg_temp.{TICK_TABLES[kind].stage}') IS NOT NULL")[0][0]
+    )
 
 
 def test_new_trades_go_straight_in_with_exact_times(store: PostgresStore) -> None:
@@ -128,3 +132,41 @@ def test_after_a_refused_copy_the_next_batches_of_its_kind_go_the_stage_way(
     refused = [r for r in caplog.records if "stored already" in r.getMessage()]
     assert len(refused) == 1
     assert store.count_rows("crypto_trades") == 150
+
+
+def id_versions(store: PostgresStore, table: str) -> list[int]:
+    """The version of each stored row's id, in the order the rows were written (physical)."""
+    return [
+        uuid.UUID(str(r[0])).version for r in store._query(f"SELECT id FROM {table} ORDER BY ctid")
+    ]
+
+
+def test_the_short_way_writes_time_ordered_ids_the_stage_way_the_tables_own(
+    store: PostgresStore,
+) -> None:
+    store.apply_batch(Batch("a", "trades", [trade(f"{i:03}") for i in range(100)]))
+    ids = [str(r[0]) for r in store._query("SELECT id FROM crypto_trades ORDER BY trade_id")]
+    assert ids == sorted(ids) and len(set(ids)) == 100  # ascending in the batch's row order
+    assert (
+        store.apply_batch(Batch("b", "trades", [trade(f"{i:03}") for i in range(50, 150)])).stored
+        == 50
+    )
+    assert used_the_stage(store, "trades")
+    assert id_versions(store, "crypto_trades") == [7] * 100 + [4] * 50  # gen_random_uuid()
+    store.apply_batch(Batch("q", "quotes", [quote(T0 + i) for i in range(30)]))
+    assert id_versions(store, "crypto_quotes") == [7] * 30
+
+
+def test_an_id_stored_already_refuses_the_copy_and_the_stage_way_stores_every_row(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two batches made in the same ms with the same random bits (odds 2**-54) get the same
+    ids: the second one's COPY is refused by the primary key, and it goes the stage way."""
+    monkeypatch.setattr(ticks, "now_ms", lambda: T0 + 60_000)
+    monkeypatch.setattr(ticks, "randbits", lambda bits: 12345)
+    assert store.apply_batch(Batch("a", "trades", [trade(str(i)) for i in range(60)])).stored == 60
+    result = store.apply_batch(Batch("b", "trades", [trade(str(i)) for i in range(100, 160)]))
+    assert (result.applied, result.stored) == (True, 60)
+    assert used_the_stage(store, "trades")
+    assert id_versions(store, "crypto_trades") == [7] * 60 + [4] * 60
+    assert store.count_rows("crypto_trades") == 120

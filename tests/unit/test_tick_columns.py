@@ -134,8 +134,10 @@ def test_copy_text_carries_every_value_as_the_row_writer_did(case: tuple[str, li
     columns = tick_columns(kind, rows, NOW)
     if columns is None:
         return  # a batch with a bad row: the per-row path, tested in test_rows
-    lines = tick_copy_text(kind, columns).decode().split("\n")
+    ids = [f"id-{i}".encode() for i in range(len(rows))]
+    lines = tick_copy_text(kind, columns, ids).decode().split("\n")
     assert lines[-1] == ""
-    assert [parsed_fields(kind, line) for line in lines[:-1]] == [
+    assert [line.split("\t", 1)[0] for line in lines[:-1]] == [i.decode() for i in ids]
+    assert [parsed_fields(kind, line.split("\t", 1)[1]) for line in lines[:-1]] == [
         expected_fields(kind, r) for r in rows
     ]

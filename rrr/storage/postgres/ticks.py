@@ -11,6 +11,9 @@ row, bench.store). If any key is stored already (a re-sent row, a repair overlap
 stream, another writer's row committed first, a key twice in the batch), the unique key
 refuses the COPY, nothing of that transaction stays, and the batch goes the stage way, where
 ``ON CONFLICT DO NOTHING`` skips each stored key: the same rows end up stored either way.
+The short way also carries each row's id, time-ordered (rrr.storage.row_ids: appended at the
+primary key's right edge, ~30 % less of PostgreSQL's CPU per row than the table's random
+default); the stage way leaves the ids to that default.
 
 Pooler-safe: every transaction declares the temp table it needs (``CREATE TEMP TABLE IF NOT
 EXISTS ... ON COMMIT DELETE ROWS``).
@@ -19,6 +22,7 @@ EXISTS ... ON COMMIT DELETE ROWS``).
 from __future__ import annotations
 
 import logging
+from secrets import randbits
 from typing import Any
 
 import psycopg
@@ -39,6 +43,7 @@ from rrr.storage.postgres.stages import (
     NEW_BATCH_ID,
     STAGES,
 )
+from rrr.storage.row_ids import RANDOM_BITS, time_ordered_ids
 from rrr.storage.rows import bar_columns, bar_key_range, columns_of, split_storable, tick_columns
 from rrr.storage.sql_dialect import TS
 
@@ -180,7 +185,8 @@ def _copy_payload(
             if not good:
                 return "", bad, None
             columns = columns_of(good, len(good[0]))
-        return tick_copy_text(batch.kind, columns), bad, None
+        ids = time_ordered_ids(len(columns[0]), now, randbits(RANDOM_BITS))
+        return tick_copy_text(batch.kind, columns, ids), bad, None
     columns = bar_columns(batch.rows, now)  # every bar storable, as a REST page nearly always is
     if columns is None:
         good, bad = split_storable(batch.kind, batch.rows, now)
