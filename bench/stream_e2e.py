@@ -11,7 +11,10 @@ PostgreSQL, each its own process, as in production.
   keys not stored (trades by id, quotes by their whole state, as the stores key them),
   duplicated = deliveries applied twice (from the batch ledger). The rate is N / (first event
   sent -> last row inserted).
-- Burst: as fast as the simulator sends. Sustained (full run only): paced at the burst's rate
+- Burst: as fast as the simulator sends, at one event per frame (the worst case: every event
+  costs a WebSocket frame on both sides), and again at ``FEED_PER_FRAME`` events per frame,
+  the feed's shape when it is busy (the vendor sends arrays of events; specs/polygon-massive.md).
+  Sustained (full run only): at ``FEED_PER_FRAME`` events per frame, paced at that burst's rate
   for 60 s, then 20% slower, up to three tries; the sustained figure is the fastest paced run
   that kept up (nothing lost or duplicated, drained, done within ``SUSTAIN_SLACK_S`` of its
   60 s), or none. Every run is printed.
@@ -72,6 +75,8 @@ QUIET_S = 1.0  # queues empty, nothing unacked (acked = committed) and no new ro
 SUSTAIN_S = 60
 SUSTAIN_SLACK_S = 5  # a paced run that ends later than this after its 60 s fell behind
 BARE_ROWS, BARE_BATCH = 100_000, 1_000  # the bare COPY baseline
+FEED_PER_FRAME = 10  # the second burst's and the sustained runs' events per frame
+POOL_EVENTS = 65_536  # distinct quotes in the load pool (bench.stream_sim); built at subscribe
 PIPELINE_CPU = ("stream", "celery", "redis", "postgres")  # what cpu_seconds_per_million counts
 
 
@@ -263,6 +268,7 @@ def throughput_run(
     inject_faults: bool,
     stream_env: dict[str, str] | None = None,
     redis_pid: int | None = None,
+    per_frame: int = 1,
 ) -> dict[str, Any]:
     record = p.home / "truth.jsonl"
 
@@ -276,8 +282,15 @@ def throughput_run(
     cpu_before = cpu_now()
     sim, url = start(
         p.home,
-        *("--load-events", str(events), "--load-rate", str(rate), "--events-per-frame", "1"),
-        *("--pool-frames", "65536", "--record", str(record)),
+        *(
+            "--load-events",
+            str(events),
+            "--load-rate",
+            str(rate),
+            "--events-per-frame",
+            str(per_frame),
+        ),
+        *("--pool-frames", str(POOL_EVENTS // per_frame), "--record", str(record)),
     )
     stream = spawn(
         p.home,
@@ -418,12 +431,16 @@ def end_to_end(
         rate: float,
         then: Callable[[Pipeline], None] | None = None,
         stream_env: dict[str, str] | None = None,
+        per_frame: int = 1,
     ) -> dict[str, Any]:
         with pipeline(home, redis_url, next(redis_dbs), label) as p:
             plant = inject_faults and not runs
-            run = throughput_run(p, events, rate, start, stop, plant, stream_env, redis_pid)
+            run = throughput_run(
+                p, events, rate, start, stop, plant, stream_env, redis_pid, per_frame
+            )
             if then is not None:
                 then(p)
+        run["per_frame"] = per_frame
         celery_rss.append(p.celery_rss_mb)
         runs.append(run)
         labels.append(label)
@@ -447,10 +464,15 @@ def end_to_end(
     no_journal = run_in_own_pipeline(
         "burst-no-journal", burst_events, 0, stream_env={"RRR_JOURNAL": "off"}
     )
-    if not quick:  # hold the burst's rate for 60 s; slower until a run keeps up
-        rate = int(burst["rate"] // 1000 * 1000)
+    feed_burst = run_in_own_pipeline(
+        f"burst-{FEED_PER_FRAME}-per-frame", burst_events, 0, per_frame=FEED_PER_FRAME
+    )
+    if not quick:  # hold that burst's rate for 60 s; slower until a run keeps up
+        rate = int(feed_burst["rate"] // 1000 * 1000)
         for attempt in range(3):
-            run = run_in_own_pipeline(f"paced{attempt}", rate * SUSTAIN_S, rate)
+            run = run_in_own_pipeline(
+                f"paced{attempt}", rate * SUSTAIN_S, rate, per_frame=FEED_PER_FRAME
+            )
             if kept_up(run):
                 break
             rate = int(rate * 0.8 // 1000 * 1000)
@@ -459,10 +481,10 @@ def end_to_end(
         "End to end: simulator -> rrr stream -> Redis -> Celery (2 processes) -> PostgreSQL,"
         " each run in a clean schema and Redis database (dup: deliveries applied twice;"
         " stray: stored rows the ground truth does not hold)",
-        ["run", "offered/s", "events", "s", "events/s", "lost", "dup", "stray", "drained",
-         "kept up"],
-        [[label, r["offered_rate"] or "max", r["events"], round(r["seconds"], 1), r["rate"],
-          r["lost"], r["duplicated"], r["unexpected"],
+        ["run", "per frame", "offered/s", "events", "s", "events/s", "lost", "dup", "stray",
+         "drained", "kept up"],
+        [[label, r["per_frame"], r["offered_rate"] or "max", r["events"], round(r["seconds"], 1),
+          r["rate"], r["lost"], r["duplicated"], r["unexpected"],
           "yes" if r["drained"] else f"no ({DRAIN_TIMEOUT_S} s)",
           "" if label.startswith("burst") else ("yes" if kept_up(r) else "no")]
          for label, r in zip(labels, runs, strict=True)],
@@ -512,8 +534,14 @@ def end_to_end(
         "cpu_seconds_per_million_ticks": round(burst["cpu_per_million"], 2),
         **{f"cpu_seconds_per_million_{n}": round(burst["cpu"][n] / burst["events"] * 1e6, 2)
            for n in (*PIPELINE_CPU, "simulator")},
+        f"e2e_burst_{FEED_PER_FRAME}_per_frame_ticks_per_s": round(feed_burst["rate"]),
+        f"e2e_burst_{FEED_PER_FRAME}_per_frame_vs_bare_copy_ratio":
+            round(feed_burst["rate"] / bare_copy, 3),
+        f"cpu_seconds_per_million_ticks_{FEED_PER_FRAME}_per_frame":
+            round(feed_burst["cpu_per_million"], 2),
     }  # fmt: skip
     if not quick:
+        figures["e2e_sustained_events_per_frame"] = FEED_PER_FRAME
         figures["e2e_sustained_60s_ticks_per_s"] = round(best["rate"]) if best else None
         figures["e2e_sustained_60s_offered_per_s"] = best["offered_rate"] if best else None
         if best:  # the long run's figures: start-up costs weigh least there
