@@ -78,6 +78,11 @@ class StreamStats:
         self.spool_bytes = 0
         self.spool_max_bytes = 0
         self.publish_queue = 0
+        # The batch limits in force: the configured ones, grown while the store is behind
+        # (rrr.batching.grown_limits); 0 until the stream worker sets them.
+        self.batch_size_limit = 0
+        self.batch_max_age_ms = 0
+        self.batch_growth = 1  # how many times the configured limits they are
         self.broker_up = True
         self.stopped_ms = 0  # set by the final heartbeat of a clean shutdown
         self._lags_ms: deque[int] = deque(maxlen=LAG_SAMPLES)
@@ -120,6 +125,9 @@ class StreamStats:
             "batches.items_republished": self.items_republished,
             "batches.awaiting_applied": self.awaiting_applied,
             "batches.queued": self.publish_queue,
+            "batches.size_limit": self.batch_size_limit,
+            "batches.max_age_ms": self.batch_max_age_ms,
+            "batches.growth": self.batch_growth,
             "broker.up": self.broker_up,
             "spool.bytes": self.spool_bytes,
             "spool.max_bytes": self.spool_max_bytes,

@@ -66,7 +66,7 @@ def _stream_section(stats: dict[str, Any], now_ms: int) -> dict[str, Any]:
     beat_ms, started_ms = worker.get("heartbeat_ms"), worker.get("started_ms")
     up_s = (beat_ms - started_ms) / 1000 if beat_ms and started_ms else 0.0
     messages = int(ws.get("message_count", 0))
-    spool = stats.get("spool", {})
+    spool, batches = stats.get("spool", {}), stats.get("batches", {})
     return {
         "alive": bool(stats.get("alive")),
         "connected": bool(ws.get("connected")),
@@ -85,6 +85,12 @@ def _stream_section(stats: dict[str, Any], now_ms: int) -> dict[str, Any]:
         "journal": {
             "bytes": int(spool.get("bytes", 0)),
             "max_bytes": int(spool.get("max_bytes", 0)),
+        },
+        # The batch limits in force (0: a stream worker from before they were reported).
+        "batches": {
+            "size_limit": int(batches.get("size_limit", 0)),
+            "max_age_ms": int(batches.get("max_age_ms", 0)),
+            "growth": int(batches.get("growth", 1)),
         },
         "lease": stats.get("lease"),  # a standby's lease, when the stream worker has one
         "stats": stats,  # rrr.stats.get_stats as it is
@@ -295,6 +301,14 @@ def _process_rows(table: Table, snapshot: dict[str, Any]) -> None:
         table.add_row(
             "journal", f"{journal['bytes'] / 1e6:.1f} of {journal['max_bytes'] / 1e6:.0f} MB"
         )
+        limits = stream["batches"]
+        if limits["size_limit"]:
+            grown = limits["growth"]
+            table.add_row(
+                "batches close at",
+                f"{limits['size_limit']:,} rows or {limits['max_age_ms']:,} ms"
+                + (f" ([yellow]x{grown}[/]: the store is behind)" if grown > 1 else ""),
+            )
     if stream["lease"]:  # a standby pair's lease: whatever it records (holder, takeovers ...)
         lease = stream["lease"]
         shown = (

@@ -91,6 +91,7 @@ class StreamWorker:
         self._source = source
         self._tickers = tuple(tickers)
         self.stats = stats or StreamStats(started_ms=clock.now_ms())
+        self._note_batch_limits()
         self._gaps = GapTracker()
         # Prometheus reads self.stats when scraped (rrr.metrics.stream); served by
         # workers.stream_process when RRR_METRICS_PORT is set.
@@ -228,6 +229,11 @@ class StreamWorker:
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _note_batch_limits(self) -> None:
+        self.stats.batch_size_limit = self._batcher.size
+        self.stats.batch_max_age_ms = self._batcher.max_age_ms
+        self.stats.batch_growth = self._batcher.size // self._batcher.base_size
+
     def _emit(self, batches: list[Batch]) -> None:
         for batch in batches:
             gaps = self._gaps.observe(batch.kind, batch.rows)
@@ -238,6 +244,7 @@ class StreamWorker:
         if batches and self._journal is not None:
             # Larger batches while the store is behind (rrr.batching.grown_limits).
             self._batcher.grow(self._journal.pending_bytes)
+            self._note_batch_limits()
         # A full group went from _handle_others, the only place the group grows; an old one
         # goes here.
         if (

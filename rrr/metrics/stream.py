@@ -122,6 +122,16 @@ class StreamStatsCollector(Collector):
         yield _gauge(
             "rrr_stream_publish_queue_items", "Items queued for the publisher", s.publish_queue
         )
+        yield _gauge(
+            "rrr_stream_batch_size_limit_rows",
+            "Rows a batch closes at now: the configured size, grown while the store is behind",
+            s.batch_size_limit,
+        )
+        yield _gauge(
+            "rrr_stream_batch_max_age_seconds",
+            "Age a batch closes at now: the configured one, grown while the store is behind",
+            s.batch_max_age_ms / 1000,
+        )
         yield _gauge("rrr_stream_started_timestamp_seconds", "Start time", s.started_ms / 1000)
         if s.last_message_ms:
             yield _gauge(

@@ -88,6 +88,14 @@ def test_fresh_then_stale_then_down(
             assert trades["lag_s"] < STALE_AFTER_S and trades["rows_5m"] > 0
             assert trades["rows_1h"] >= trades["rows_5m"]
         assert fresh["database"]["rows"]["crypto_trades"] > 0
+        # 200 events/s: the store keeps up, so batches close at the configured limits.
+        assert fresh["stream"]["batches"] == {"size_limit": 1000, "max_age_ms": 20, "growth": 1}
+        shown = subprocess.run(
+            [sys.executable, "-m", "rrr_cli", "status"],
+            cwd=ROOT, env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120,
+        ).stdout  # fmt: skip
+        assert "batches close at" in shown and "1,000 rows or 20 ms" in shown, shown
+        assert "the store is behind" not in shown
 
         sim.stop()  # the feed is gone; the stream worker lives on, reconnecting
         wait_until(lambda: level_is("stale"), 60, "rrr status to say stale", poll_s=1.0)

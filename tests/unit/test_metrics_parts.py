@@ -39,6 +39,7 @@ def test_the_page_is_stream_stats_at_scrape_time() -> None:
     stats.by_kind["trades"], stats.by_kind["quotes"], stats.statuses = 7, 5, 2
     stats.rejected, stats.reconnects, stats.connected = 3, 1, True
     stats.spool_bytes, stats.awaiting_applied, stats.last_message_ms = 4096, 9, NOW - 250
+    stats.batch_size_limit, stats.batch_max_age_ms = 6000, 120  # grown x6
     got = page(metrics)
     assert got[("rrr_stream_messages_total", (("kind", "trades"),))] == 7
     assert got[("rrr_stream_messages_total", (("kind", "quotes"),))] == 5
@@ -49,6 +50,8 @@ def test_the_page_is_stream_stats_at_scrape_time() -> None:
     assert got[("rrr_stream_connected", ())] == 1
     assert got[("rrr_stream_journal_bytes", ())] == 4096
     assert got[("rrr_stream_journal_awaiting_items", ())] == 9
+    assert got[("rrr_stream_batch_size_limit_rows", ())] == 6000
+    assert got[("rrr_stream_batch_max_age_seconds", ())] == 0.12
     assert got[("rrr_stream_last_message_age_seconds", ())] == 0.25
     assert got[("rrr_stream_last_event_age_seconds", (("ticker", "X:BTCUSD"),))] == 1.5
     stats.by_kind["trades"] = 8  # the next scrape reads the counters anew

@@ -279,12 +279,16 @@ def test_the_open_batch_is_handed_on_even_when_the_transport_dies(tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    ("step_bytes", "sizes"),
-    [(10**12, [2] * 12 + [1]), (1, [2, 20, 3])],
+    ("step_bytes", "sizes", "growth"),
+    [(10**12, [2] * 12 + [1], 1), (1, [2, 20, 3], 10)],
     ids=["keeping-up", "behind"],
 )
 def test_batches_grow_while_the_journal_holds_a_backlog(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step_bytes: int, sizes: list[int]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    step_bytes: int,
+    sizes: list[int],
+    growth: int,
 ) -> None:
     """Nothing confirms here, so every batch stays in the journal: with a step of one byte the
     first batch is backlog enough for the most growth (rrr.batching.grown_limits)."""
@@ -293,3 +297,7 @@ def test_batches_grow_while_the_journal_holds_a_backlog(
     h.stream.script += [frame(xt(n)) for n in range(25)] + [lambda _: h.worker.stop()]
     h.worker.run()
     assert [len(b.rows) for b in h.batches] == sizes
+    stats = h.worker.stats  # what `rrr status` and Prometheus show: the limits in force
+    assert (stats.batch_size_limit, stats.batch_max_age_ms) == (2 * growth, 50 * growth)
+    assert stats.batch_growth == growth
+    assert stats.snapshot(0)["batches.growth"] == growth
