@@ -121,9 +121,8 @@ class FramePool:
         id_pos: list[int] = []
         id_event: list[int] = []
         for f in range(self.frame_count):
-            encoded = [
-                orjson.dumps(e) for e in self.templates[f * events_per_frame :][:events_per_frame]
-            ]
+            first = f * events_per_frame  # a slice to the end here made the pool quadratic
+            encoded = [orjson.dumps(e) for e in self.templates[first : first + events_per_frame]]
             frame = encode_frame_payload(b"[" + b",".join(encoded) + b"]")
             at = frame_starts[-1] + len(frame) - sum(map(len, encoded)) - len(encoded)  # 1st event
             for j, text in enumerate(encoded):
