@@ -25,7 +25,11 @@ COUNTER_BITS = 20
 MAX_ROWS = 1 << COUNTER_BITS  # rows one batch can number
 _COUNTER_DIGITS = COUNTER_BITS // 4  # the counter is the id's last 5 hex digits
 
-_counters: list[bytes] = []  # b"00000", b"00001", ...: made once, as far as batches reached
+# b"00000", b"00001", ...: made once, as far as batches reached, up to the first 65,536. A
+# tuple rebound whole, never extended in place: two threads growing it at once each bind a
+# complete one (a list extended by both could hold a counter twice).
+_COUNTERS_KEPT = 1 << 16
+_counters: tuple[bytes, ...] = ()
 
 
 def time_ordered_ids(count: int, ms: int, random_bits: int) -> list[bytes]:
@@ -40,6 +44,14 @@ def time_ordered_ids(count: int, ms: int, random_bits: int) -> list[bytes]:
     rand_b = random_bits & ((1 << 42) - 1)
     value = ms << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b << COUNTER_BITS
     head = str(uuid.UUID(int=value)).encode()[:-_COUNTER_DIGITS]
-    if len(_counters) < count:
-        _counters.extend(b"%05x" % i for i in range(len(_counters), count))
-    return list(map(head.__add__, _counters[:count]))
+    return list(map(head.__add__, _counter_digits(count)))
+
+
+def _counter_digits(count: int) -> tuple[bytes, ...]:
+    global _counters
+    counters = _counters
+    if len(counters) < min(count, _COUNTERS_KEPT):
+        counters = _counters = tuple(b"%05x" % i for i in range(min(count, _COUNTERS_KEPT)))
+    if count > len(counters):  # a batch past the kept ones: the rest made for it alone
+        return counters + tuple(b"%05x" % i for i in range(len(counters), count))
+    return counters[:count]

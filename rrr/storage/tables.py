@@ -244,9 +244,8 @@ def sqlite_insert(table: Table) -> str:
 
 def postgres_stage(table: Table) -> str:
     """The temp table a batch is COPied into (see rrr/storage/postgres/ticks.py)."""
-    columns = ", ".join(
-        ["id uuid"] * table.writer_ids + [f"{c.field} {c.stage_type}" for c in table.columns]
-    )
+    ids = ["id uuid"] if table.writer_ids else []
+    columns = ", ".join(ids + [f"{c.field} {c.stage_type}" for c in table.columns])
     return f"CREATE TEMP TABLE IF NOT EXISTS {table.stage} ({columns}) ON COMMIT DELETE ROWS"
 
 
